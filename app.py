@@ -1,0 +1,45 @@
+"""The Chalice app: wiring only. Logic lives in chalicelib/.
+
+Lambdas: ``ws_authorizer`` (the WebSocket API's REQUEST authorizer), the
+``$connect``/``$default``/``$disconnect`` handlers, and ``notify`` for other
+back-end services. Importing this module must stay cheap and must not import
+boto3: the authorizer Lambda imports it on every cold start.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Chalice
+from chalice.app import WebsocketEvent
+
+from chalicelib import runtime
+
+app = Chalice(app_name="ws-cognito")
+
+
+@app.lambda_function(name="ws_authorizer")
+def ws_authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """REQUEST authorizer: raises Exception('Unauthorized') (401), or returns a Deny/Allow policy."""
+    return runtime.authorize(event)
+
+
+@app.on_ws_connect()
+def connect(event: WebsocketEvent) -> dict[str, Any]:
+    return runtime.service().on_connect(event.to_dict())
+
+
+@app.on_ws_message()
+def message(event: WebsocketEvent) -> dict[str, Any]:
+    """Chalice registers only $default, so the service dispatches on the frame's ``action``."""
+    return runtime.service().on_message(event.to_dict())
+
+
+@app.on_ws_disconnect()
+def disconnect(event: WebsocketEvent) -> dict[str, Any]:
+    return runtime.service().on_disconnect(event.to_dict())
+
+
+@app.lambda_function(name="notify")
+def notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``{"userId"|"username": ..., "data": ...}`` -> pushed to all that user's connections."""
+    return runtime.service().notify(event)

@@ -1,0 +1,163 @@
+"""The REQUEST authorizer's decision: policy and context from a verified token.
+
+API Gateway reads three outcomes from a Lambda authorizer: an exception with the
+message ``Unauthorized`` (401), a policy that denies ``execute-api:Invoke``
+(403), or one that allows it. On Allow, ``context`` is handed to every route of
+the connection as ``requestContext.authorizer``; API Gateway rejects the whole
+answer if a context value is not a string, number or boolean, or if the answer
+is too large, so the context is flattened and capped here.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Mapping, Protocol
+
+from .errors import AuthError, Forbidden, Unauthorized
+from .settings import Settings
+from .tokens import extract_token, header
+
+logger = logging.getLogger("ws.authorizer")
+
+MAX_CONTEXT_VALUE = 1024
+MAX_CONTEXT_BYTES = 6144  # the whole answer must stay under 8 KB
+QUERY_PREFIX = "query_"
+HEADER_PREFIX = "header_"
+
+Scalar = str | int | float | bool
+DenyHook = Callable[[Mapping[str, Any], Mapping[str, Any]], str | None]
+
+
+class Verifier(Protocol):
+    def verify(self, token: str) -> dict[str, Any]: ...
+
+
+def policy(principal_id: str, effect: str, resource: str,
+           context: Mapping[str, Scalar] | None = None) -> dict[str, Any]:
+    """An IAM policy answer for API Gateway."""
+    answer: dict[str, Any] = {
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": resource}],
+        },
+    }
+    if context is not None:
+        answer["context"] = dict(context)
+    return answer
+
+
+def _scalar(value: Any) -> Scalar | None:
+    if isinstance(value, bool) or isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        return value[:MAX_CONTEXT_VALUE]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return ",".join(value)[:MAX_CONTEXT_VALUE]
+    return None
+
+
+def claim_groups(claims: Mapping[str, Any]) -> list[str]:
+    groups = claims.get("cognito:groups") or []
+    return [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else []
+
+
+def claim_scopes(claims: Mapping[str, Any]) -> list[str]:
+    scope = claims.get("scope")
+    return scope.split() if isinstance(scope, str) else []
+
+
+def build_context(claims: Mapping[str, Any], source: str, event: Mapping[str, Any],
+                  settings: Settings) -> dict[str, Scalar]:
+    """The flat context: identity claims, custom claims and allow-listed request values."""
+    username = claims.get("username") or claims.get("cognito:username") or ""
+    context: dict[str, Scalar] = {
+        "sub": claims["sub"],
+        "username": username,
+        "token_use": claims.get("token_use", ""),
+        "iss": claims.get("iss", ""),
+        "tokenSource": source,
+        "groups": ",".join(claim_groups(claims)),
+    }
+    for name in ("email", "client_id", "aud", "scope", "auth_time", "exp", "iat"):
+        value = _scalar(claims.get(name))
+        if value is not None:
+            context[name] = value
+    if "client_id" not in context and isinstance(claims.get("aud"), str):
+        context["client_id"] = claims["aud"]
+    for name, value in claims.items():
+        if name.startswith("custom:") or name in settings.context_claims:
+            flat = _scalar(value)
+            if flat is not None:
+                context[name.replace(":", "_")] = flat
+    params = event.get("queryStringParameters") or {}
+    for name in settings.context_query_params:
+        value = params.get(name)
+        if isinstance(value, str):
+            context[QUERY_PREFIX + name] = value[:MAX_CONTEXT_VALUE]
+    for name in settings.context_headers:
+        value = header(event, name)
+        if value is not None:
+            context[HEADER_PREFIX + name] = value[:MAX_CONTEXT_VALUE]
+    return _cap(context)
+
+
+def _cap(context: dict[str, Scalar]) -> dict[str, Scalar]:
+    """Drop the largest optional entries until the context fits the answer limit."""
+    protected = {"sub", "username", "token_use", "iss", "tokenSource"}
+    while len(json.dumps(context)) > MAX_CONTEXT_BYTES:
+        optional = [k for k in context if k not in protected]
+        if not optional:
+            break
+        largest = max(optional, key=lambda k: len(str(context[k])))
+        logger.warning(json.dumps({"event": "context_truncated", "dropped": largest}))
+        del context[largest]
+    return context
+
+
+def check_permissions(claims: Mapping[str, Any], settings: Settings) -> None:
+    """Required groups/scopes are any-of; a miss is a Deny, not a 401."""
+    if settings.required_groups and not settings.required_groups.intersection(claim_groups(claims)):
+        raise Forbidden("not in a required group", reason="missing_group")
+    if settings.required_scopes and not settings.required_scopes.intersection(claim_scopes(claims)):
+        raise Forbidden("no required scope", reason="missing_scope")
+
+
+def _log(decision: str, reason: str, event: Mapping[str, Any], **extra: Any) -> None:
+    request = event.get("requestContext") or {}
+    record = {
+        "event": "authorize",
+        "decision": decision,
+        "reason": reason,
+        "connectionId": request.get("connectionId"),
+        "sourceIp": (request.get("identity") or {}).get("sourceIp"),
+        **extra,
+    }
+    logger.info(json.dumps(record, default=str))
+
+
+def authorize(event: Mapping[str, Any], settings: Settings, verifier: Verifier,
+              deny_hook: DenyHook | None = None) -> dict[str, Any]:
+    """Decide on one upgrade request. Raises ``Exception('Unauthorized')`` for 401."""
+    method_arn = event.get("methodArn") or "*"
+    source = None
+    try:
+        extracted = extract_token(event, settings)
+        source = extracted.source
+        claims = verifier.verify(extracted.token)
+    except Unauthorized as error:
+        _log("unauthorized", error.reason, event, source=source)
+        raise Exception("Unauthorized") from None
+    sub = claims["sub"]
+    try:
+        check_permissions(claims, settings)
+        if deny_hook is not None:
+            why = deny_hook(claims, event)
+            if why:
+                raise Forbidden(why, reason="deny_hook")
+    except AuthError as error:
+        _log("deny", error.reason, event, source=source, sub=sub)
+        return policy(sub, "Deny", method_arn)
+    context = build_context(claims, extracted.source, event, settings)
+    _log("allow", "ok", event, source=source, sub=sub, token_use=claims.get("token_use"))
+    return policy(sub, "Allow", method_arn, context)

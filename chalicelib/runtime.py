@@ -1,0 +1,90 @@
+"""Per-container wiring: the objects app.py's handlers use, built once, lazily.
+
+Lambda reuses a container for many invocations, so settings, the verifier (and
+its JWKS cache), the repository and the broadcasters live here for the life of
+the process. The authorizer path touches only settings and the verifier, so
+it never imports boto3; the DynamoDB and management clients are created on the
+first handler that needs them.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Mapping
+
+from . import authorizer as _authorizer
+from .settings import Settings, get_settings, reset_settings
+from .verifier import CognitoJwtVerifier
+
+_lock = threading.Lock()
+_verifier: CognitoJwtVerifier | None = None
+_service: Any = None
+deny_hook: _authorizer.DenyHook | None = None
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def verifier() -> CognitoJwtVerifier:
+    global _verifier
+    if _verifier is None:
+        with _lock:
+            if _verifier is None:
+                s = settings()
+                _verifier = CognitoJwtVerifier(
+                    issuers=s.issuers,
+                    client_ids=s.app_client_ids,
+                    token_uses=s.token_uses,
+                    leeway=s.jwt_leeway,
+                    max_token_bytes=s.max_token_bytes,
+                    jwks_timeout=s.jwks_timeout,
+                    jwks_cooldown=s.jwks_cooldown,
+                )
+    return _verifier
+
+
+def authorize(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The ws_authorizer Lambda's answer for one upgrade request."""
+    return _authorizer.authorize(event, settings(), verifier(), deny_hook)
+
+
+def service() -> Any:
+    """The ConnectionService, with a real DynamoDB and management API behind it."""
+    global _service
+    if _service is None:
+        with _lock:
+            if _service is None:
+                _service = _build_service(settings())
+    return _service
+
+
+def _build_service(s: Settings) -> Any:
+    from . import aws
+    from .broadcaster import Broadcaster
+    from .repository import ConnectionRepository
+    from .service import ConnectionService
+
+    repository = ConnectionRepository(s.connections_table)
+    broadcasters: dict[str, Broadcaster] = {}
+
+    def broadcaster_for(endpoint: str) -> Broadcaster:
+        if endpoint not in broadcasters:
+            broadcasters[endpoint] = Broadcaster(aws.management_client(endpoint),
+                                                 on_gone=repository.delete_connections)
+        return broadcasters[endpoint]
+
+    def endpoint_for(domain: str, stage: str, api_id: str) -> str:
+        return aws.management_endpoint(domain, stage, api_id=api_id or None,
+                                       region=os.environ.get("AWS_REGION"), override=s.management_url)
+
+    return ConnectionService(s, repository, broadcaster_for, endpoint_for)
+
+
+def reset() -> None:
+    """Forget everything built (tests change the environment between cases)."""
+    global _verifier, _service
+    with _lock:
+        _verifier = None
+        _service = None
+    reset_settings()

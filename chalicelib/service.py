@@ -1,0 +1,246 @@
+"""Connection lifecycle and messaging: what $connect, $default, $disconnect and
+``notify`` do, with the repository and the broadcaster injected.
+
+Nothing can be posted to a connection during its ``$connect`` (it is not open
+yet), and Chalice's ``$default`` has no route response, so every answer to a
+client (acks, errors, echoes) goes back through the management API.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Callable, Iterable, Mapping
+
+from .authorizer import HEADER_PREFIX, QUERY_PREFIX
+from .protocol import DEFAULT_ROUTE, Frame, ProtocolError, encode, error_frame, now_ms, parse_frame, require
+from .repository import ConnectionExists, ConnectionNotFound, ConnectionRecord, ConnectionRepository
+from .settings import Settings
+from .tokens import offered_subprotocols
+
+logger = logging.getLogger("ws.service")
+
+BroadcasterFactory = Callable[[str], Any]  # management endpoint -> Broadcaster
+EndpointResolver = Callable[[str, str, str], str]  # domain, stage, api id -> endpoint
+
+_IDENTITY_KEYS = {"principalId", "integrationLatency"}
+
+
+def _response(status: int, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"statusCode": status}
+    if headers:
+        answer["headers"] = dict(headers)
+    return answer
+
+
+class ConnectionService:
+    def __init__(self, settings: Settings, repository: ConnectionRepository,
+                 broadcaster_for: BroadcasterFactory, endpoint_for: EndpointResolver,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.repository = repository
+        self._broadcaster_for = broadcaster_for
+        self._endpoint_for = endpoint_for
+        self._clock = clock
+
+    # -- $connect -----------------------------------------------------------------
+
+    def on_connect(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Store the connection; refuse it when no authorizer vouched for it."""
+        request = event.get("requestContext") or {}
+        authorizer = request.get("authorizer") or {}
+        principal = authorizer.get("principalId")
+        connection_id = request.get("connectionId")
+        if not isinstance(principal, str) or not principal or not connection_id:
+            # A $connect route deployed without the authorizer must fail closed.
+            self._log("connect_refused", connection_id, reason="no_principal")
+            return _response(403)
+        record = self._record(event, request, authorizer, principal)
+        try:
+            self.repository.put_connection(record)
+        except ConnectionExists:
+            self._log("connect_refused", connection_id, reason="duplicate_connection_id")
+            return _response(409)
+        self._log("connect", connection_id, user=principal, source=record.token_source)
+        headers = {}
+        if self.settings.protocol_marker in offered_subprotocols(event):
+            headers["Sec-WebSocket-Protocol"] = self.settings.protocol_marker
+        return _response(200, headers)
+
+    def _record(self, event: Mapping[str, Any], request: Mapping[str, Any],
+                authorizer: Mapping[str, Any], principal: str) -> ConnectionRecord:
+        connected_at = request.get("connectedAt")
+        if not isinstance(connected_at, int):
+            connected_at = int(self._clock() * 1000)
+        claims = {k: v for k, v in authorizer.items()
+                  if k not in _IDENTITY_KEYS and not k.startswith((QUERY_PREFIX, HEADER_PREFIX))
+                  and isinstance(v, (str, int, float, bool))}
+        client_params = {k: str(v) for k, v in authorizer.items() if k.startswith((QUERY_PREFIX, HEADER_PREFIX))}
+        identity = request.get("identity") or {}
+        return ConnectionRecord(
+            connection_id=request["connectionId"],
+            user_id=principal,
+            username=str(authorizer.get("username") or ""),
+            claims=claims,
+            connected_at=connected_at,
+            source_ip=str(identity.get("sourceIp") or ""),
+            user_agent=str(identity.get("userAgent") or ""),
+            stage=str(request.get("stage") or ""),
+            domain=str(request.get("domainName") or ""),
+            api_id=str(request.get("apiId") or ""),
+            client_params=client_params,
+            token_source=str(authorizer.get("tokenSource") or ""),
+            ttl=connected_at // 1000 + self.settings.connection_ttl_seconds,
+        )
+
+    # -- $disconnect --------------------------------------------------------------
+
+    def on_disconnect(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Remove the connection and its subscriptions; safe to run twice."""
+        connection_id = (event.get("requestContext") or {}).get("connectionId")
+        if connection_id:
+            removed = self.repository.delete_connection(connection_id)
+            self._log("disconnect", connection_id, removed=removed)
+        return _response(200)
+
+    # -- $default (all actions) ---------------------------------------------------
+
+    def on_message(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        request = event.get("requestContext") or {}
+        connection_id = request["connectionId"]
+        endpoint = self._endpoint_for(request.get("domainName", ""), request.get("stage", ""),
+                                      request.get("apiId", ""))
+        broadcaster = self._broadcaster_for(endpoint)
+        request_id = None
+        try:
+            frame = parse_frame(event.get("body"), bool(event.get("isBase64Encoded")))
+            request_id = frame.body.get("id")
+            reply = self._dispatch(frame, connection_id, broadcaster)
+        except ProtocolError as error:
+            self._log("bad_message", connection_id, code=error.code)
+            reply = error_frame(error.code, error.message, request_id)
+        if reply is not None:
+            broadcaster.send(connection_id, encode(reply))
+        return _response(200)
+
+    def _dispatch(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any] | None:
+        handler = getattr(self, "_action_" + frame.action.lstrip("$"))
+        return handler(frame, connection_id, broadcaster)
+
+    def _sender(self, connection_id: str) -> ConnectionRecord:
+        record = self.repository.get_connection(connection_id)
+        if record is None:
+            raise ProtocolError("not_connected", "this connection is not registered")
+        return record
+
+    def _ack(self, frame: Frame, report: Any, **extra: Any) -> dict[str, Any]:
+        ack = {"type": "ack", "action": frame.action, **extra, **_counts(report)}
+        if frame.body.get("id") is not None:
+            ack["id"] = frame.body["id"]
+        return ack
+
+    def _action_sendmessage(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any]:
+        sender = self._sender(connection_id)
+        data = require(frame, "data", object)
+        message = encode({"type": "message", "from": _who(sender), "data": data, "timestamp": now_ms()})
+        report = broadcaster.broadcast(_flatten(self.repository.iter_connection_ids()), message,
+                                       exclude=(connection_id,))
+        return self._ack(frame, report)
+
+    def _action_subscribe(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any]:
+        topic = require(frame, "topic")
+        try:
+            self.repository.subscribe(connection_id, topic)
+        except ValueError as error:
+            raise ProtocolError("bad_field", str(error)) from None
+        except ConnectionNotFound:
+            raise ProtocolError("not_connected", "this connection is not registered") from None
+        return {"type": "subscribed", "topic": topic}
+
+    def _action_unsubscribe(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any]:
+        topic = require(frame, "topic")
+        try:
+            existed = self.repository.unsubscribe(connection_id, topic)
+        except ValueError as error:
+            raise ProtocolError("bad_field", str(error)) from None
+        return {"type": "unsubscribed", "topic": topic, "wasSubscribed": existed}
+
+    def _action_publish(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any]:
+        topic = require(frame, "topic")
+        data = require(frame, "data", object)
+        sender = self._sender(connection_id)
+        message = encode({"type": "publish", "topic": topic, "from": _who(sender), "data": data,
+                          "timestamp": now_ms()})
+        try:
+            subscribers = self.repository.subscriber_ids(topic)
+        except ValueError as error:
+            raise ProtocolError("bad_field", str(error)) from None
+        report = broadcaster.broadcast(subscribers, message, exclude=(connection_id,))
+        return self._ack(frame, report, topic=topic)
+
+    def _action_whoami(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any]:
+        return {"type": "whoami", "identity": self._sender(connection_id).identity()}
+
+    def _action_default(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any]:
+        """The seeds' $default: echo the message with the data stored for the connection."""
+        return {"type": "echo", "message": frame.body, "connection": self._sender(connection_id).identity()}
+
+    # -- notify (back-end services) -----------------------------------------------
+
+    def notify(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Deliver ``data`` to every connection of one user (by sub or username)."""
+        if not isinstance(payload, Mapping):
+            return _notify_error("bad_request", "payload must be a JSON object")
+        user_id, username = payload.get("userId"), payload.get("username")
+        if "data" not in payload:
+            return _notify_error("missing_field", "notify needs 'data'")
+        if bool(user_id) == bool(username) or not isinstance(user_id or username, str):
+            return _notify_error("bad_request", "give exactly one of 'userId' or 'username' (a string)")
+        if user_id:
+            ids = self.repository.connection_ids_for_user(user_id)
+        else:
+            ids = self.repository.connection_ids_for_username(username)
+        try:
+            message = encode({"type": "notification", "data": payload["data"], "timestamp": now_ms()})
+        except ProtocolError as error:
+            return _notify_error(error.code, error.message)
+        if not ids:
+            return {"ok": True, "connections": 0, "delivered": 0, "gone": 0, "failed": 0}
+        endpoint = self._endpoint_for_connections(ids)
+        if endpoint is None:
+            return {"ok": True, "connections": 0, "delivered": 0, "gone": 0, "failed": 0}
+        report = self._broadcaster_for(endpoint).broadcast(ids, message)
+        self._log("notify", None, user=user_id or username, **_counts(report))
+        return {"ok": True, "connections": len(ids), **_counts(report)}
+
+    def _endpoint_for_connections(self, ids: Iterable[str]) -> str | None:
+        if self.settings.management_url:
+            return self.settings.management_url
+        for connection_id in ids:
+            record = self.repository.get_connection(connection_id)
+            if record is not None:
+                return self._endpoint_for(record.domain, record.stage, record.api_id)
+        return None
+
+    def _log(self, event: str, connection_id: str | None, **extra: Any) -> None:
+        logger.info(json.dumps({"event": event, "connectionId": connection_id, **extra}, default=str))
+
+
+def _who(record: ConnectionRecord) -> dict[str, str]:
+    return {"userId": record.user_id, "username": record.username}
+
+
+def _counts(report: Any) -> dict[str, int]:
+    return {"delivered": len(report.delivered), "gone": len(report.gone), "failed": len(report.failed)}
+
+
+def _flatten(pages: Iterable[list[str]]) -> Iterable[str]:
+    for page in pages:
+        yield from page
+
+
+def _notify_error(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+__all__ = ["ConnectionService", "DEFAULT_ROUTE"]

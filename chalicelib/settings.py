@@ -1,0 +1,203 @@
+"""Settings: every knob comes from environment variables set per stage.
+
+They are read and validated once per container (see ``get_settings``), so a
+misconfigured stage fails on its first invocation with an error that names the
+variable, instead of letting connections in with half a configuration.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+TOKEN_SOURCE_NAMES = ("header", "query", "protocol", "cookie")
+TOKEN_USES = ("access", "id")
+
+_POOL_ID = re.compile(r"^(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)_[0-9A-Za-z]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class SettingsError(ValueError):
+    """A configuration variable is missing or malformed."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+def issuer_url(region: str, pool_id: str) -> str:
+    """The Cognito issuer (``iss``) of a user pool."""
+    return f"https://cognito-idp.{region}.amazonaws.com/{pool_id}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration of one stage."""
+
+    user_pool_ids: tuple[str, ...]
+    issuers: Mapping[str, str]  # issuer -> JWKS URL
+    app_client_ids: frozenset[str]
+    token_uses: frozenset[str]
+    required_groups: frozenset[str] = frozenset()
+    required_scopes: frozenset[str] = frozenset()
+    token_sources: tuple[str, ...] = TOKEN_SOURCE_NAMES
+    token_header: str = "authorization"
+    token_query_params: tuple[str, ...] = ("access_token", "ID_Token")
+    token_cookie: str = "JWT"
+    csrf_cookie: str = "CSRF-TOKEN"
+    csrf_param: str = "csrf"
+    protocol_marker: str = "cognito-jwt"
+    allowed_origins: frozenset[str] = frozenset()
+    jwt_leeway: int = 0
+    max_token_bytes: int = 8192
+    jwks_timeout: float = 2.0
+    jwks_cooldown: float = 60.0
+    context_query_params: tuple[str, ...] = ()
+    context_headers: tuple[str, ...] = ()
+    context_claims: tuple[str, ...] = ()
+    connections_table: str = ""
+    management_url: str | None = None
+    connection_ttl_seconds: int = 2 * 3600 + 15 * 60
+
+
+def _csv(value: str | None) -> list[str]:
+    if not value:
+        return []
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _names(env: Mapping[str, str], var: str, default: str) -> tuple[str, ...]:
+    names = _csv(env.get(var, default))
+    for name in names:
+        if not _NAME.match(name):
+            raise SettingsError(var, f"{name!r} is not a valid name")
+    return tuple(names)
+
+
+def _single(env: Mapping[str, str], var: str, default: str) -> str:
+    names = _names(env, var, default)
+    if len(names) > 1:
+        raise SettingsError(var, "takes one name")
+    return names[0] if names else default
+
+
+def _number(env: Mapping[str, str], var: str, default: float, *, low: float,
+            high: float, integer: bool = False) -> float:
+    raw = env.get(var)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise SettingsError(var, f"{raw!r} is not {kind}") from None
+    if not low <= value <= high:
+        raise SettingsError(var, f"{value} is outside {low}..{high}")
+    return value
+
+
+def _pools(env: Mapping[str, str]) -> tuple[tuple[str, ...], dict[str, str]]:
+    pool_ids = tuple(_csv(env.get("COGNITO_USER_POOL_ID")))
+    if not pool_ids:
+        raise SettingsError("COGNITO_USER_POOL_ID", "required (one pool id, or several comma-separated)")
+    region_override = (env.get("COGNITO_REGION") or "").strip()
+    jwks_override = (env.get("COGNITO_JWKS_URL") or "").strip()
+    jwks_overrides = _csv(jwks_override)
+    if jwks_overrides and len(jwks_overrides) != len(pool_ids):
+        raise SettingsError("COGNITO_JWKS_URL", "give one URL per pool in COGNITO_USER_POOL_ID, same order")
+    issuers: dict[str, str] = {}
+    for index, pool_id in enumerate(pool_ids):
+        match = _POOL_ID.match(pool_id)
+        if not match:
+            raise SettingsError("COGNITO_USER_POOL_ID", f"{pool_id!r} is not a pool id like us-east-1_AbC123")
+        region = region_override or match.group("region")
+        issuer = issuer_url(region, pool_id)
+        jwks = jwks_overrides[index] if jwks_overrides else f"{issuer}/.well-known/jwks.json"
+        if not jwks.startswith(("https://", "http://")):
+            raise SettingsError("COGNITO_JWKS_URL", f"{jwks!r} is not an http(s) URL")
+        issuers[issuer] = jwks
+    return pool_ids, issuers
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; raises SettingsError naming the variable."""
+    env = os.environ if env is None else env
+    pool_ids, issuers = _pools(env)
+
+    client_ids = frozenset(_csv(env.get("COGNITO_APP_CLIENT_IDS")))
+    if not client_ids:
+        raise SettingsError("COGNITO_APP_CLIENT_IDS", "required (comma-separated app client ids)")
+
+    token_uses = frozenset(_csv(env.get("COGNITO_TOKEN_USE", "access,id")))
+    if not token_uses or not token_uses <= set(TOKEN_USES):
+        raise SettingsError("COGNITO_TOKEN_USE", "must be 'access', 'id' or 'access,id'")
+
+    sources = tuple(s.lower() for s in _csv(env.get("TOKEN_SOURCES", ",".join(TOKEN_SOURCE_NAMES))))
+    unknown = [s for s in sources if s not in TOKEN_SOURCE_NAMES]
+    if not sources or unknown or len(set(sources)) != len(sources):
+        raise SettingsError("TOKEN_SOURCES", f"must be an ordered list of distinct {', '.join(TOKEN_SOURCE_NAMES)}")
+
+    origins = frozenset(o.rstrip("/") for o in _csv(env.get("ALLOWED_ORIGINS")))
+    if "cookie" in sources and not origins:
+        raise SettingsError("ALLOWED_ORIGINS", "required when cookie auth is enabled in TOKEN_SOURCES")
+    for origin in origins:
+        if not re.match(r"^https?://[^/\s]+$", origin):
+            raise SettingsError("ALLOWED_ORIGINS", f"{origin!r} is not an origin like https://app.example.com")
+
+    table = (env.get("CONNECTIONS_TABLE") or "").strip()
+    if not re.match(r"^[A-Za-z0-9_.\-]{3,255}$", table):
+        raise SettingsError("CONNECTIONS_TABLE", "required: a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")
+
+    management_url = (env.get("WEBSOCKET_MANAGEMENT_URL") or "").strip().rstrip("/") or None
+    if management_url and not management_url.startswith(("https://", "http://")):
+        raise SettingsError("WEBSOCKET_MANAGEMENT_URL", f"{management_url!r} is not an http(s) URL")
+
+    marker = (env.get("TOKEN_PROTOCOL_MARKER") or "cognito-jwt").strip()
+    if not _NAME.match(marker):
+        raise SettingsError("TOKEN_PROTOCOL_MARKER", f"{marker!r} is not a valid subprotocol name")
+
+    return Settings(
+        user_pool_ids=pool_ids,
+        issuers=issuers,
+        app_client_ids=client_ids,
+        token_uses=token_uses,
+        required_groups=frozenset(_csv(env.get("REQUIRED_GROUPS"))),
+        required_scopes=frozenset(_csv(env.get("REQUIRED_SCOPES"))),
+        token_sources=sources,
+        token_header=_single(env, "TOKEN_HEADER", "Authorization").lower(),
+        token_query_params=_names(env, "TOKEN_QUERY_PARAMS", "access_token,ID_Token") or ("access_token",),
+        token_cookie=_single(env, "TOKEN_COOKIE", "JWT"),
+        csrf_cookie=_single(env, "CSRF_COOKIE", "CSRF-TOKEN"),
+        csrf_param=_single(env, "CSRF_PARAM", "csrf"),
+        protocol_marker=marker,
+        allowed_origins=origins,
+        jwt_leeway=int(_number(env, "JWT_LEEWAY_SECONDS", 0, low=0, high=300, integer=True)),
+        max_token_bytes=int(_number(env, "MAX_TOKEN_BYTES", 8192, low=512, high=65536, integer=True)),
+        jwks_timeout=_number(env, "JWKS_TIMEOUT_SECONDS", 2.0, low=0.1, high=10.0),
+        jwks_cooldown=_number(env, "JWKS_REFRESH_COOLDOWN_SECONDS", 60.0, low=1.0, high=86400.0),
+        context_query_params=_names(env, "CONTEXT_QUERY_PARAMS", ""),
+        context_headers=tuple(h.lower() for h in _names(env, "CONTEXT_HEADERS", "")),
+        context_claims=_names(env, "CONTEXT_CLAIMS", ""),
+        connections_table=table,
+        management_url=management_url,
+        connection_ttl_seconds=int(_number(env, "CONNECTION_TTL_SECONDS", 2 * 3600 + 15 * 60,
+                                           low=60, high=7 * 86400, integer=True)),
+    )
+
+
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """Settings of this container, read once (Lambda reuses the process)."""
+    global _cached
+    if _cached is None:
+        _cached = load_settings()
+    return _cached
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment)."""
+    global _cached
+    _cached = None
