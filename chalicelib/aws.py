@@ -1,0 +1,176 @@
+"""boto3 clients, created on first use and kept for the life of the container.
+
+This is the only runtime module that touches boto3, and only inside functions:
+the authorizer Lambda imports nothing from here, so it never pays boto3's
+import cost (~200 ms cold). Clients are thread-safe once built, but building
+one through boto3's shared default session is not, hence the lock.
+
+Endpoints: botocore (>= 1.31) reads ``AWS_ENDPOINT_URL_DYNAMODB`` and
+``AWS_ENDPOINT_URL`` from the environment itself, so ``dynamodb_client`` does
+not pass an endpoint; local DynamoDB works by setting one of those variables.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+_lock = threading.Lock()
+_session: Any = None
+_dynamodb: Any = None
+_management: dict[tuple[str, int], Any] = {}
+
+# Short timeouts: a Lambda invocation would rather fail a post than hang on it.
+DYNAMODB_CONNECT_TIMEOUT = 2.0
+DYNAMODB_READ_TIMEOUT = 5.0
+MANAGEMENT_CONNECT_TIMEOUT = 2.0
+MANAGEMENT_READ_TIMEOUT = 5.0
+
+_EXECUTE_API = re.compile(
+    r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$", re.IGNORECASE)
+
+
+def _boto3_session() -> Any:
+    """One session per process; call with ``_lock`` held."""
+    global _session
+    if _session is None:
+        import boto3.session
+
+        _session = boto3.session.Session()
+    return _session
+
+
+def dynamodb_client() -> Any:
+    """The process-wide DynamoDB client (standard retries, small timeouts)."""
+    global _dynamodb
+    client = _dynamodb
+    if client is None:
+        with _lock:
+            if _dynamodb is None:
+                from botocore.config import Config
+
+                config = Config(
+                    connect_timeout=DYNAMODB_CONNECT_TIMEOUT,
+                    read_timeout=DYNAMODB_READ_TIMEOUT,
+                    retries={"mode": "standard", "max_attempts": 4},
+                    max_pool_connections=32,
+                    tcp_keepalive=True,
+                )
+                _dynamodb = _boto3_session().client("dynamodb", config=config)
+            client = _dynamodb
+    return client
+
+
+def management_client(endpoint_url: str, max_pool_connections: int = 64) -> Any:
+    """An ``apigatewaymanagementapi`` client for one endpoint, cached per endpoint.
+
+    botocore's own retries are off (``total_max_attempts=1``): the Broadcaster
+    retries throttling itself, with jitter, and knows that a 410 is final.
+    Parameter validation is off too: the Broadcaster always passes a str id and
+    bytes, and validation is a measurable share of each post's CPU cost, which
+    matters when thousands of posts share one GIL.
+    """
+    endpoint_url = endpoint_url.rstrip("/")
+    key = (endpoint_url, max_pool_connections)
+    client = _management.get(key)
+    if client is None:
+        with _lock:
+            client = _management.get(key)
+            if client is None:
+                from botocore.config import Config
+
+                config = Config(
+                    connect_timeout=MANAGEMENT_CONNECT_TIMEOUT,
+                    read_timeout=MANAGEMENT_READ_TIMEOUT,
+                    retries={"mode": "standard", "total_max_attempts": 1},
+                    max_pool_connections=max_pool_connections,
+                    parameter_validation=False,
+                    tcp_keepalive=True,
+                    user_agent=_user_agent(),
+                )
+                client = _boto3_session().client("apigatewaymanagementapi",
+                                                 endpoint_url=endpoint_url, config=config)
+                _management[key] = client
+    return client
+
+
+def lean_management_client(endpoint_url: str) -> Any:
+    """The fast ``@connections`` client (see ``management_http``), cached per endpoint.
+
+    Same three operations, error codes and credentials chain as the boto3
+    client, at a fraction of the CPU per request: this is the one to hand to a
+    Broadcaster that fans out to thousands of connections.
+    """
+    endpoint_url = endpoint_url.rstrip("/")
+    key = ("lean:" + endpoint_url, 0)
+    client = _management.get(key)
+    if client is None:
+        with _lock:
+            client = _management.get(key)
+            if client is None:
+                from .management_http import ManagementApiClient
+
+                session = _boto3_session()
+                credentials = session.get_credentials()
+                client = ManagementApiClient(
+                    endpoint_url,
+                    region=endpoint_region(endpoint_url, session.region_name),
+                    credentials=credentials.get_frozen_credentials if credentials else (lambda: None),
+                    connect_timeout=MANAGEMENT_CONNECT_TIMEOUT,
+                    read_timeout=MANAGEMENT_READ_TIMEOUT,
+                    user_agent=_user_agent(),
+                )
+                _management[key] = client
+    return client
+
+
+def endpoint_region(endpoint_url: str, default: str | None = None) -> str:
+    """The signing region: from an execute-api host, else the default, else us-east-1."""
+    host = (urlsplit(endpoint_url).hostname or "").lower()
+    match = _EXECUTE_API.match(host)
+    if match:
+        return match.group("region")
+    return default or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def _user_agent() -> str:
+    """A fixed User-Agent: botocore otherwise rebuilds and sanitises its
+    structured UA string on every request (~0.3 ms of CPU per post)."""
+    import botocore
+
+    return f"ws-cognito-broadcaster Botocore/{botocore.__version__}"
+
+
+def reset_clients() -> None:
+    """Forget every cached client (tests change endpoints and env between cases)."""
+    global _session, _dynamodb
+    with _lock:
+        _session = None
+        _dynamodb = None
+        _management.clear()
+
+
+def management_endpoint(domain_name: str, stage: str, api_id: str | None = None,
+                        region: str | None = None, override: str | None = None) -> str:
+    """The management API URL for connections made through ``domain_name``/``stage``.
+
+    A custom domain cannot be used: its base-path mapping (which may hide or
+    rename the stage) is not in the event, so the API's own execute-api host is
+    built from the api id and region instead. Pure; imports nothing from boto3.
+    """
+    if override:
+        return override.rstrip("/")
+    domain = (domain_name or "").strip().rstrip(".").lower()
+    stage = (stage or "").strip().strip("/")
+    if not stage:
+        raise ValueError("cannot build the management endpoint: the event has no stage")
+    if _EXECUTE_API.match(domain):
+        return f"https://{domain}/{stage}"
+    if api_id and region:
+        suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
+        return f"https://{api_id}.execute-api.{region}{suffix}/{stage}"
+    raise ValueError(
+        f"cannot build the management endpoint for domain {domain_name!r}: it is not an "
+        "execute-api domain and the api id or region is missing; set WEBSOCKET_MANAGEMENT_URL")
