@@ -70,7 +70,7 @@ def _build_service(s: Settings) -> Any:
 
     def broadcaster_for(endpoint: str) -> Broadcaster:
         if endpoint not in broadcasters:
-            broadcasters[endpoint] = Broadcaster(aws.management_client(endpoint),
+            broadcasters[endpoint] = Broadcaster(aws.lean_management_client(endpoint),
                                                  on_gone=repository.delete_connections)
         return broadcasters[endpoint]
 
