@@ -1,0 +1,144 @@
+"""The ``@connections`` management API, answering as API Gateway does.
+
+``POST|GET|DELETE /<stage>/@connections/<id>`` on the gateway's own port, so
+a boto3 ``apigatewaymanagementapi`` client with
+``endpoint_url=WEBSOCKET_MANAGEMENT_URL`` works unchanged. Errors carry
+``x-amzn-ErrorType`` and a JSON ``{"message": ...}`` body, which botocore turns
+into ``client.exceptions.GoneException``, ``PayloadTooLargeException``...
+
+Requests are not SigV4-verified: any credentials are accepted. POSTed data is
+sent as a text frame when it is valid UTF-8, else as a binary frame.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .connections import CloseInfo, Connection, ConnectionGone, State
+from .events import iso8601, new_request_id
+
+CloseFn = Callable[[Connection, CloseInfo], Awaitable[None]]
+
+DELETED = CloseInfo(code=1000, reason="", cause="deleted via @connections")
+
+
+def error_response(status: int, error_type: str, message: str | None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps({"message": message}).encode(),
+        content_type="application/json",
+        headers={"x-amzn-ErrorType": error_type, "x-amzn-RequestId": new_request_id()},
+    )
+
+
+def gone(connection_id: str) -> web.Response:
+    return error_response(410, "GoneException", None)
+
+
+class ManagementApi:
+    """aiohttp handlers over the gateway's connection registry."""
+
+    def __init__(
+        self,
+        *,
+        stage: str,
+        connections: dict[str, Connection],
+        max_message_bytes: int,
+        close: CloseFn,
+        logger: logging.Logger,
+    ) -> None:
+        self.stage = stage
+        self.connections = connections
+        self.max_message_bytes = max_message_bytes
+        self._close = close
+        self._log = logger
+
+    def routes(self) -> list[web.RouteDef]:
+        path = "/{stage}/@connections/{connection_id}"
+        return [
+            web.post(path, self.post),
+            web.get(path, self.get),
+            web.delete(path, self.delete),
+        ]
+
+    def _open(self, request: web.Request) -> Connection | None:
+        connection = self.connections.get(request.match_info["connection_id"])
+        if connection is None or connection.state is not State.OPEN:
+            return None
+        return connection
+
+    def _logged(self, request: web.Request, started: float, response: web.StreamResponse) -> Any:
+        elapsed = (time.perf_counter() - started) * 1000
+        self._log.info(
+            "%s %s @connections %s %d %.1fms",
+            request.remote,
+            request.method,
+            request.match_info.get("connection_id", "-"),
+            response.status,
+            elapsed,
+        )
+        return response
+
+    def _wrong_stage(self, request: web.Request) -> web.Response | None:
+        if request.match_info["stage"] != self.stage:
+            return error_response(403, "ForbiddenException", "Forbidden")
+        return None
+
+    async def post(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        refused = self._wrong_stage(request)
+        if refused is not None:
+            return self._logged(request, started, refused)
+        data = await request.read()
+        if len(data) > self.max_message_bytes:
+            return self._logged(
+                request,
+                started,
+                error_response(413, "PayloadTooLargeException", "Request entity too large"),
+            )
+        connection = self._open(request)
+        if connection is None:
+            return self._logged(request, started, gone(request.match_info["connection_id"]))
+        try:
+            frame: str | bytes = data.decode("utf-8")
+        except UnicodeDecodeError:
+            frame = data
+        try:
+            await connection.send(frame)
+        except ConnectionGone:
+            return self._logged(request, started, gone(connection.connection_id))
+        return self._logged(request, started, web.Response(status=200))
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        refused = self._wrong_stage(request)
+        if refused is not None:
+            return self._logged(request, started, refused)
+        connection = self._open(request)
+        if connection is None:
+            return self._logged(request, started, gone(request.match_info["connection_id"]))
+        body = {
+            "connectedAt": iso8601(connection.client.connected_at_ms),
+            "identity": {
+                "sourceIp": connection.client.source_ip,
+                "userAgent": connection.client.user_agent,
+            },
+            "lastActiveAt": iso8601(connection.last_active_ms),
+        }
+        return self._logged(request, started, web.json_response(body))
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        refused = self._wrong_stage(request)
+        if refused is not None:
+            return self._logged(request, started, refused)
+        connection = self._open(request)
+        if connection is None:
+            return self._logged(request, started, gone(request.match_info["connection_id"]))
+        await self._close(connection, DELETED)
+        return self._logged(request, started, web.Response(status=204))

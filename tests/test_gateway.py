@@ -1,0 +1,670 @@
+"""The local API Gateway WebSocket emulator, driven by real clients.
+
+Clients are the ``websockets`` library and a real boto3
+``apigatewaymanagementapi`` client; the app is ``tests/gateway_app``, which
+records every event it receives. Each test gets its own gateway on a free
+port (its own fresh copy of the toy app module).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+import websockets
+from botocore.config import Config
+from chalice import Chalice
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from devtools.gateway import (
+    Api,
+    ClientInfo,
+    GatewayConfigError,
+    GatewayHandle,
+    Limits,
+    authorizer_event,
+    connect_event,
+    run_in_thread,
+)
+from devtools.gateway.appload import load_app
+from devtools.gateway.invoke import AppInvoker
+from devtools.gateway.policy import AuthorizerRejection, evaluate
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOY = os.path.join(ROOT, "tests", "gateway_app")
+CONTEXT = {"username": "alice", "scope": "read write", "level": 3, "admin": False}
+ID_RE = re.compile(r"^[A-Za-z0-9]{15}=$")
+
+
+# --------------------------------------------------------------- fixtures
+@pytest.fixture
+def start_gateway() -> Iterator[Callable[..., GatewayHandle]]:
+    handles: list[GatewayHandle] = []
+
+    def start(**options: Any) -> GatewayHandle:
+        handle = run_in_thread(TOY, **options)
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in reversed(handles):
+        handle.stop()
+
+
+@pytest.fixture
+def gateway(start_gateway: Callable[..., GatewayHandle]) -> GatewayHandle:
+    return start_gateway()
+
+
+def management(handle: GatewayHandle) -> Any:
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=handle.management_url,
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def events(handle: GatewayHandle, kind: str) -> list[dict[str, Any]]:
+    assert handle.app_module is not None
+    return [event for k, event in list(handle.app_module.EVENTS) if k == kind]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def connection_id(handle: GatewayHandle) -> str:
+    return events(handle, "connect")[-1]["requestContext"]["connectionId"]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def refused_status(url: str, **kwargs: Any) -> int:
+    with pytest.raises(InvalidStatus) as info:
+        async with websockets.connect(url, **kwargs):
+            pass
+    return info.value.response.status_code
+
+
+async def no_frame(ws: Any, seconds: float = 0.3) -> bool:
+    try:
+        await asyncio.wait_for(ws.recv(), seconds)
+    except asyncio.TimeoutError:
+        return True
+    return False
+
+
+async def send_until_closed(ws: Any, frame: str) -> None:
+    """Send a frame the server will refuse, then wait for its close."""
+    with pytest.raises(ConnectionClosed):
+        await ws.send(frame)
+        while True:  # frames already in flight may still arrive first
+            await asyncio.wait_for(ws.recv(), 5)
+    await asyncio.wait_for(ws.wait_closed(), 5)
+
+
+# ------------------------------------------------------------- authorizer
+@pytest.mark.parametrize(
+    "query,status",
+    [
+        ("", 401),
+        ("?token=bad", 401),
+        ("?token=deny", 403),
+        ("?token=other-arn", 403),
+        ("?token=boom", 500),
+        ("?token=malformed", 500),
+    ],
+)
+def test_authorizer_outcome_refuses_before_upgrade(gateway: GatewayHandle, query: str, status: int) -> None:
+    assert run(refused_status(gateway.url + query)) == status
+    assert len(events(gateway, "authorizer")) == 1
+    assert events(gateway, "connect") == []
+    assert gateway.connection_ids() == []
+
+
+def test_wildcard_allow_policy_connects(gateway: GatewayHandle) -> None:
+    async def scenario() -> None:
+        async with websockets.connect(gateway.url + "?token=wildcard") as ws:
+            await ws.send("x")
+            assert await ws.recv() == "echo:x"
+
+    run(scenario())
+
+
+def test_authorizer_event_has_api_gateway_shape(gateway: GatewayHandle) -> None:
+    headers = [("X-Multi", "one"), ("X-Multi", "two"), ("Origin", "http://localhost:8000")]
+
+    async def scenario() -> None:
+        url = gateway.url + "?token=good&tag=a&tag=b"
+        async with websockets.connect(url, additional_headers=headers):
+            pass
+
+    before = int(time.time() * 1000)
+    run(scenario())
+    (event,) = events(gateway, "authorizer")
+    assert event["type"] == "REQUEST"
+    assert event["methodArn"] == "arn:aws:execute-api:us-east-1:123456789012:localwsapi/dev/$connect"
+    assert event["headers"]["X-Multi"] == "two"
+    assert event["multiValueHeaders"]["X-Multi"] == ["one", "two"]
+    assert event["headers"]["Origin"] == "http://localhost:8000"
+    assert event["headers"]["Upgrade"] == "websocket"
+    assert event["headers"]["X-Forwarded-For"] == "127.0.0.1"
+    assert event["queryStringParameters"] == {"token": "good", "tag": "b"}
+    assert event["multiValueQueryStringParameters"] == {"token": ["good"], "tag": ["a", "b"]}
+    assert event["stageVariables"] == {}
+    context = event["requestContext"]
+    assert context["routeKey"] == "$connect"
+    assert context["eventType"] == "CONNECT"
+    assert context["messageDirection"] == "IN"
+    assert context["stage"] == "dev"
+    assert context["apiId"] == "localwsapi"
+    assert context["domainName"] == f"127.0.0.1:{gateway.port}"
+    assert context["identity"] == {"sourceIp": "127.0.0.1"}
+    assert ID_RE.match(context["connectionId"])
+    assert ID_RE.match(context["requestId"]) and context["extendedRequestId"] == context["requestId"]
+    assert before <= context["requestTimeEpoch"] <= int(time.time() * 1000)
+    assert isinstance(context["connectedAt"], int)
+    assert re.match(r"^\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000$", context["requestTime"])
+    assert "authorizer" not in context
+    # The same connection id reaches $connect.
+    assert connection_id(gateway) == context["connectionId"]
+
+
+def test_connect_and_later_events_carry_authorizer_context(gateway: GatewayHandle) -> None:
+    async def scenario() -> None:
+        async with websockets.connect(gateway.url + "?token=good", user_agent_header="toy-agent/1") as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "echo:hi"
+
+    run(scenario())
+    wait_until(lambda: events(gateway, "disconnect"))
+    granted = {**CONTEXT, "principalId": "user-123"}
+    (connect,) = events(gateway, "connect")
+    assert connect["requestContext"]["authorizer"] == granted
+    assert connect["requestContext"]["eventType"] == "CONNECT"
+    assert connect["requestContext"]["identity"] == {"sourceIp": "127.0.0.1", "userAgent": "toy-agent/1"}
+    assert connect["queryStringParameters"] == {"token": "good"}
+    assert connect["multiValueQueryStringParameters"] == {"token": ["good"]}
+    assert connect["headers"]["User-Agent"] == "toy-agent/1"
+    assert connect["isBase64Encoded"] is False
+    (message,) = events(gateway, "message")
+    assert message["requestContext"]["authorizer"] == granted
+    (disconnect,) = events(gateway, "disconnect")
+    assert disconnect["requestContext"]["authorizer"] == granted
+    ids = {e["requestContext"]["connectionId"] for e in (connect, message, disconnect)}
+    assert len(ids) == 1
+
+
+def test_without_authorizer_connect_query_is_null(start_gateway: Callable[..., GatewayHandle]) -> None:
+    handle = start_gateway(authorizer="")
+
+    async def scenario() -> None:
+        async with websockets.connect(handle.url):
+            pass
+
+    run(scenario())
+    assert events(handle, "authorizer") == []
+    (connect,) = events(handle, "connect")
+    assert connect["queryStringParameters"] is None
+    assert connect["multiValueQueryStringParameters"] is None
+    assert "authorizer" not in connect["requestContext"]
+
+
+def test_connect_non_2xx_refuses_handshake_without_disconnect(gateway: GatewayHandle) -> None:
+    assert run(refused_status(gateway.url + "?token=good&reject=1")) == 403
+    assert len(events(gateway, "connect")) == 1
+    time.sleep(0.2)
+    assert events(gateway, "disconnect") == []
+
+
+# ------------------------------------------------------------ subprotocol
+def test_subprotocol_selected_only_as_app_returns_it(gateway: GatewayHandle) -> None:
+    async def scenario() -> None:
+        url = gateway.url + "?token=good"
+        async with websockets.connect(url, subprotocols=["jwt.secret-token", "chat.v1"]) as ws:
+            assert ws.subprotocol == "chat.v1"
+        # The app returns nothing for this offer: nothing must be echoed.
+        async with websockets.connect(url, subprotocols=["jwt.secret-token"]) as ws:
+            assert ws.subprotocol is None
+            assert ws.response.headers.get("Sec-WebSocket-Protocol") is None
+        # The app returns a protocol the client never offered: not selected.
+        async with websockets.connect(url + "&wrong_protocol=1", subprotocols=["x"]) as ws:
+            assert ws.subprotocol is None
+        async with websockets.connect(url + "&header=1") as ws:
+            assert ws.response.headers.get("X-Toy") == "hello"
+
+    run(scenario())
+
+
+# --------------------------------------------------------------- messages
+def test_messages_route_to_default_and_bodies_are_not_returned(gateway: GatewayHandle) -> None:
+    async def scenario() -> None:
+        async with websockets.connect(gateway.url + "?token=good") as ws:
+            await ws.send("not json {")
+            assert await ws.recv() == "echo:not json {"
+            await ws.send(json.dumps({"action": "no-such-route"}))
+            assert await ws.recv() == 'echo:{"action": "no-such-route"}'
+            await ws.send(b"\x00\x01\xff")
+            assert await ws.recv() == "echo:AAH/"
+            # The handler's return body is never sent (no route response).
+            assert await no_frame(ws)
+
+    run(scenario())
+    text, action, binary = events(gateway, "message")
+    for event in (text, action, binary):
+        assert event["requestContext"]["routeKey"] == "$default"
+        assert event["requestContext"]["eventType"] == "MESSAGE"
+        assert ID_RE.match(event["requestContext"]["messageId"])
+    assert text["body"] == "not json {" and text["isBase64Encoded"] is False
+    assert binary["isBase64Encoded"] is True
+    assert base64.b64decode(binary["body"]) == b"\x00\x01\xff"
+
+
+def test_route_selection_uses_action_over_registered_keys() -> None:
+    app = Chalice(app_name="routes")
+
+    @app.on_ws_message()
+    def default(event: Any) -> None:
+        return None
+
+    # Chalice itself only registers $default; a custom key exercises selection.
+    app._register_on_ws_message(
+        name="send", user_handler=default, handler_string="app.default", kwargs={"route_key": "send"}
+    )
+    app.handler_map["send"] = app.handler_map["default"]
+    invoker = AppInvoker(app, stage="dev", authorizer=None, executor=None)  # type: ignore[arg-type]
+    assert invoker.select_route('{"action": "send"}') == "send"
+    assert invoker.select_route('{"action": "other"}') == "$default"
+    assert invoker.select_route('{"action": 3}') == "$default"
+    assert invoker.select_route("send") == "$default"
+    assert invoker.select_route(b'{"action": "send"}') == "$default"
+
+
+def test_handler_error_sends_internal_server_error_frame(gateway: GatewayHandle) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with websockets.connect(gateway.url + "?token=good") as ws:
+            await ws.send(json.dumps({"action": "boom"}))
+            reply = json.loads(await ws.recv())
+            await ws.send("still here")
+            assert await ws.recv() == "echo:still here"
+            return reply
+
+    reply = run(scenario())
+    assert reply["message"] == "Internal server error"
+    assert reply["connectionId"] == connection_id(gateway)
+    assert ID_RE.match(reply["requestId"])
+
+
+def test_slow_handler_does_not_delay_other_connections(gateway: GatewayHandle) -> None:
+    async def scenario() -> None:
+        url = gateway.url + "?token=good"
+        async with websockets.connect(url) as slow, websockets.connect(url) as fast:
+            await slow.send(json.dumps({"action": "sleep", "seconds": 1.0}))
+            await slow.send("after")
+            await asyncio.sleep(0.05)
+            started = time.monotonic()
+            await fast.send("quick")
+            assert await fast.recv() == "echo:quick"
+            assert time.monotonic() - started < 0.5
+            # Per-connection order is kept: the slow message answers first.
+            assert (await slow.recv()).startswith('echo:{"action": "sleep"')
+            assert await slow.recv() == "echo:after"
+
+    run(scenario())
+
+
+# ---------------------------------------------------------- management API
+def test_management_post_get_delete(gateway: GatewayHandle) -> None:
+    client = management(gateway)
+
+    async def scenario() -> None:
+        async with websockets.connect(gateway.url + "?token=good", user_agent_header="agent/2") as ws:
+            cid = connection_id(gateway)
+            assert gateway.connection_ids() == [cid]
+            info = await asyncio.to_thread(client.get_connection, ConnectionId=cid)
+            assert info["Identity"] == {"SourceIp": "127.0.0.1", "UserAgent": "agent/2"}
+            assert info["ConnectedAt"] <= info["LastActiveAt"]
+            assert abs(info["ConnectedAt"].timestamp() - time.time()) < 5
+            await asyncio.to_thread(client.post_to_connection, ConnectionId=cid, Data=b"pushed")
+            assert await ws.recv() == "pushed"
+            await asyncio.to_thread(client.post_to_connection, ConnectionId=cid, Data=b"\xff\xfe")
+            assert await ws.recv() == b"\xff\xfe"
+            answer = await asyncio.to_thread(client.delete_connection, ConnectionId=cid)
+            assert answer["ResponseMetadata"]["HTTPStatusCode"] == 204
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1000
+            for call in (client.post_to_connection, client.get_connection, client.delete_connection):
+                kwargs = {"ConnectionId": cid}
+                if call == client.post_to_connection:
+                    kwargs["Data"] = b"late"
+                with pytest.raises(client.exceptions.GoneException):
+                    await asyncio.to_thread(call, **kwargs)
+
+    run(scenario())
+    (disconnect,) = wait_until(lambda: events(gateway, "disconnect"))
+    assert disconnect["requestContext"]["disconnectStatusCode"] == 1000
+    with pytest.raises(client.exceptions.GoneException):
+        client.post_to_connection(ConnectionId="AAAAAAAAAAAAAAA=", Data=b"x")
+    with pytest.raises(client.exceptions.GoneException):
+        client.get_connection(ConnectionId="AAAAAAAAAAAAAAA=")
+
+
+def test_app_can_delete_and_inspect_its_own_connection(gateway: GatewayHandle) -> None:
+    async def scenario() -> None:
+        async with websockets.connect(gateway.url + "?token=good") as ws:
+            await ws.send(json.dumps({"action": "info"}))
+            info = json.loads(await ws.recv())
+            assert info["identity"]["SourceIp"] == "127.0.0.1"
+            await ws.send(json.dumps({"action": "close"}))
+            await asyncio.wait_for(ws.wait_closed(), 5)
+            assert ws.close_code == 1000
+
+    run(scenario())
+    wait_until(lambda: events(gateway, "disconnect"))
+
+
+def test_management_payload_limit_and_wrong_stage(gateway: GatewayHandle) -> None:
+    client = management(gateway)
+
+    async def scenario() -> None:
+        async with websockets.connect(gateway.url + "?token=good", max_size=None) as ws:
+            cid = connection_id(gateway)
+            with pytest.raises(client.exceptions.PayloadTooLargeException):
+                await asyncio.to_thread(
+                    client.post_to_connection, ConnectionId=cid, Data=b"x" * (128 * 1024 + 1)
+                )
+            await asyncio.to_thread(client.post_to_connection, ConnectionId=cid, Data=b"y" * (128 * 1024))
+            assert len(await ws.recv()) == 128 * 1024
+
+    run(scenario())
+    other = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=f"http://127.0.0.1:{gateway.port}/prod",
+        region_name="us-east-1",
+    )
+    with pytest.raises(other.exceptions.ForbiddenException):
+        other.get_connection(ConnectionId="AAAAAAAAAAAAAAA=")
+
+
+def test_post_during_connect_is_gone(gateway: GatewayHandle) -> None:
+    async def scenario() -> None:
+        async with websockets.connect(gateway.url + "?token=good&post_during_connect=1") as ws:
+            assert await no_frame(ws)
+            await ws.send("open now")
+            assert await ws.recv() == "echo:open now"
+
+    run(scenario())
+    assert gateway.app_module is not None
+    assert gateway.app_module.NOTES["post_during_connect"] == "GoneException"
+
+
+# -------------------------------------------------------------- disconnect
+def test_disconnect_on_client_close(gateway: GatewayHandle) -> None:
+    async def scenario() -> None:
+        ws = await websockets.connect(gateway.url + "?token=good", user_agent_header="ua/3")
+        await ws.close(code=4000, reason="bye")
+
+    run(scenario())
+    (event,) = wait_until(lambda: events(gateway, "disconnect"))
+    context = event["requestContext"]
+    assert context["routeKey"] == "$disconnect"
+    assert context["eventType"] == "DISCONNECT"
+    assert context["disconnectStatusCode"] == 4000
+    assert "bye" in context["disconnectReason"]
+    assert context["identity"] == {"sourceIp": "127.0.0.1", "userAgent": "ua/3"}
+    assert context["connectionId"] == connection_id(gateway)
+    assert event["headers"]["Host"] == f"127.0.0.1:{gateway.port}"
+
+
+def test_idle_timeout_closes_with_1001(start_gateway: Callable[..., GatewayHandle]) -> None:
+    handle = start_gateway(limits=Limits(idle_timeout=1.0))
+
+    async def scenario() -> float:
+        async with websockets.connect(handle.url + "?token=good") as ws:
+            await asyncio.sleep(0.6)
+            await ws.send("keepalive")  # activity resets the idle clock
+            assert await ws.recv() == "echo:keepalive"
+            await asyncio.sleep(0.6)
+            assert ws.close_code is None  # 1.2 s after open, 0.6 s idle
+            started = time.monotonic()
+            await asyncio.wait_for(ws.wait_closed(), 5)
+            assert ws.close_code == 1001
+            return time.monotonic() - started
+
+    assert run(scenario()) < 1.5
+    (event,) = wait_until(lambda: events(handle, "disconnect"))
+    assert event["requestContext"]["disconnectStatusCode"] == 1001
+
+
+def test_max_lifetime_closes_busy_connection(start_gateway: Callable[..., GatewayHandle]) -> None:
+    handle = start_gateway(limits=Limits(idle_timeout=30, max_lifetime=1.0))
+
+    async def scenario() -> float:
+        started = time.monotonic()
+        async with websockets.connect(handle.url + "?token=good") as ws:
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await ws.send("busy")
+                    await ws.recv()
+                    await asyncio.sleep(0.1)
+            assert ws.close_code == 1001
+        return time.monotonic() - started
+
+    assert 0.9 < run(scenario()) < 3
+    (event,) = wait_until(lambda: events(handle, "disconnect"))
+    assert event["requestContext"]["disconnectStatusCode"] == 1001
+
+
+def test_oversize_message_closes_with_1009(start_gateway: Callable[..., GatewayHandle]) -> None:
+    handle = start_gateway(limits=Limits(max_message_bytes=1024))
+
+    async def scenario() -> None:
+        ws = await websockets.connect(handle.url + "?token=good")
+        await ws.send("a" * 1024)  # at the limit: delivered to the handler
+        await asyncio.sleep(0.1)
+        await send_until_closed(ws, "b" * 1025)
+        assert ws.close_code == 1009
+
+    run(scenario())
+    (disconnect,) = wait_until(lambda: events(handle, "disconnect"))
+    assert disconnect["requestContext"]["disconnectStatusCode"] == 1009
+    assert [len(e["body"]) for e in events(handle, "message")] == [1024]
+
+
+def test_default_limit_is_128_kb(gateway: GatewayHandle) -> None:
+    async def scenario() -> None:
+        ws = await websockets.connect(gateway.url + "?token=good")
+        await send_until_closed(ws, "z" * (128 * 1024 + 1))
+        assert ws.close_code == 1009
+
+    run(scenario())
+
+
+def test_shutdown_disconnects_every_connection(start_gateway: Callable[..., GatewayHandle]) -> None:
+    handle = start_gateway()
+
+    async def scenario() -> list[int | None]:
+        clients = [await websockets.connect(handle.url + "?token=good") for _ in range(3)]
+        await asyncio.to_thread(handle.stop)
+        for ws in clients:
+            await asyncio.wait_for(ws.wait_closed(), 5)
+        return [ws.close_code for ws in clients]
+
+    assert run(scenario()) == [1001, 1001, 1001]
+    codes = [e["requestContext"]["disconnectStatusCode"] for e in events(handle, "disconnect")]
+    assert codes == [1001, 1001, 1001]
+
+
+# ------------------------------------------------- environment and startup
+def test_environment_from_config_and_overrides(start_gateway: Callable[..., GatewayHandle]) -> None:
+    assert "TOY_GLOBAL" not in os.environ
+    handle = start_gateway(env={"TOY_EXTRA": "extra"})
+
+    async def scenario() -> dict[str, Any]:
+        async with websockets.connect(handle.url + "?token=good") as ws:
+            await ws.send(json.dumps({"action": "env"}))
+            return json.loads(await ws.recv())
+
+    assert run(scenario()) == {
+        "TOY_GLOBAL": "global",
+        "TOY_SHARED": "from-dev",
+        "TOY_EXTRA": "extra",
+        "WEBSOCKET_MANAGEMENT_URL": handle.management_url,
+        "AWS_REGION": os.environ["AWS_REGION"],
+    }
+    handle.stop()
+    assert "TOY_GLOBAL" not in os.environ
+    assert os.environ.get("WEBSOCKET_MANAGEMENT_URL") != handle.management_url
+
+
+def test_startup_errors_are_clear() -> None:
+    with pytest.raises(GatewayConfigError, match="no_such_authorizer"):
+        run_in_thread(TOY, authorizer="no_such_authorizer")
+    with pytest.raises(GatewayConfigError, match="app module not found"):
+        run_in_thread(TOY, app_module="missing")
+    with pytest.raises(GatewayConfigError, match="stage 'qa'"):
+        run_in_thread(TOY, stage="qa")
+
+
+def test_each_request_logged_in_one_line_without_secrets(
+    gateway: GatewayHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="devtools.gateway")
+
+    async def scenario() -> None:
+        url = gateway.url + "?token=good&secret=s3cr3t-value"
+        headers = {"Authorization": "Bearer hdr-s3cr3t"}
+        async with websockets.connect(url, additional_headers=headers) as ws:
+            await ws.send("hello")
+            await ws.recv()
+        await refused_status(gateway.url + "?token=deny&secret=s3cr3t-value")
+
+    run(scenario())
+    wait_until(lambda: events(gateway, "disconnect"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "devtools.gateway"]
+    cid = events(gateway, "connect")[0]["requestContext"]["connectionId"]
+    line = r" \d+\.\dms"
+    assert any(re.fullmatch(rf"127\.0\.0\.1 CONNECT \$connect {re.escape(cid)} 200{line}", x) for x in lines)
+    assert any(re.fullmatch(rf"127\.0\.0\.1 MESSAGE \$default {re.escape(cid)} 200{line}", x) for x in lines)
+    assert any(re.fullmatch(rf"127\.0\.0\.1 POST @connections {re.escape(cid)} 200{line}", x) for x in lines)
+    assert any(re.match(rf"127\.0\.0\.1 DISCONNECT \$disconnect {re.escape(cid)} 200{line}", x) for x in lines)
+    assert any(re.match(rf"127\.0\.0\.1 CONNECT \$connect \S+ 403{line}", x) for x in lines)
+    assert not any("s3cr3t" in x or "token" in x for x in lines)
+
+
+# ------------------------------------------------------------ unit checks
+def test_policy_evaluation_rules() -> None:
+    arn = Api(stage="dev").method_arn()
+
+    def policy(*statements: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {"principalId": "p", "policyDocument": {"Statement": list(statements)}, **extra}
+
+    allow = {"Effect": "Allow", "Action": ["execute-api:*"], "Resource": ["arn:aws:execute-api:*"]}
+    deny = {"Effect": "Deny", "Action": "execute-api:Invoke", "Resource": arn}
+    assert evaluate(policy(allow, context={"a": "1"}), arn) == {"a": "1", "principalId": "p"}
+    for result, status in [
+        (policy(allow, deny), 403),
+        (policy({**allow, "Resource": arn.replace("$connect", "$default")}), 403),
+        (policy({**allow, "Action": "s3:GetObject"}), 403),
+        (policy(allow, context={"nested": {"x": 1}}), 500),
+        ({"policyDocument": {"Statement": [allow]}}, 500),
+        (policy({"Effect": "Maybe", "Action": "*", "Resource": "*"}), 500),
+        ("Allow", 500),
+    ]:
+        with pytest.raises(AuthorizerRejection) as info:
+            evaluate(result, arn)
+        assert info.value.status == status
+
+
+def test_event_builders_are_reusable() -> None:
+    api = Api(stage="prod", api_id="abc1234567")
+    client = ClientInfo(headers={"Authorization": "x"}, query=[("a", "1"), ("a", "2")])
+    event = authorizer_event(api, client)
+    assert event["methodArn"].endswith(":abc1234567/prod/$connect")
+    assert event["requestContext"]["domainName"] == "abc1234567.execute-api.us-east-1.amazonaws.com"
+    assert event["multiValueQueryStringParameters"] == {"a": ["1", "2"]}
+    assert ID_RE.match(client.connection_id)
+    assert connect_event(api, ClientInfo())["queryStringParameters"] is None
+
+
+def test_app_copies_are_isolated() -> None:
+    first, _ = load_app(TOY)
+    second, _ = load_app(TOY)
+    assert first is not second and first.EVENTS is not second.EVENTS
+
+
+# ------------------------------------------------------------------- load
+def test_cli_holds_1000_concurrent_connections(tmp_path: Any) -> None:
+    """1,000 clients open at once, each gets its echo through the management API."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    log = open(tmp_path / "gateway.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devtools.gateway", "--project-dir", TOY, "--port", "0", "--quiet"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        match = re.match(r"Serving (ws://\S+) management (http://\S+)", line)
+        assert match, f"gateway did not start: {line!r} {(tmp_path / 'gateway.log').read_text()}"
+        url = match.group(1) + "?token=good"
+        count = 1000
+
+        async def scenario() -> float:
+            started = time.monotonic()
+            gate = asyncio.Semaphore(100)
+
+            async def open_one() -> Any:
+                async with gate:
+                    return await websockets.connect(url, open_timeout=30, ping_interval=None)
+
+            clients = await asyncio.gather(*(open_one() for _ in range(count)))
+
+            async def echo(index: int, ws: Any) -> str:
+                await ws.send(f"m{index}")
+                return await asyncio.wait_for(ws.recv(), 30)
+
+            replies = await asyncio.gather(*(echo(i, ws) for i, ws in enumerate(clients)))
+            assert replies == [f"echo:m{i}" for i in range(count)]
+            assert all(ws.close_code is None for ws in clients)  # all held open together
+            await asyncio.gather(*(ws.close() for ws in clients))
+            return time.monotonic() - started
+
+        elapsed = run(scenario())
+        assert elapsed < 30
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        log.close()
