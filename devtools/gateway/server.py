@@ -205,10 +205,15 @@ class LocalGateway:
         for connection in list(self._connections.values()):
             await self._request_close(connection, SHUTDOWN)
         pending = [c.finished.wait() for c in list(self._connections.values())]
-        if pending:
-            await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        try:
+            if pending:
+                await asyncio.wait_for(asyncio.gather(*pending), timeout=30)
+            if self._background:
+                await asyncio.wait_for(
+                    asyncio.gather(*self._background, return_exceptions=True), timeout=30
+                )
+        except asyncio.TimeoutError:
+            self.log.warning("gateway stop: some handlers still running after 30 s; stopping anyway")
         await self._teardown()
 
     async def _teardown(self) -> None:
