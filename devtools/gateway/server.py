@@ -214,15 +214,20 @@ class LocalGateway:
                 )
         except asyncio.TimeoutError:
             self.log.warning("gateway stop: some handlers still running after 30 s; stopping anyway")
+            await self._teardown(wait=False)
+            return
         await self._teardown()
 
-    async def _teardown(self) -> None:
+    async def _teardown(self, wait: bool = True) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         if self._executor is not None:
             executor, self._executor = self._executor, None
-            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+            if wait:
+                await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+            else:
+                executor.shutdown(wait=False, cancel_futures=True)
         self._restore_env()
 
     # ---------------------------------------------------------- environment
