@@ -95,6 +95,10 @@ class AppInvoker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, handler, event, context)
 
+    async def invoke(self, name: str, event: Any) -> Any:
+        """Any function of the app by its handler_map name (Lambda's Invoke API)."""
+        return await self._call(name, event)
+
     async def authorize(self, event: dict[str, Any]) -> Any:
         assert self.authorizer is not None
         return await self._call(self.authorizer, event)

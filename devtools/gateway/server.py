@@ -49,6 +49,7 @@ from .events import (
     now_ms,
 )
 from .invoke import AppInvoker, proxy_headers, proxy_status
+from .lambda_api import LambdaInvokeApi
 from .limits import Limits
 from .management import ManagementApi, error_response
 from .policy import AuthorizerRejection, evaluate, rejection_for_exception
@@ -165,6 +166,9 @@ class LocalGateway:
             logger=self.log,
         )
         web_app.add_routes(management.routes())
+        lambda_api = LambdaInvokeApi(stage=self.stage, app=lambda: self.app, call=self._invoke_function,
+                                     log=self.log)
+        web_app.add_routes(lambda_api.routes())
         web_app.add_routes([web.get("/{stage}", self._upgrade), web.route("*", "/{tail:.*}", self._unknown)])
         runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -300,6 +304,11 @@ class LocalGateway:
         return task
 
     # ------------------------------------------------------------- handlers
+    async def _invoke_function(self, name: str, event: Any) -> Any:
+        if self._invoker is None:
+            raise GatewayConfigError("the gateway is not started")
+        return await self._invoker.invoke(name, event)
+
     async def _unknown(self, request: web.Request) -> web.StreamResponse:
         return error_response(403, "ForbiddenException", "Forbidden")
 

@@ -1,0 +1,191 @@
+"""``make run``: the whole project on one machine, in the foreground.
+
+Starts DynamoDB Local (the connections table created from ``chalicelib.schema``,
+the definition deployment uses), a local Cognito on moto's server (a user
+pool, an app client and a demo user), and the WebSocket gateway serving
+``app.py`` with the stage's settings pointed at those two. Ctrl-C stops all of it.
+The running stack's endpoints are written to ``.local/stack.json`` for
+``make token`` and the end-to-end tests.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from devtools import cognito_local
+from devtools.state import DEFAULT_STATE_FILE, ROOT, clear_state, write_state
+
+READY_LINE = "LOCAL_STACK_READY"
+
+
+def _stage_env(stage: str) -> dict[str, str]:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    if stage not in config.get("stages", {}):
+        raise SystemExit(f"error: stage {stage!r} is not in .chalice/config.json "
+                         f"(stages: {', '.join(config.get('stages', {}))})")
+    env = dict(config.get("environment_variables", {}))
+    env.update(config["stages"][stage].get("environment_variables", {}))
+    return env
+
+
+def _say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+class LocalStack:
+    """The three local services, started in order and stopped in reverse."""
+
+    def __init__(self, stage: str, host: str, port: int, demo_user: str, state_file: Path,
+                 env_overrides: dict[str, str] | None = None) -> None:
+        self.stage = stage
+        self.host = host
+        self.port = port
+        self.demo_user = demo_user
+        self.state_file = state_file
+        self.env_overrides = env_overrides or {}
+        self.dynamodb: Any = None
+        self.moto: Any = None
+        self.gateway: Any = None
+
+    async def start(self) -> dict[str, Any]:
+        from devtools.dynamodb_local import DynamoDBLocal
+        from devtools.gateway import LocalGateway
+        from devtools.moto_server import MotoServer
+
+        from chalicelib import schema
+
+        stage_env = _stage_env(self.stage)
+        os.environ.setdefault("AWS_REGION", "us-east-1")
+        os.environ.setdefault("AWS_DEFAULT_REGION", os.environ["AWS_REGION"])
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+
+        _say("starting DynamoDB Local")
+        self.dynamodb = DynamoDBLocal().start()
+        table = stage_env.get("CONNECTIONS_TABLE") or f"ws-cognito-{self.stage}-connections"
+        schema.create_table(self.dynamodb.client(), table)
+        _say(f"DynamoDB Local at {self.dynamodb.endpoint_url}, table {table}")
+
+        _say("starting local Cognito (moto server)")
+        self.moto = MotoServer().start()
+        pool = cognito_local.create_pool(self.moto.endpoint_url, name=f"ws-cognito-{self.stage}",
+                                         region=os.environ["AWS_REGION"])
+        cognito_local.sign_up(pool, self.demo_user)
+        _say(f"Cognito user pool {pool.pool_id}, app client {pool.client_id}, user {self.demo_user!r}")
+
+        origins = {o for o in stage_env.get("ALLOWED_ORIGINS", "").split(",") if o}
+        env = {
+            "COGNITO_USER_POOL_ID": pool.pool_id,
+            "COGNITO_APP_CLIENT_IDS": pool.client_id,
+            "COGNITO_REGION": pool.region,
+            "COGNITO_JWKS_URL": pool.jwks_url,
+            "CONNECTIONS_TABLE": table,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.endpoint_url,
+            **self.env_overrides,
+        }
+        _say("starting the WebSocket gateway")
+        self.gateway = LocalGateway(str(ROOT), stage=self.stage, host=self.host, port=self.port, env=env)
+        # The origins the local page and wscat use need the real port, known after start.
+        await self.gateway.start()
+        origins |= {f"http://localhost:{self.gateway.port}", f"http://127.0.0.1:{self.gateway.port}"}
+        if "ALLOWED_ORIGINS" not in self.env_overrides:
+            os.environ["ALLOWED_ORIGINS"] = ",".join(sorted(origins))
+
+        state = {
+            "pid": os.getpid(),
+            "stage": self.stage,
+            "ws_url": self.gateway.url,
+            "http_url": f"http://{self.host}:{self.gateway.port}",
+            "management_url": self.gateway.management_url,
+            "dynamodb_endpoint": self.dynamodb.endpoint_url,
+            "table": table,
+            "cognito": {"endpoint_url": pool.endpoint_url, "region": pool.region,
+                        "pool_id": pool.pool_id, "client_id": pool.client_id},
+            "demo_user": self.demo_user,
+            "password": cognito_local.DEFAULT_PASSWORD,
+            "allowed_origins": sorted(origins),
+        }
+        write_state(state, self.state_file)
+        return state
+
+    async def stop(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.stop()
+        for service in (self.moto, self.dynamodb):
+            if service is not None:
+                service.stop()
+        clear_state(self.state_file)
+
+
+def _banner(state: dict[str, Any]) -> str:
+    pool = state["cognito"]
+    return f"""
+Local stack ready (stage {state['stage']}).
+  WebSocket URL    {state['ws_url']}
+  Management API   {state['management_url']}
+  Lambda invoke    {state['http_url']}  (aws lambda invoke --endpoint-url ... --function-name notify)
+  Cognito          {pool['endpoint_url']}  pool {pool['pool_id']}  client {pool['client_id']}
+  DynamoDB Local   {state['dynamodb_endpoint']}  table {state['table']}
+
+Get a token (user {state['demo_user']!r} exists; any other name is signed up):
+  make token USER={state['demo_user']}
+Connect:
+  TOKEN=$(make -s token USER={state['demo_user']} | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  npx wscat -c "{state['ws_url']}" -H "Authorization: Bearer $TOKEN"
+  > {{"action":"sendmessage","data":"hello"}}
+Ctrl-C stops everything.
+"""
+
+
+async def _run(args: argparse.Namespace) -> int:
+    stack = LocalStack(args.stage, args.host, args.port, args.demo_user, args.state_file,
+                       dict(kv.split("=", 1) for kv in args.set))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    try:
+        state = await stack.start()
+        print(_banner(state), flush=True)
+        print(f"{READY_LINE} {json.dumps(state)} ({time.monotonic() - started:.1f}s)", flush=True)
+        await stop.wait()
+        _say("stopping")
+    finally:
+        await stack.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    parser = argparse.ArgumentParser(description="Run the project locally (DynamoDB Local, local Cognito, gateway).")
+    parser.add_argument("--stage", default="dev")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
+                        help="gateway port (0 = any free port)")
+    parser.add_argument("--demo-user", default="demo")
+    parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the app (e.g. REQUIRED_GROUPS=admins)")
+    args = parser.parse_args(argv)
+    for kv in args.set:
+        if "=" not in kv:
+            parser.error(f"--set takes KEY=VALUE, not {kv!r}")
+    try:
+        return asyncio.run(_run(args))
+    except OSError as error:
+        print(f"error: {error} (is port {args.port} in use? try PORT=8001 make run)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
