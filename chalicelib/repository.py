@@ -1,0 +1,459 @@
+"""Connections and topic subscriptions in the one DynamoDB table (see schema.py).
+
+Uses the low-level DynamoDB client: it skips the resource API's type
+(de)serialisation layer, which is measurable on the hot paths ($connect,
+fan-out). The client is injected, or created lazily on first use so importing
+this module never imports boto3.
+
+Every lookup is a GetItem or a Query (on the table or a sparse GSI); the only
+Scan is ``iter_connection_ids``, the broadcast-to-everyone path.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from .schema import (
+    BY_TOPIC_INDEX, BY_USER_ID_INDEX, BY_USERNAME_INDEX, CONNECTION_PREFIX, META_SK, TOPIC_PREFIX,
+)
+
+logger = logging.getLogger("ws.repository")
+
+ClaimValue = str | int | float | bool
+
+MAX_TOPIC_LENGTH = 128
+MAX_ID_LENGTH = 1024  # keys are capped at 2048 bytes; stay well under it
+BATCH_WRITE_LIMIT = 25  # BatchWriteItem's per-call maximum
+MAX_BATCH_ATTEMPTS = 8
+
+
+class ConnectionExists(Exception):
+    """A connection item with this id is already stored (the conditional put failed)."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(f"connection {connection_id!r} is already stored")
+        self.connection_id = connection_id
+
+
+class ConnectionNotFound(Exception):
+    """The connection is not (or no longer) stored."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(f"connection {connection_id!r} is not stored (never connected, or disconnected)")
+        self.connection_id = connection_id
+
+
+# -- validation ---------------------------------------------------------------------
+
+def _is_control(char: str) -> bool:
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code < 0xA0
+
+
+def validate_topic(topic: Any) -> str:
+    if not isinstance(topic, str):
+        raise ValueError("topic must be a string")
+    if not 1 <= len(topic) <= MAX_TOPIC_LENGTH:
+        raise ValueError(f"topic must be 1-{MAX_TOPIC_LENGTH} characters long (got {len(topic)})")
+    if any(_is_control(c) for c in topic):
+        raise ValueError("topic must not contain control characters")
+    return topic
+
+
+def _validate_id(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(f"{what} is too long ({len(value)} > {MAX_ID_LENGTH} characters)")
+    return value
+
+
+# -- typed attribute values ---------------------------------------------------------
+
+def _number_to_ddb(value: int | float) -> str:
+    if isinstance(value, float):
+        if value.is_integer():
+            return str(int(value))
+        return str(Decimal(repr(value)))
+    return str(value)
+
+
+def _number_from_ddb(text: str) -> int | float:
+    number = Decimal(text)
+    if number == number.to_integral_value():
+        return int(number)
+    return float(number)
+
+
+def _claim_to_ddb(value: ClaimValue) -> dict[str, Any]:
+    if isinstance(value, bool):  # before int: bool is an int subclass
+        return {"BOOL": value}
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return {"N": _number_to_ddb(value)}
+    # DynamoDB has no NaN/Infinity; anything else a claim could hold is kept as text.
+    return {"S": str(value)}
+
+
+def _claim_from_ddb(value: Mapping[str, Any]) -> ClaimValue:
+    if "BOOL" in value:
+        return bool(value["BOOL"])
+    if "N" in value:
+        return _number_from_ddb(value["N"])
+    if "S" in value:
+        return value["S"]
+    raise ValueError(f"unsupported claim attribute value: {sorted(value)}")
+
+
+def _s(item: Mapping[str, Any], name: str) -> str:
+    return str((item.get(name) or {}).get("S", ""))
+
+
+def _n(item: Mapping[str, Any], name: str) -> int:
+    raw = (item.get(name) or {}).get("N")
+    return int(_number_from_ddb(raw)) if raw is not None else 0
+
+
+def connection_key(connection_id: str) -> dict[str, Any]:
+    return {"pk": {"S": CONNECTION_PREFIX + connection_id}, "sk": {"S": META_SK}}
+
+
+def subscription_key(connection_id: str, topic: str) -> dict[str, Any]:
+    return {"pk": {"S": CONNECTION_PREFIX + connection_id}, "sk": {"S": TOPIC_PREFIX + topic}}
+
+
+def _connection_id_of(item: Mapping[str, Any]) -> str:
+    """The projected ``connectionId``, or the one inside ``pk`` (always projected)."""
+    connection_id = _s(item, "connectionId")
+    if connection_id:
+        return connection_id
+    return _s(item, "pk")[len(CONNECTION_PREFIX):]
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    connection_id: str
+    user_id: str
+    username: str
+    claims: dict[str, ClaimValue]
+    connected_at: int
+    source_ip: str
+    user_agent: str
+    stage: str
+    domain: str
+    client_params: dict[str, str]
+    token_source: str
+    ttl: int
+    api_id: str = ""
+
+    def to_item(self) -> dict[str, Any]:
+        """The low-level typed item. An empty ``username`` is left out: GSI keys cannot be ''."""
+        item: dict[str, Any] = {
+            **connection_key(self.connection_id),
+            "connectionId": {"S": self.connection_id},
+            "userId": {"S": self.user_id},
+            "claims": {"M": {k: _claim_to_ddb(v) for k, v in self.claims.items()}},
+            "connectedAt": {"N": str(int(self.connected_at))},
+            "sourceIp": {"S": self.source_ip},
+            "userAgent": {"S": self.user_agent},
+            "stage": {"S": self.stage},
+            "domain": {"S": self.domain},
+            "apiId": {"S": self.api_id},
+            "clientParams": {"M": {k: {"S": str(v)} for k, v in self.client_params.items()}},
+            "tokenSource": {"S": self.token_source},
+            "ttl": {"N": str(int(self.ttl))},
+        }
+        if self.username:
+            item["username"] = {"S": self.username}
+        return item
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> ConnectionRecord:
+        claims = {k: _claim_from_ddb(v) for k, v in ((item.get("claims") or {}).get("M") or {}).items()}
+        params = {k: str(v.get("S", "")) for k, v in ((item.get("clientParams") or {}).get("M") or {}).items()}
+        return cls(
+            connection_id=_s(item, "connectionId") or _connection_id_of(item),
+            user_id=_s(item, "userId"),
+            username=_s(item, "username"),
+            claims=claims,
+            connected_at=_n(item, "connectedAt"),
+            source_ip=_s(item, "sourceIp"),
+            user_agent=_s(item, "userAgent"),
+            stage=_s(item, "stage"),
+            domain=_s(item, "domain"),
+            client_params=params,
+            token_source=_s(item, "tokenSource"),
+            ttl=_n(item, "ttl"),
+            api_id=_s(item, "apiId"),
+        )
+
+    def identity(self) -> dict[str, Any]:
+        """What the ``whoami`` action shows the client about its own connection."""
+        return {
+            "connectionId": self.connection_id,
+            "userId": self.user_id,
+            "username": self.username,
+            "claims": dict(self.claims),
+            "connectedAt": self.connected_at,
+            "sourceIp": self.source_ip,
+            "userAgent": self.user_agent,
+            "clientParams": dict(self.client_params),
+            "tokenSource": self.token_source,
+        }
+
+
+def _error_code(error: BaseException) -> str:
+    """botocore ClientError's code, read without importing botocore."""
+    response = getattr(error, "response", None) or {}
+    return str((response.get("Error") or {}).get("Code") or "")
+
+
+class ConnectionRepository:
+    def __init__(self, table_name: str, client: Any | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if not isinstance(table_name, str) or not table_name:
+            raise ValueError("table_name must be a non-empty string")
+        self.table_name = table_name
+        self._client_obj = client
+        self._client_lock = threading.Lock()
+        self._sleep = sleep
+
+    @property
+    def client(self) -> Any:
+        if self._client_obj is None:
+            with self._client_lock:
+                if self._client_obj is None:
+                    from .aws import dynamodb_client
+
+                    self._client_obj = dynamodb_client()
+        return self._client_obj
+
+    # -- connections ---------------------------------------------------------------
+
+    def put_connection(self, record: ConnectionRecord) -> None:
+        _validate_id(record.connection_id, "connection_id")
+        _validate_id(record.user_id, "user_id")
+        try:
+            self.client.put_item(TableName=self.table_name, Item=record.to_item(),
+                                 ConditionExpression="attribute_not_exists(pk)")
+        except Exception as error:
+            if _error_code(error) == "ConditionalCheckFailedException":
+                raise ConnectionExists(record.connection_id) from None
+            raise
+
+    def get_connection(self, connection_id: str) -> ConnectionRecord | None:
+        _validate_id(connection_id, "connection_id")
+        item = self.client.get_item(TableName=self.table_name, Key=connection_key(connection_id),
+                                    ConsistentRead=True).get("Item")
+        return ConnectionRecord.from_item(item) if item else None
+
+    def delete_connection(self, connection_id: str) -> int:
+        """Delete the connection and all its subscriptions; 0 when nothing was stored."""
+        _validate_id(connection_id, "connection_id")
+        return self._batch_delete(self._partition_keys(connection_id))
+
+    def delete_connections(self, connection_ids: Iterable[str]) -> int:
+        """Delete many connections (gone ones a broadcast found) with their subscriptions."""
+        ids = list(connection_ids)
+        for connection_id in ids:  # all of them first: nothing is deleted for a bad list
+            _validate_id(connection_id, "connection_id")
+        unique = list(dict.fromkeys(ids))
+        keys: list[dict[str, Any]] = []
+        for connection_id in unique:
+            keys.extend(self._partition_keys(connection_id))
+        return self._batch_delete(keys)
+
+    def _partition_keys(self, connection_id: str) -> list[dict[str, Any]]:
+        keys = []
+        for item in self._query_all(
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": CONNECTION_PREFIX + connection_id}},
+                ProjectionExpression="pk, sk", ConsistentRead=True):
+            keys.append({"pk": item["pk"], "sk": item["sk"]})
+        return keys
+
+    def _batch_delete(self, keys: list[dict[str, Any]]) -> int:
+        """BatchWriteItem in chunks of 25, retrying UnprocessedItems with capped backoff.
+
+        Returns how many deletes DynamoDB accepted. Anything still unprocessed after
+        the last try is logged and left for TTL to remove, so a throttled cleanup
+        never fails a $disconnect or a broadcast.
+        """
+        deleted = 0
+        for start in range(0, len(keys), BATCH_WRITE_LIMIT):
+            chunk = keys[start:start + BATCH_WRITE_LIMIT]
+            pending: list[dict[str, Any]] = [{"DeleteRequest": {"Key": key}} for key in chunk]
+            for attempt in range(MAX_BATCH_ATTEMPTS):
+                response = self.client.batch_write_item(RequestItems={self.table_name: pending})
+                left = (response.get("UnprocessedItems") or {}).get(self.table_name) or []
+                deleted += len(pending) - len(left)
+                pending = left
+                if not pending:
+                    break
+                if attempt + 1 < MAX_BATCH_ATTEMPTS:
+                    self._sleep(min(1.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2))
+            if pending:
+                logger.warning("batch delete left %d items unprocessed after %d attempts; TTL will remove them",
+                               len(pending), MAX_BATCH_ATTEMPTS)
+        return deleted
+
+    # -- lookups by user -----------------------------------------------------------
+
+    def connection_ids_for_user(self, user_id: str) -> list[str]:
+        _validate_id(user_id, "user_id")
+        return self._index_ids(BY_USER_ID_INDEX, "userId", user_id)
+
+    def connection_ids_for_username(self, username: str) -> list[str]:
+        _validate_id(username, "username")
+        return self._index_ids(BY_USERNAME_INDEX, "username", username)
+
+    def _index_ids(self, index: str, attribute: str, value: str) -> list[str]:
+        return [_connection_id_of(item) for item in self._query_all(
+            IndexName=index,
+            KeyConditionExpression="#k = :v",
+            ExpressionAttributeNames={"#k": attribute},
+            ExpressionAttributeValues={":v": {"S": value}},
+            ProjectionExpression="pk, connectionId")]
+
+    # -- subscriptions -------------------------------------------------------------
+
+    def subscribe(self, connection_id: str, topic: str) -> None:
+        """Store the subscription only while the connection exists (one transaction).
+
+        The item copies the connection's ``ttl`` so TTL removes both together.
+        Subscribing twice overwrites the same item, so it is idempotent.
+        """
+        _validate_id(connection_id, "connection_id")
+        validate_topic(topic)
+        meta = self.client.get_item(TableName=self.table_name, Key=connection_key(connection_id),
+                                    ConsistentRead=True, ProjectionExpression="#ttl",
+                                    ExpressionAttributeNames={"#ttl": "ttl"}).get("Item")
+        if meta is None:
+            raise ConnectionNotFound(connection_id)
+        item = {
+            **subscription_key(connection_id, topic),
+            "topic": {"S": topic},
+            "connectionId": {"S": connection_id},
+        }
+        if "ttl" in meta:
+            item["ttl"] = meta["ttl"]
+        try:
+            self.client.transact_write_items(TransactItems=[
+                {"ConditionCheck": {"TableName": self.table_name, "Key": connection_key(connection_id),
+                                    "ConditionExpression": "attribute_exists(pk)"}},
+                {"Put": {"TableName": self.table_name, "Item": item}},
+            ])
+        except Exception as error:
+            if _error_code(error) != "TransactionCanceledException":
+                raise
+            reasons = getattr(error, "response", {}).get("CancellationReasons") or []
+            if reasons and (reasons[0] or {}).get("Code") == "ConditionalCheckFailed":
+                raise ConnectionNotFound(connection_id) from None
+            raise
+
+    def unsubscribe(self, connection_id: str, topic: str) -> bool:
+        """Remove the subscription; whether there was one."""
+        _validate_id(connection_id, "connection_id")
+        validate_topic(topic)
+        response = self.client.delete_item(TableName=self.table_name, Key=subscription_key(connection_id, topic),
+                                           ReturnValues="ALL_OLD")
+        return bool(response.get("Attributes"))
+
+    def topics_for(self, connection_id: str) -> list[str]:
+        _validate_id(connection_id, "connection_id")
+        return [_s(item, "topic") for item in self._query_all(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :topic)",
+            ExpressionAttributeValues={":pk": {"S": CONNECTION_PREFIX + connection_id},
+                                       ":topic": {"S": TOPIC_PREFIX}},
+            ProjectionExpression="topic", ConsistentRead=True)]
+
+    def subscriber_ids(self, topic: str) -> list[str]:
+        validate_topic(topic)
+        return self._index_ids(BY_TOPIC_INDEX, "topic", topic)
+
+    # -- broadcast to everyone -----------------------------------------------------
+
+    def iter_connection_ids(self, segments: int = 4, page_size: int = 1000) -> Iterator[list[str]]:
+        """All connection ids, a page at a time, from a parallel Scan.
+
+        One thread per segment; pages are yielded as they arrive so sending can
+        start before the scan ends. Subscription items are filtered out server-side.
+        Closing the generator early stops the workers after their current page.
+        """
+        if not isinstance(segments, int) or segments < 1:
+            raise ValueError("segments must be a positive integer")
+        if not isinstance(page_size, int) or page_size < 1:
+            raise ValueError("page_size must be a positive integer")
+        client = self.client  # create it once, before the threads share it
+        pages: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=segments * 2)
+        stop = threading.Event()
+
+        def offer(entry: tuple[str, Any]) -> bool:
+            while not stop.is_set():
+                try:
+                    pages.put(entry, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def scan(segment: int) -> None:
+            request: dict[str, Any] = {
+                "TableName": self.table_name, "Segment": segment, "TotalSegments": segments,
+                "Limit": page_size, "FilterExpression": "sk = :meta",
+                "ExpressionAttributeValues": {":meta": {"S": META_SK}},
+                "ProjectionExpression": "connectionId",
+            }
+            try:
+                while not stop.is_set():
+                    response = client.scan(**request)
+                    ids = [_s(item, "connectionId") for item in response.get("Items", [])]
+                    if ids and not offer(("page", ids)):
+                        return
+                    if "LastEvaluatedKey" not in response:
+                        break
+                    request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            except BaseException as error:  # handed to the consumer, which re-raises it
+                offer(("error", error))
+                return
+            offer(("done", None))
+
+        workers = [threading.Thread(target=scan, args=(segment,), name=f"scan-{segment}", daemon=True)
+                   for segment in range(segments)]
+        for worker in workers:
+            worker.start()
+        try:
+            running = segments
+            while running:
+                kind, value = pages.get()
+                if kind == "page":
+                    yield value
+                elif kind == "done":
+                    running -= 1
+                else:
+                    raise value
+        finally:
+            stop.set()
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _query_all(self, **request: Any) -> Iterator[dict[str, Any]]:
+        request["TableName"] = self.table_name
+        while True:
+            response = self.client.query(**request)
+            yield from response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+__all__ = [
+    "ConnectionRecord", "ConnectionRepository", "ConnectionExists", "ConnectionNotFound",
+    "validate_topic", "connection_key", "subscription_key",
+]

@@ -1,0 +1,165 @@
+"""The one DynamoDB table: connections and their topic subscriptions.
+
+Tests, the local stack and the CloudFormation template all build the table from
+here, so the key schema and indexes cannot drift between them.
+
+Layout (single table, on-demand billing):
+
+- connection: ``pk = CONN#<connectionId>``, ``sk = META``, plus ``userId``,
+  ``username`` and the identity attributes the ``whoami`` action returns.
+- subscription: ``pk = CONN#<connectionId>``, ``sk = TOPIC#<topic>``, plus
+  ``topic``, ``connectionId`` and the connection's ``ttl``.
+
+Keeping a connection and its subscriptions under one partition key lets
+``$disconnect`` find everything to delete with one Query, no index needed.
+
+The three GSIs are sparse: only connection items carry ``userId``/``username``
+and only subscription items carry ``topic``, so each index holds exactly the
+items its lookup wants. Every index projects the keys plus ``connectionId``
+(INCLUDE), which is all fan-out needs (``notify``, ``publish``); projecting ALL
+would copy the claims map into two indexes and pay for it on every connect.
+
+``ttl`` (epoch seconds) lets DynamoDB drop items whose ``$disconnect`` never ran.
+This module does not import boto3: callers pass a client in.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+TTL_ATTRIBUTE = "ttl"
+
+PARTITION_KEY = "pk"
+SORT_KEY = "sk"
+
+CONNECTION_PREFIX = "CONN#"
+TOPIC_PREFIX = "TOPIC#"
+META_SK = "META"
+
+BY_USER_ID_INDEX = "byUserId"
+BY_USERNAME_INDEX = "byUsername"
+BY_TOPIC_INDEX = "byTopic"
+
+# Projected into every index besides the keys: the only thing fan-out reads.
+INDEX_PROJECTION: dict[str, Any] = {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["connectionId"]}
+
+_INDEXES: tuple[tuple[str, str], ...] = (
+    (BY_USER_ID_INDEX, "userId"),
+    (BY_USERNAME_INDEX, "username"),
+    (BY_TOPIC_INDEX, "topic"),
+)
+
+
+def _attribute_definitions() -> list[dict[str, str]]:
+    names = [PARTITION_KEY, SORT_KEY] + [hash_key for _, hash_key in _INDEXES]
+    return [{"AttributeName": name, "AttributeType": "S"} for name in names]
+
+
+def _key_schema() -> list[dict[str, str]]:
+    return [
+        {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+        {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+    ]
+
+
+def _global_secondary_indexes() -> list[dict[str, Any]]:
+    return [
+        {
+            "IndexName": name,
+            "KeySchema": [
+                {"AttributeName": hash_key, "KeyType": "HASH"},
+                {"AttributeName": PARTITION_KEY, "KeyType": "RANGE"},
+            ],
+            "Projection": {
+                "ProjectionType": INDEX_PROJECTION["ProjectionType"],
+                "NonKeyAttributes": list(INDEX_PROJECTION["NonKeyAttributes"]),
+            },
+        }
+        for name, hash_key in _INDEXES
+    ]
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """Keyword arguments for the CreateTable API."""
+    return {
+        "TableName": table_name,
+        "AttributeDefinitions": _attribute_definitions(),
+        "KeySchema": _key_schema(),
+        "GlobalSecondaryIndexes": _global_secondary_indexes(),
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+def ttl_specification() -> dict[str, Any]:
+    """The UpdateTimeToLive / CloudFormation TimeToLiveSpecification shape."""
+    return {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+
+
+def cloudformation_properties(table_name: str | None, point_in_time_recovery: bool) -> dict[str, Any]:
+    """``Properties`` of an ``AWS::DynamoDB::Table`` resource.
+
+    ``table_name`` None lets CloudFormation name the table (safe replacements).
+    """
+    definition = table_definition(table_name or "")
+    properties: dict[str, Any] = {}
+    if table_name:
+        properties["TableName"] = table_name
+    properties.update({
+        "AttributeDefinitions": definition["AttributeDefinitions"],
+        "KeySchema": definition["KeySchema"],
+        "GlobalSecondaryIndexes": definition["GlobalSecondaryIndexes"],
+        "BillingMode": definition["BillingMode"],
+        "TimeToLiveSpecification": ttl_specification(),
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": bool(point_in_time_recovery)},
+    })
+    return properties
+
+
+def _error_code(error: BaseException) -> str:
+    response = getattr(error, "response", None) or {}
+    return str((response.get("Error") or {}).get("Code") or "")
+
+
+def create_table(client: Any, table_name: str, timeout: float = 60.0) -> None:
+    """Create the table (or accept an existing one), wait until ACTIVE, enable TTL.
+
+    Idempotent, so the local stack can run it on every start.
+    """
+    try:
+        client.create_table(**table_definition(table_name))
+    except Exception as error:  # botocore's ClientError; not imported here on purpose
+        if _error_code(error) != "ResourceInUseException":
+            raise
+    _wait_active(client, table_name, timeout)
+    current = client.describe_time_to_live(TableName=table_name).get("TimeToLiveDescription") or {}
+    if current.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+        if current.get("AttributeName") == TTL_ATTRIBUTE:
+            return
+        raise RuntimeError(
+            f"table {table_name!r} has TTL on attribute {current.get('AttributeName')!r}, "
+            f"expected {TTL_ATTRIBUTE!r}"
+        )
+    client.update_time_to_live(TableName=table_name, TimeToLiveSpecification=ttl_specification())
+
+
+def _wait_active(client: Any, table_name: str, timeout: float) -> None:
+    """Poll DescribeTable; boto3's waiter sleeps 20 s between tries, far too slow locally."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        table = client.describe_table(TableName=table_name)["Table"]
+        indexes = table.get("GlobalSecondaryIndexes") or []
+        if table.get("TableStatus") == "ACTIVE" and all(i.get("IndexStatus") == "ACTIVE" for i in indexes):
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"table {table_name!r} not ACTIVE after {timeout:.0f} s "
+                               f"(status {table.get('TableStatus')})")
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+__all__ = [
+    "TTL_ATTRIBUTE", "PARTITION_KEY", "SORT_KEY", "CONNECTION_PREFIX", "TOPIC_PREFIX", "META_SK",
+    "BY_USER_ID_INDEX", "BY_USERNAME_INDEX", "BY_TOPIC_INDEX", "INDEX_PROJECTION",
+    "table_definition", "ttl_specification", "cloudformation_properties", "create_table",
+]

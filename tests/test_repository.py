@@ -1,0 +1,375 @@
+"""ConnectionRepository against a real DynamoDB Local (one per session, a table per test)."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chalicelib import schema
+from chalicelib.repository import (
+    ConnectionExists, ConnectionNotFound, ConnectionRecord, ConnectionRepository, connection_key,
+)
+from tests.support.dynamodb import make_record
+
+
+def _all_items(client: Any, table: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        response = client.scan(**request)
+        items.extend(response["Items"])
+        if "LastEvaluatedKey" not in response:
+            return items
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _seed(client: Any, table: str, records: list[ConnectionRecord], topic: str | None = None) -> None:
+    """Bulk insert (BatchWriteItem) so big fixtures stay fast; optionally one subscription each."""
+    requests = []
+    for record in records:
+        requests.append({"PutRequest": {"Item": record.to_item()}})
+        if topic is not None:
+            requests.append({"PutRequest": {"Item": {
+                "pk": {"S": "CONN#" + record.connection_id}, "sk": {"S": "TOPIC#" + topic},
+                "topic": {"S": topic}, "connectionId": {"S": record.connection_id},
+                "ttl": {"N": str(record.ttl)}}}})
+    for start in range(0, len(requests), 25):
+        pending = {table: requests[start:start + 25]}
+        while pending:
+            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+
+# -- connections ---------------------------------------------------------------------
+
+def test_put_get_round_trip_preserves_claim_types(repository: ConnectionRepository) -> None:
+    record = make_record(
+        "conn-A=", "sub-1", "alice",
+        claims={"sub": "sub-1", "auth_time": 1700000000, "ratio": 0.25, "whole_float": 3.0,
+                "email_verified": True, "admin": False, "big": 2 ** 53 + 1, "neg": -7, "empty": ""},
+        client_params={"q.room": "lobby", "h.x-client": "cli/1.0"},
+        token_source="query", api_id="abc123",
+    )
+    repository.put_connection(record)
+    stored = repository.get_connection("conn-A=")
+    assert stored == ConnectionRecord(**{**record.__dict__, "claims": {**record.claims, "whole_float": 3}})
+    claims = stored.claims
+    assert type(claims["auth_time"]) is int and claims["auth_time"] == 1700000000
+    assert type(claims["big"]) is int and claims["big"] == 2 ** 53 + 1
+    assert type(claims["ratio"]) is float and claims["ratio"] == 0.25
+    assert type(claims["whole_float"]) is int
+    assert claims["email_verified"] is True and claims["admin"] is False
+    assert claims["neg"] == -7 and claims["empty"] == ""
+    assert stored.identity() == {
+        "connectionId": "conn-A=", "userId": "sub-1", "username": "alice", "claims": claims,
+        "connectedAt": record.connected_at, "sourceIp": "127.0.0.1", "userAgent": "pytest",
+        "clientParams": {"q.room": "lobby", "h.x-client": "cli/1.0"}, "tokenSource": "query",
+    }
+
+
+def test_get_unknown_connection_is_none(repository: ConnectionRepository) -> None:
+    assert repository.get_connection("nope") is None
+
+
+def test_connection_without_username_is_stored_and_not_in_username_index(
+        repository: ConnectionRepository, dynamodb_client: Any, connections_table: str) -> None:
+    repository.put_connection(make_record("c1", "u1", ""))
+    assert repository.get_connection("c1").username == ""
+    item = dynamodb_client.get_item(TableName=connections_table, Key=connection_key("c1"))["Item"]
+    assert "username" not in item  # an empty GSI key would be rejected by DynamoDB
+    assert repository.connection_ids_for_user("u1") == ["c1"]
+
+
+def test_conditional_put_refuses_duplicate(repository: ConnectionRepository) -> None:
+    repository.put_connection(make_record("c1", "u1", "alice"))
+    with pytest.raises(ConnectionExists, match="'c1' is already stored"):
+        repository.put_connection(make_record("c1", "u2", "mallory"))
+    assert repository.get_connection("c1").user_id == "u1"  # the first one is untouched
+
+
+def test_delete_removes_subscriptions_and_is_idempotent(
+        repository: ConnectionRepository, dynamodb_client: Any, connections_table: str) -> None:
+    repository.put_connection(make_record("c1"))
+    repository.put_connection(make_record("c2"))
+    for topic in ("a", "b", "c"):
+        repository.subscribe("c1", topic)
+    repository.subscribe("c2", "a")
+
+    assert repository.delete_connection("c1") == 4  # META + 3 subscriptions
+    assert repository.get_connection("c1") is None
+    assert repository.topics_for("c1") == []
+    assert repository.subscriber_ids("a") == ["c2"]
+    assert repository.delete_connection("c1") == 0
+    remaining = {(i["pk"]["S"], i["sk"]["S"]) for i in _all_items(dynamodb_client, connections_table)}
+    assert remaining == {("CONN#c2", "META"), ("CONN#c2", "TOPIC#a")}
+
+
+def test_user_and_username_queries_return_only_that_users_connections(repository: ConnectionRepository) -> None:
+    for n in range(3):
+        repository.put_connection(make_record(f"alice-{n}", "sub-alice", "alice"))
+    for n in range(2):
+        repository.put_connection(make_record(f"bob-{n}", "sub-bob", "bob"))
+    repository.put_connection(make_record("carol-0", "sub-carol", "carol"))
+    repository.subscribe("alice-0", "news")  # subscription items must not show up in user indexes
+
+    assert sorted(repository.connection_ids_for_user("sub-alice")) == ["alice-0", "alice-1", "alice-2"]
+    assert sorted(repository.connection_ids_for_user("sub-bob")) == ["bob-0", "bob-1"]
+    assert sorted(repository.connection_ids_for_username("alice")) == ["alice-0", "alice-1", "alice-2"]
+    assert repository.connection_ids_for_username("carol") == ["carol-0"]
+    assert repository.connection_ids_for_user("sub-nobody") == []
+    assert repository.connection_ids_for_username("sub-alice") == []  # a sub is not a username
+
+
+def test_user_query_paginates(repository: ConnectionRepository, dynamodb_client: Any,
+                              connections_table: str) -> None:
+    # Real pages end at 1 MB; a small Limit forces the same LastEvaluatedKey path.
+    _seed(dynamodb_client, connections_table, [make_record(f"c{n:03}", "u1", "alice") for n in range(30)])
+    calls: list[dict[str, Any]] = []
+
+    class Paging:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb_client, name)
+
+        def query(self, **request: Any) -> Any:
+            calls.append(request)
+            return dynamodb_client.query(Limit=7, **request)
+
+    paged = ConnectionRepository(connections_table, client=Paging())
+    assert sorted(paged.connection_ids_for_user("u1")) == [f"c{n:03}" for n in range(30)]
+    assert len(calls) >= 5
+
+
+# -- subscriptions -------------------------------------------------------------------
+
+def test_subscribe_requires_the_connection_and_writes_nothing_without_it(
+        repository: ConnectionRepository, dynamodb_client: Any, connections_table: str) -> None:
+    with pytest.raises(ConnectionNotFound, match="'ghost' is not stored"):
+        repository.subscribe("ghost", "news")
+    assert _all_items(dynamodb_client, connections_table) == []
+    assert repository.subscriber_ids("news") == []
+
+
+def test_subscribe_copies_ttl_and_is_idempotent(repository: ConnectionRepository, dynamodb_client: Any,
+                                                connections_table: str) -> None:
+    record = make_record("c1", ttl=1234567890)
+    repository.put_connection(record)
+    repository.subscribe("c1", "news")
+    repository.subscribe("c1", "news")
+    item = dynamodb_client.get_item(TableName=connections_table,
+                                    Key={"pk": {"S": "CONN#c1"}, "sk": {"S": "TOPIC#news"}})["Item"]
+    assert item["ttl"] == {"N": "1234567890"}
+    assert item["topic"] == {"S": "news"} and item["connectionId"] == {"S": "c1"}
+    assert repository.topics_for("c1") == ["news"]
+    assert repository.subscriber_ids("news") == ["c1"]
+
+
+def test_subscribe_after_disconnect_raises(repository: ConnectionRepository) -> None:
+    repository.put_connection(make_record("c1"))
+    repository.delete_connection("c1")
+    with pytest.raises(ConnectionNotFound):
+        repository.subscribe("c1", "news")
+
+
+def test_unsubscribe_reports_whether_it_existed(repository: ConnectionRepository) -> None:
+    repository.put_connection(make_record("c1"))
+    repository.subscribe("c1", "news")
+    repository.subscribe("c1", "sport")
+    assert repository.unsubscribe("c1", "news") is True
+    assert repository.unsubscribe("c1", "news") is False
+    assert repository.unsubscribe("never", "news") is False
+    assert repository.topics_for("c1") == ["sport"]
+    assert repository.get_connection("c1") is not None  # META untouched
+
+
+def test_subscriber_ids_by_topic(repository: ConnectionRepository) -> None:
+    for n in range(5):
+        repository.put_connection(make_record(f"c{n}", f"u{n}", f"user{n}"))
+    for n in (0, 2, 4):
+        repository.subscribe(f"c{n}", "even")
+    for n in (1, 3):
+        repository.subscribe(f"c{n}", "odd")
+    repository.subscribe("c3", "Even")  # topics are case-sensitive
+    topic = "ünï/cøde topic #1 " + "x" * 100
+    repository.subscribe("c1", topic)
+
+    assert sorted(repository.subscriber_ids("even")) == ["c0", "c2", "c4"]
+    assert sorted(repository.subscriber_ids("odd")) == ["c1", "c3"]
+    assert repository.subscriber_ids("Even") == ["c3"]
+    assert repository.subscriber_ids(topic) == ["c1"]
+    assert repository.subscriber_ids("none") == []
+    assert sorted(repository.topics_for("c3")) == ["Even", "odd"]
+
+
+# -- bulk ----------------------------------------------------------------------------
+
+def test_delete_connections_in_batches_removes_them_and_their_subscriptions(
+        repository: ConnectionRepository, dynamodb_client: Any, connections_table: str) -> None:
+    gone = [make_record(f"gone-{n:02}", f"u{n % 4}", f"user{n % 4}") for n in range(60)]
+    kept = [make_record(f"kept-{n}", "u0", "user0") for n in range(3)]
+    _seed(dynamodb_client, connections_table, gone + kept, topic="news")
+    assert len(_all_items(dynamodb_client, connections_table)) == 126
+
+    batch_sizes: list[int] = []
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb_client, name)
+
+        def batch_write_item(self, **request: Any) -> Any:
+            batch_sizes.append(len(request["RequestItems"][connections_table]))
+            return dynamodb_client.batch_write_item(**request)
+
+    counted = ConnectionRepository(connections_table, client=Counting())
+    ids = [r.connection_id for r in gone]
+    assert counted.delete_connections(ids + ids[:5]) == 120  # duplicates are deleted once
+    assert max(batch_sizes) == 25 and sum(batch_sizes) == 120 and len(batch_sizes) == 5
+
+    left = {i["pk"]["S"] for i in _all_items(dynamodb_client, connections_table)}
+    assert left == {f"CONN#kept-{n}" for n in range(3)}
+    assert sorted(repository.subscriber_ids("news")) == ["kept-0", "kept-1", "kept-2"]
+    assert repository.delete_connections(ids) == 0
+    assert repository.delete_connections([]) == 0
+
+
+def test_batch_delete_retries_unprocessed_items(dynamodb_client: Any, connections_table: str) -> None:
+    _seed(dynamodb_client, connections_table, [make_record(f"c{n}") for n in range(10)])
+    sleeps: list[float] = []
+    calls = 0
+
+    class Throttled:
+        """Hands the second half of the first batch back as unprocessed, like a throttled table."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb_client, name)
+
+        def batch_write_item(self, RequestItems: dict[str, Any]) -> Any:
+            nonlocal calls
+            calls += 1
+            requests = RequestItems[connections_table]
+            if calls == 1:
+                dynamodb_client.batch_write_item(RequestItems={connections_table: requests[:5]})
+                return {"UnprocessedItems": {connections_table: requests[5:]}}
+            return dynamodb_client.batch_write_item(RequestItems=RequestItems)
+
+    repo = ConnectionRepository(connections_table, client=Throttled(), sleep=sleeps.append)
+    assert repo.delete_connections([f"c{n}" for n in range(10)]) == 10
+    assert calls == 2 and len(sleeps) == 1 and 0 < sleeps[0] <= 1.0
+    assert _all_items(dynamodb_client, connections_table) == []
+
+
+def test_iter_connection_ids_returns_each_exactly_once_and_skips_subscriptions(
+        repository: ConnectionRepository, dynamodb_client: Any, connections_table: str) -> None:
+    records = [make_record(f"conn-{n:03}", f"u{n % 7}", f"user{n % 7}") for n in range(250)]
+    _seed(dynamodb_client, connections_table, records, topic="everyone")
+
+    pages = list(repository.iter_connection_ids(segments=4, page_size=40))
+    seen = [cid for page in pages for cid in page]
+    assert len(seen) == 250
+    assert set(seen) == {r.connection_id for r in records}
+    assert all(page for page in pages)  # no empty pages
+    assert len(pages) > 4  # it really paged (500 items, 40 evaluated per page)
+
+    single = [cid for page in repository.iter_connection_ids(segments=1) for cid in page]
+    assert sorted(single) == sorted(seen)
+
+
+def test_iter_connection_ids_on_empty_table_and_early_close(repository: ConnectionRepository,
+                                                            dynamodb_client: Any, connections_table: str) -> None:
+    assert list(repository.iter_connection_ids()) == []
+    _seed(dynamodb_client, connections_table, [make_record(f"c{n}") for n in range(50)])
+    pages = repository.iter_connection_ids(segments=2, page_size=5)
+    first = next(pages)
+    assert 1 <= len(first) <= 5
+    pages.close()  # stops the workers; must not hang
+
+
+def test_iter_connection_ids_raises_scan_errors() -> None:
+    class Broken:
+        def scan(self, **request: Any) -> Any:
+            raise RuntimeError("scan failed")
+
+    with pytest.raises(RuntimeError, match="scan failed"):
+        list(ConnectionRepository("tbl", client=Broken()).iter_connection_ids(segments=3))
+
+
+# -- validation ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("topic, message", [
+    ("", "1-128 characters"),
+    ("x" * 129, "1-128 characters"),
+    ("bad\ntopic", "control characters"),
+    ("bad\x00", "control characters"),
+    ("del\x7f", "control characters"),
+    (42, "must be a string"),
+    (None, "must be a string"),
+])
+def test_invalid_topics_are_rejected(repository: ConnectionRepository, topic: Any, message: str) -> None:
+    repository.put_connection(make_record("c1"))
+    for call in (lambda: repository.subscribe("c1", topic), lambda: repository.unsubscribe("c1", topic),
+                 lambda: repository.subscriber_ids(topic)):
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert repository.topics_for("c1") == []
+
+
+def test_topic_limits_are_inclusive(repository: ConnectionRepository) -> None:
+    repository.put_connection(make_record("c1"))
+    repository.subscribe("c1", "x" * 128)
+    repository.subscribe("c1", "a")
+    assert sorted(repository.topics_for("c1")) == ["a", "x" * 128]
+
+
+@pytest.mark.parametrize("call", [
+    lambda r: r.get_connection(""),
+    lambda r: r.delete_connection(""),
+    lambda r: r.delete_connections(["ok", ""]),
+    lambda r: r.subscribe("", "t"),
+    lambda r: r.unsubscribe("", "t"),
+    lambda r: r.topics_for(""),
+    lambda r: r.connection_ids_for_user(""),
+    lambda r: r.connection_ids_for_username(""),
+    lambda r: r.put_connection(make_record("")),
+    lambda r: r.put_connection(make_record("c1", user_id="")),
+    lambda r: r.get_connection(None),
+    lambda r: r.iter_connection_ids(segments=0).__next__(),
+])
+def test_empty_ids_are_rejected(call: Any) -> None:
+    class NoCalls:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"DynamoDB was called ({name}) for invalid input")
+
+    with pytest.raises(ValueError, match="non-empty|positive"):
+        call(ConnectionRepository("tbl", client=NoCalls()))
+
+
+# -- schema --------------------------------------------------------------------------
+
+def test_created_table_matches_the_schema(dynamodb_client: Any, connections_table: str) -> None:
+    ttl = dynamodb_client.describe_time_to_live(TableName=connections_table)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "ttl"}
+    table = dynamodb_client.describe_table(TableName=connections_table)["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
+                                  {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {schema.BY_USER_ID_INDEX, schema.BY_USERNAME_INDEX, schema.BY_TOPIC_INDEX}
+    assert indexes["byTopic"]["KeySchema"][0] == {"AttributeName": "topic", "KeyType": "HASH"}
+    assert indexes["byUserId"]["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["connectionId"]}
+
+    schema.create_table(dynamodb_client, connections_table)  # idempotent: no error the second time
+
+
+def test_cloudformation_properties_match_the_table_definition() -> None:
+    definition = schema.table_definition("x-table")
+    props = schema.cloudformation_properties("x-table", point_in_time_recovery=True)
+    for key in ("TableName", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode"):
+        assert props[key] == definition[key]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+    unnamed = schema.cloudformation_properties(None, point_in_time_recovery=False)
+    assert "TableName" not in unnamed
+    assert unnamed["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": False}
+    # every attribute defined is used by a key (CloudFormation rejects unused definitions)
+    used = {k["AttributeName"] for k in definition["KeySchema"]}
+    used |= {k["AttributeName"] for i in definition["GlobalSecondaryIndexes"] for k in i["KeySchema"]}
+    assert {a["AttributeName"] for a in definition["AttributeDefinitions"]} == used
