@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -56,7 +55,7 @@ def test_foreground_command_serves_and_leaves_nothing_behind_on_sigterm(tmp_path
         assert len(jvms) == 1
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(timeout=15) == 0
-        gone, alive = psutil.wait_procs(jvms, timeout=5)
+        _, alive = psutil.wait_procs(jvms, timeout=5)
         assert not alive
     finally:
         if runner.poll() is None:

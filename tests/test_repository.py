@@ -373,3 +373,20 @@ def test_cloudformation_properties_match_the_table_definition() -> None:
     used = {k["AttributeName"] for k in definition["KeySchema"]}
     used |= {k["AttributeName"] for i in definition["GlobalSecondaryIndexes"] for k in i["KeySchema"]}
     assert {a["AttributeName"] for a in definition["AttributeDefinitions"]} == used
+
+
+def test_subscribe_loses_the_race_with_disconnect_cleanly(dynamodb_client: Any, connections_table: str) -> None:
+    """$disconnect between the ttl lookup and the transaction: the condition check refuses the write."""
+    class Racing:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb_client, name)
+
+        def transact_write_items(self, **request: Any) -> Any:
+            dynamodb_client.delete_item(TableName=connections_table, Key=connection_key("c1"))
+            return dynamodb_client.transact_write_items(**request)
+
+    repo = ConnectionRepository(connections_table, client=Racing())
+    repo.put_connection(make_record("c1"))
+    with pytest.raises(ConnectionNotFound):
+        repo.subscribe("c1", "news")
+    assert _all_items(dynamodb_client, connections_table) == []
