@@ -4,7 +4,7 @@ Why not ``jwt.decode``: the authorizer runs on every WebSocket upgrade and its
 budget is about one RSA verify. PyJWT spends ~4x that, mostly in per-character
 base64url checks in Python; importing it also costs ~110 ms of cold start. The
 compact serialization is simple enough to parse here with C-speed byte
-operations (one ``bytes.translate`` vets the alphabet), ``binascii`` and
+operations (one ``bytes.translate`` vets and converts the alphabet), ``binascii`` and
 ``json`` and the cached ``cryptography`` key. Headers of verified tokens are
 remembered (Cognito uses one header per key), so the warm path parses only
 the payload.
@@ -43,7 +43,12 @@ __all__ = ["CognitoJwtVerifier", "issuer_for"]
 
 TOKEN_USES = frozenset({"access", "id"})
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_TO_STANDARD = bytes.maketrans(b"-_", b"+/")  # then binascii decodes in C, no regex
+# One C pass both vets and converts: base64url letters become the standard
+# alphabet binascii decodes, everything else (padding, whitespace, '+', '/',
+# control bytes) becomes '.', so a well-formed token has exactly two dots.
+_TO_STANDARD = bytes(
+    (b"+" if c == ord("-") else b"/" if c == ord("_") else bytes([c]) if c in _ALPHABET else b".")[0]
+    for c in range(256))
 # For a canonical encoding the unused low bits of the last character are zero
 # (keyed by segment length % 4; a remainder of 1 is never valid).
 _CANONICAL_LAST = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
@@ -164,19 +169,18 @@ class CognitoJwtVerifier:
         if not token.isascii():
             raise _invalid("malformed", "token is not ASCII")
         raw = token.encode("ascii")
-        # Deleting the base64url alphabet must leave exactly the two separators.
-        if raw.translate(None, _ALPHABET) != b"..":
+        standard = raw.translate(_TO_STANDARD)
+        if standard.count(b".") != 2:
             raise _invalid("malformed", "token is not three base64url segments")
-        first = raw.index(b".")
-        last = raw.rindex(b".")
-        if first == 0 or last == first + 1 or last == len(raw) - 1:
+        first = standard.index(b".")
+        last = standard.rindex(b".")
+        if first == 0 or last == first + 1 or last == len(standard) - 1:
             raise _invalid("malformed", "token has an empty segment")
 
         header_text = token[:first]
         kid = self._headers.get(header_text)
         if kid is None:
-            kid = self._header_kid(header_text)
-        standard = raw.translate(_TO_STANDARD)
+            kid = self._header_kid(standard[:first])
         claims = _json_object(_segment(standard[first + 1:last]), "payload")
         issuer = claims.get("iss")
         if type(issuer) is not str or issuer not in self.issuers:
@@ -196,9 +200,9 @@ class CognitoJwtVerifier:
         return claims
 
     @staticmethod
-    def _header_kid(header_text: str) -> str:
+    def _header_kid(standard: bytes) -> str:
         """The kid of a header that passes the checks (Cognito: just kid and alg)."""
-        header = _json_object(_segment(header_text.encode("ascii").translate(_TO_STANDARD)), "header")
+        header = _json_object(_segment(standard), "header")
         alg = header.get("alg")
         if type(alg) is not str or alg != "RS256":
             raise _invalid("bad_alg", "token algorithm is not RS256")

@@ -384,3 +384,11 @@ def test_two_pools_each_with_own_jwks(rsa_keys: KeyRing, client_id: str) -> None
         with pytest.raises(TokenInvalid) as caught:
             both.verify(rogue.access_token())
         assert caught.value.reason == "bad_signature"
+
+
+def test_json_with_insignificant_whitespace_is_accepted(verifier: CognitoJwtVerifier,
+                                                        token_factory: TokenFactory, rsa_keys: KeyRing) -> None:
+    """RFC 7159 allows whitespace around values; the fast JSON path must fall back, not reject."""
+    payload = "\n " + json.dumps(token_factory.access_claims(sub="spaced"), indent=2) + " \n"
+    token = sign_raw(' { "kid" : "k1", "alg" : "RS256" } ', payload, rsa_keys["k1"])
+    assert verifier.verify(token)["sub"] == "spaced"
