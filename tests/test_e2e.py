@@ -1,0 +1,336 @@
+"""End to end: real clients (Python ``websockets`` and npm ``wscat``) against the running stack.
+
+One ``python -m devtools.stack`` (DynamoDB Local, Cognito on moto, the gateway
+serving app.py) for the session; tokens come from the local pool, so the
+authorizer verifies real RS256 signatures against the pool's JWKS over HTTP.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tests.support.stack import (  # noqa: F401  (fixtures, until conftest registers the plugin)
+    STACK_SETTINGS, ClientFactory, RunningStack, User, WscatFactory, local_stack, ws_clients, wscat,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+WSCAT_401 = "error: Unexpected server response: 401"
+
+
+# -- helpers --------------------------------------------------------------------------
+
+def _moto_signing_key() -> Any:
+    """The private key moto signs every local Cognito token with (kid "dummy")."""
+    from moto.utilities.utils import load_resource
+
+    return jwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(load_resource("cognitoidp/resources/jwks-private.json")))
+
+
+def _resign(token: str, key: Any, **changes: Any) -> str:
+    """The token's claims (with ``changes``) signed again with ``key`` under kid "dummy"."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    claims.update(changes)
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "dummy"})
+
+
+def _refused(stack: RunningStack, url_suffix: str = "", **options: Any) -> int:
+    """Open a handshake that must be refused; returns the HTTP status (body must match it)."""
+    with pytest.raises(InvalidStatus) as caught:
+        with connect(stack.ws_url + url_suffix, open_timeout=5, **options):
+            pass
+    response = caught.value.response
+    messages = {401: "Unauthorized", 403: "Forbidden"}
+    assert json.loads(response.body) == {"message": messages[response.status_code]}
+    return int(response.status_code)
+
+
+def _message_from(user: User, data: Any) -> dict[str, Any]:
+    return {"type": "message", "from": {"userId": user.sub, "username": user.username}, "data": data}
+
+
+def _without_timestamp(frame: dict[str, Any]) -> dict[str, Any]:
+    assert isinstance(frame.get("timestamp"), int) and frame["timestamp"] > 1_600_000_000_000, frame
+    return {k: v for k, v in frame.items() if k != "timestamp"}
+
+
+# -- refusals (Python client) ---------------------------------------------------------
+
+def test_no_token_is_401(local_stack: RunningStack) -> None:
+    assert _refused(local_stack) == 401
+
+
+def test_garbage_and_tampered_tokens_are_401(local_stack: RunningStack) -> None:
+    user = local_stack.user("mallory")
+    head, payload, signature = user.access_token.split(".")
+    middle = len(signature) // 2
+    flipped = signature[:middle] + ("A" if signature[middle] != "A" else "B") + signature[middle + 1:]
+    assert _refused(local_stack, additional_headers={"Authorization": f"Bearer {head}.{payload}.{flipped}"}) == 401
+    assert _refused(local_stack, "?access_token=not-a-jwt") == 401
+    # Claims changed under the original signature (a forged sub).
+    forged = jwt.utils.base64url_encode(json.dumps(
+        {**jwt.decode(user.access_token, options={"verify_signature": False}), "sub": "someone-else"}).encode()).decode()
+    assert _refused(local_stack, additional_headers={"Authorization": f"Bearer {head}.{forged}.{signature}"}) == 401
+
+
+def test_token_signed_by_another_key_is_401(local_stack: RunningStack) -> None:
+    user = local_stack.user("mallory")
+    rogue = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert _refused(local_stack, additional_headers={
+        "Authorization": f"Bearer {_resign(user.access_token, rogue)}"}) == 401
+
+
+def test_expired_token_is_401_though_validly_signed(local_stack: RunningStack, ws_clients: ClientFactory) -> None:
+    user = local_stack.user("late")
+    key = _moto_signing_key()
+    now = int(time.time())
+    # Control: the same key and claims with a future expiry are accepted, so only exp differs.
+    fresh = ws_clients(_resign(user.access_token, key, exp=now + 600))
+    assert fresh.whoami()["userId"] == user.sub
+    expired = _resign(user.access_token, key, exp=now - 60, iat=now - 3660)
+    assert _refused(local_stack, additional_headers={"Authorization": f"Bearer {expired}"}) == 401
+    assert _refused(local_stack, f"?ID_Token={_resign(user.id_token, key, exp=now - 5)}") == 401
+
+
+# -- token sources (Python client) -----------------------------------------------------
+
+@pytest.mark.parametrize("via, token_use", [("header", "access"), ("access_token", "access"), ("ID_Token", "id")])
+def test_valid_token_by_header_and_query(local_stack: RunningStack, ws_clients: ClientFactory,
+                                         via: str, token_use: str) -> None:
+    user = local_stack.user("alice")
+    token = user.id_token if token_use == "id" else user.access_token
+    client = ws_clients(token, via=via)
+    identity = client.whoami()
+    assert identity["userId"] == user.sub
+    assert identity["username"] == user.username
+    assert identity["tokenSource"] == ("header" if via == "header" else "query")
+    assert identity["claims"]["token_use"] == token_use
+    assert identity["claims"]["iss"] == local_stack.pool.issuer
+    assert client.ws.subprotocol is None
+
+
+def test_valid_token_by_subprotocol_selects_the_marker(local_stack: RunningStack, ws_clients: ClientFactory) -> None:
+    user = local_stack.user("alice")
+    client = ws_clients(user.access_token, via="protocol")
+    assert client.ws.subprotocol == "cognito-jwt"
+    assert client.ws.response is not None
+    assert client.ws.response.headers.get_all("Sec-WebSocket-Protocol") == ["cognito-jwt"]
+    assert client.whoami()["tokenSource"] == "protocol"
+
+
+def test_cookie_with_csrf_and_allowed_origin(local_stack: RunningStack, ws_clients: ClientFactory) -> None:
+    user = local_stack.user("browser")
+    csrf = uuid.uuid4().hex
+    cookie = {"Cookie": f"JWT={user.access_token}; CSRF-TOKEN={csrf}"}
+    by_query = ws_clients(query={"csrf": csrf}, headers=cookie, origin=local_stack.origin)
+    identity = by_query.whoami()
+    assert (identity["userId"], identity["tokenSource"]) == (user.sub, "cookie")
+    # The double-submit value may come as a csrf.<value> subprotocol instead.
+    by_protocol = ws_clients(headers=cookie, subprotocols=[f"csrf.{csrf}"], origin=local_stack.origin)
+    assert by_protocol.whoami()["tokenSource"] == "cookie"
+    assert by_protocol.ws.subprotocol is None
+
+
+def test_cookie_refused_with_foreign_origin_or_csrf_mismatch(local_stack: RunningStack) -> None:
+    user = local_stack.user("browser")
+    csrf = uuid.uuid4().hex
+    cookie = {"Cookie": f"JWT={user.access_token}; CSRF-TOKEN={csrf}"}
+    assert _refused(local_stack, f"?csrf={csrf}", additional_headers=cookie, origin="https://evil.example") == 401
+    assert _refused(local_stack, f"?csrf={csrf}", additional_headers=cookie) == 401  # no Origin at all
+    assert _refused(local_stack, "?csrf=" + "0" * 32, additional_headers=cookie, origin=local_stack.origin) == 401
+    assert _refused(local_stack, additional_headers=cookie, origin=local_stack.origin) == 401  # no CSRF value
+
+
+# -- messaging --------------------------------------------------------------------------
+
+def test_sendmessage_reaches_the_two_others_not_the_sender(local_stack: RunningStack,
+                                                           ws_clients: ClientFactory) -> None:
+    alice, bob, carol = (local_stack.user(n) for n in ("alice", "bob", "carol"))
+    sender, b, c = ws_clients(alice.access_token), ws_clients(bob.access_token), ws_clients(carol.id_token, via="ID_Token")
+    data = {"text": "hello world", "n": 1}
+    ack = sender.request({"action": "sendmessage", "data": data, "id": "m1"})
+    assert ack == {"type": "ack", "action": "sendmessage", "delivered": 2, "gone": 0, "failed": 0, "id": "m1"}
+    for receiver in (b, c):
+        assert _without_timestamp(receiver.recv()) == _message_from(alice, data)
+    sender.recv_none()
+    b.recv_none(0.1)
+    c.recv_none(0.1)
+
+
+def test_topic_publish_reaches_subscribers_only(local_stack: RunningStack, ws_clients: ClientFactory) -> None:
+    users = [local_stack.user(n) for n in ("pub", "sub1", "sub2", "other")]
+    publisher, sub1, sub2, other = (ws_clients(u.access_token) for u in users)
+    topic = f"news-{uuid.uuid4().hex[:8]}"
+    for client in (sub1, sub2):
+        assert client.request({"action": "subscribe", "topic": topic}) == {"type": "subscribed", "topic": topic}
+    assert other.request({"action": "subscribe", "topic": topic + "-x"})["type"] == "subscribed"
+    ack = publisher.request({"action": "publish", "topic": topic, "data": "extra!"})
+    assert ack == {"type": "ack", "action": "publish", "topic": topic, "delivered": 2, "gone": 0, "failed": 0}
+    expected = {"type": "publish", "topic": topic, "from": {"userId": users[0].sub, "username": users[0].username},
+                "data": "extra!"}
+    assert _without_timestamp(sub1.recv()) == expected
+    assert _without_timestamp(sub2.recv()) == expected
+    other.recv_none()
+    publisher.recv_none(0.1)
+    # After unsubscribing, sub2 no longer gets the topic.
+    assert sub2.request({"action": "unsubscribe", "topic": topic}) == {
+        "type": "unsubscribed", "topic": topic, "wasSubscribed": True}
+    assert publisher.request({"action": "publish", "topic": topic, "data": 2})["delivered"] == 1
+    assert _without_timestamp(sub1.recv())["data"] == 2
+    sub2.recv_none(0.2)
+
+
+def test_notify_reaches_every_connection_of_one_user_only(local_stack: RunningStack,
+                                                          ws_clients: ClientFactory) -> None:
+    alice, bob = local_stack.user("alice"), local_stack.user("bob")
+    alice_1, alice_2 = ws_clients(alice.access_token), ws_clients(alice.id_token, via="ID_Token")
+    bob_1 = ws_clients(bob.access_token)
+    answer = local_stack.invoke("notify", {"userId": alice.sub, "data": {"kind": "invoice", "n": 7}})
+    assert answer == {"ok": True, "connections": 2, "delivered": 2, "gone": 0, "failed": 0}
+    for client in (alice_1, alice_2):
+        assert _without_timestamp(client.recv()) == {"type": "notification", "data": {"kind": "invoice", "n": 7}}
+    bob_1.recv_none()
+    by_name = local_stack.invoke("notify", {"username": bob.username, "data": "hi bob"})
+    assert by_name == {"ok": True, "connections": 1, "delivered": 1, "gone": 0, "failed": 0}
+    assert _without_timestamp(bob_1.recv()) == {"type": "notification", "data": "hi bob"}
+    alice_1.recv_none(0.1)
+    alice_2.recv_none(0.1)
+
+
+def test_default_route_echoes_with_the_stored_connection_data(local_stack: RunningStack,
+                                                              ws_clients: ClientFactory) -> None:
+    assert STACK_SETTINGS["CONTEXT_QUERY_PARAMS"] == "clientQueryParameter"
+    user = local_stack.user("echo")
+    client = ws_clients(user.access_token, via="access_token", query={"clientQueryParameter": "seed-value"})
+    body = {"hello": "world", "nested": {"n": [1, 2]}}
+    echo = client.request(body)
+    assert set(echo) == {"type", "message", "connection"}
+    assert (echo["type"], echo["message"]) == ("echo", body)
+    connection = echo["connection"]
+    assert connection["connectionId"] == client.connection_id
+    assert (connection["userId"], connection["username"]) == (user.sub, user.username)
+    assert connection["tokenSource"] == "query"
+    assert connection["clientParams"] == {"query_clientQueryParameter": "seed-value"}
+    assert connection["sourceIp"] == "127.0.0.1"
+    assert connection["userAgent"].startswith("Python/")
+    assert connection["claims"]["sub"] == user.sub and connection["claims"]["token_use"] == "access"
+    assert user.access_token not in json.dumps(echo)  # the token is never stored or echoed
+    # The identity is what DynamoDB holds for the connection.
+    item = local_stack.connection_item(client.connection_id)
+    assert item is not None
+    assert (item["userId"]["S"], item["username"]["S"]) == (user.sub, user.username)
+    assert echo == client.request(body)  # stable across messages
+    assert client.request({"action": "whoami"}) == {"type": "whoami", "identity": connection}
+
+
+def test_bad_frames_get_error_frames(local_stack: RunningStack, ws_clients: ClientFactory) -> None:
+    client = ws_clients(local_stack.user("typo").access_token)
+    assert client.request("not json") == {"type": "error", "code": "invalid_json", "message": "message is not valid JSON"}
+    unknown = client.request({"action": "nope"})
+    assert (unknown["type"], unknown["code"]) == ("error", "unknown_action")
+    missing = client.request({"action": "sendmessage"})
+    assert (missing["type"], missing["code"]) == ("error", "missing_field")
+
+
+# -- connection records -----------------------------------------------------------------
+
+def test_closing_a_client_deletes_its_item(local_stack: RunningStack, ws_clients: ClientFactory) -> None:
+    client = ws_clients(local_stack.user("bye").access_token)
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    assert client.request({"action": "subscribe", "topic": topic})["type"] == "subscribed"
+    assert local_stack.connection_item(client.connection_id) is not None
+    client.close()
+    local_stack.wait_until(lambda: local_stack.connection_item(client.connection_id) is None,
+                           what="the closed connection's item to be deleted")
+    leftovers = local_stack.dynamodb.query(
+        TableName=local_stack.table, KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"CONN#{client.connection_id}"}})["Items"]
+    assert leftovers == []  # its subscriptions went with it
+
+
+def test_stale_connection_is_removed_by_the_first_broadcast_410(local_stack: RunningStack,
+                                                               ws_clients: ClientFactory) -> None:
+    """A connection lost without $disconnect (best effort on AWS) leaves an item behind."""
+    alice, bob = local_stack.user("alice"), local_stack.user("bob")
+    receiver, sender = ws_clients(alice.access_token), ws_clients(bob.access_token)
+    item = local_stack.connection_item(receiver.connection_id)
+    assert item is not None
+    stale_id = "Stale" + uuid.uuid4().hex[:10] + "="
+    local_stack.dynamodb.put_item(TableName=local_stack.table, Item={
+        **item, "pk": {"S": f"CONN#{stale_id}"}, "connectionId": {"S": stale_id}})
+    assert sorted(local_stack.stored_connection_ids()) == sorted([receiver.connection_id, sender.connection_id,
+                                                                  stale_id])
+    ack = sender.request({"action": "sendmessage", "data": "anyone?"})
+    assert ack == {"type": "ack", "action": "sendmessage", "delivered": 1, "gone": 1, "failed": 0}
+    assert _without_timestamp(receiver.recv()) == _message_from(bob, "anyone?")
+    assert local_stack.connection_item(stale_id) is None
+    assert receiver.ws.protocol.state.name == "OPEN"
+    # The next broadcast meets no stale record.
+    again = sender.request({"action": "sendmessage", "data": "again"})
+    assert (again["delivered"], again["gone"]) == (1, 0)
+    assert _without_timestamp(receiver.recv())["data"] == "again"
+
+
+# -- wscat --------------------------------------------------------------------------------
+
+def test_wscat_without_token_gets_401(local_stack: RunningStack, wscat: WscatFactory) -> None:
+    process = wscat("-c", local_stack.ws_url)
+    assert process.wait_exit(10) != 0
+    assert process.stderr.text().strip() == WSCAT_401
+    expired = _resign(local_stack.user("late").access_token, _moto_signing_key(), exp=int(time.time()) - 60)
+    process = wscat("-c", local_stack.ws_url, "-H", f"Authorization: Bearer {expired}")
+    assert process.wait_exit(10) != 0
+    assert process.stderr.text().strip() == WSCAT_401
+
+
+def test_wscat_header_token_receives_a_python_clients_message(local_stack: RunningStack, ws_clients: ClientFactory,
+                                                              wscat: WscatFactory) -> None:
+    alice, bob = local_stack.user("alice"), local_stack.user("bob")
+    sender = ws_clients(bob.access_token)
+    cli = wscat("-c", local_stack.ws_url, "-H", f"Authorization: Bearer {alice.access_token}")
+    identity = cli.wait_open()
+    assert (identity["userId"], identity["tokenSource"]) == (alice.sub, "header")
+    ack = sender.request({"action": "sendmessage", "data": "to wscat"})
+    assert ack == {"type": "ack", "action": "sendmessage", "delivered": 1, "gone": 0, "failed": 0}
+    frame = cli.next_frame(skip=lambda f: f["type"] == "whoami")
+    assert _without_timestamp(frame) == _message_from(bob, "to wscat")
+    cli.close()
+    assert cli.wait_exit(5) == 0
+    local_stack.wait_no_connections([identity["connectionId"]])
+
+
+def test_wscat_subprotocol_token_and_execute(local_stack: RunningStack, wscat: WscatFactory) -> None:
+    """ws (wscat's library) fails the handshake unless the server selects an offered subprotocol."""
+    user = local_stack.user("proto")
+    cli = wscat("-c", local_stack.ws_url, "-s", "cognito-jwt", "-s", user.access_token,
+                "-x", '{"hello":"from wscat"}', "-w", "1")
+    echo = cli.next_frame()
+    assert (echo["type"], echo["message"]) == ("echo", {"hello": "from wscat"})
+    assert (echo["connection"]["userId"], echo["connection"]["tokenSource"]) == (user.sub, "protocol")
+    assert cli.wait_exit(10) == 0
+    assert cli.stderr.text() == ""
+    local_stack.wait_no_connections([echo["connection"]["connectionId"]])
+
+
+def test_wscat_id_token_query_sendmessage_like_the_seed(local_stack: RunningStack, ws_clients: ClientFactory,
+                                                        wscat: WscatFactory) -> None:
+    alice, bob = local_stack.user("alice"), local_stack.user("bob")
+    listener = ws_clients(bob.access_token)
+    cli = wscat("-c", f"{local_stack.ws_url}?ID_Token={alice.id_token}")
+    identity = cli.wait_open()
+    assert (identity["userId"], identity["tokenSource"], identity["claims"]["token_use"]) == (alice.sub, "query", "id")
+    cli.send_line('{"message":"sendmessage", "data":"hello world"}')
+    ack = cli.next_frame(skip=lambda f: f["type"] == "whoami")
+    assert ack == {"type": "ack", "action": "sendmessage", "delivered": 1, "gone": 0, "failed": 0}
+    assert _without_timestamp(listener.recv()) == _message_from(alice, "hello world")
+    cli.close()
+    assert cli.wait_exit(5) == 0
+    local_stack.wait_no_connections([identity["connectionId"]])
