@@ -7,6 +7,7 @@ authorizer verifies real RS256 signatures against the pool's JWKS over HTTP.
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from typing import Any
@@ -17,8 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from devtools.gateway import LocalGateway
+from devtools.gateway.server import LOSE_DISCONNECT_HEADER, LOSE_DISCONNECTS_ENV
 from tests.support.stack import (  # noqa: F401  (fixtures, until conftest registers the plugin)
-    STACK_SETTINGS, ClientFactory, RunningStack, User, WscatFactory, local_stack, ws_clients, wscat,
+    STACK_SETTINGS, Client, ClientFactory, RunningStack, User, WscatFactory, local_stack, ws_clients, wscat,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -277,6 +280,40 @@ def test_stale_connection_is_removed_by_the_first_broadcast_410(local_stack: Run
     again = sender.request({"action": "sendmessage", "data": "again"})
     assert (again["delivered"], again["gone"]) == (1, 0)
     assert _without_timestamp(receiver.recv())["data"] == "again"
+
+
+def _abort(client: Client) -> None:
+    """Drop the TCP connection without a close frame (a phone losing its network)."""
+    client.ws.socket.shutdown(socket.SHUT_RDWR)
+
+
+def test_connection_dropped_without_disconnect_is_cleaned_up_by_410(local_stack: RunningStack,
+                                                                    ws_clients: ClientFactory) -> None:
+    """The gateway loses this connection's $disconnect on purpose (LOCAL_GATEWAY_LOSE_DISCONNECTS)."""
+    alice, bob = local_stack.user("alice"), local_stack.user("bob")
+    sender = ws_clients(bob.access_token)
+    doomed = ws_clients(alice.access_token, headers={LOSE_DISCONNECT_HEADER: "1"})
+    control = ws_clients(alice.access_token)  # dropped the same way, without the header
+    _abort(doomed)
+    _abort(control)
+    line = local_stack.wait_for_log(f" DISCONNECT - {doomed.connection_id} 0 ")
+    assert "1006 connection lost; $disconnect lost on purpose" in line
+    local_stack.wait_until(lambda: local_stack.connection_item(control.connection_id) is None,
+                           what="the control connection's $disconnect")
+    assert local_stack.connection_item(doomed.connection_id) is not None
+    ack = sender.request({"action": "sendmessage", "data": "still there?"})
+    assert ack == {"type": "ack", "action": "sendmessage", "delivered": 0, "gone": 1, "failed": 0}
+    assert local_stack.connection_item(doomed.connection_id) is None
+    notified = local_stack.invoke("notify", {"userId": alice.sub, "data": "x"})
+    assert notified == {"ok": True, "connections": 0, "delivered": 0, "gone": 0, "failed": 0}
+
+
+def test_losing_disconnects_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(LOSE_DISCONNECTS_ENV, raising=False)
+    assert LocalGateway(".").lose_disconnects is False
+    monkeypatch.setenv(LOSE_DISCONNECTS_ENV, "1")
+    assert LocalGateway(".").lose_disconnects is True
+    assert LocalGateway(".", lose_disconnects=False).lose_disconnects is False
 
 
 # -- wscat --------------------------------------------------------------------------------

@@ -42,8 +42,16 @@ Programmatic::
 ``LocalGateway(project_dir=".", *, app_module="app", app=None, stage="dev",
 host="127.0.0.1", port=8000, authorizer="ws_authorizer", limits=None,
 env_from_config=True, env=None, handler_workers=32, api_id="localwsapi",
-account_id="123456789012", logger=None)``: ``authorizer=""``/``None`` runs
-without one; ``app`` skips importing; ``env`` overrides variables last.
+account_id="123456789012", logger=None, lose_disconnects=None)``:
+``authorizer=""``/``None`` runs without one; ``app`` skips importing; ``env``
+overrides variables last.
+
+Simulating a lost ``$disconnect`` (tests of stale-connection clean-up; off by
+default): with ``lose_disconnects=True``, or ``None`` and the environment
+variable ``LOCAL_GATEWAY_LOSE_DISCONNECTS=1``, a connection whose upgrade
+request sent ``X-Local-Gateway-Lose-Disconnect: 1`` and that ends without a
+close frame (TCP reset/EOF, code 1006) gets no ``$disconnect``, as happens on
+AWS now and then. Its record stays until a post to it meets 410 Gone.
 
 The app runs in this process, so its environment is ``os.environ``: the
 gateway sets ``AWS_REGION``/``AWS_DEFAULT_REGION`` (default us-east-1) if

@@ -62,6 +62,13 @@ SHUTDOWN = CloseInfo(code=1001, reason="Going away", cause="gateway shutdown")
 TOO_BIG = CloseInfo(code=1009, reason="Message too big", cause="message over the size limit")
 LOST = CloseInfo(code=1006, reason="Connection lost", cause="connection lost")
 
+# Off by default. When on, a connection whose upgrade request carried
+# LOSE_DISCONNECT_HEADER and that ends without a close frame gets no
+# $disconnect: the stale record AWS leaves when its best-effort $disconnect is
+# lost, for testing the app's clean-up on 410 Gone.
+LOSE_DISCONNECTS_ENV = "LOCAL_GATEWAY_LOSE_DISCONNECTS"
+LOSE_DISCONNECT_HEADER = "X-Local-Gateway-Lose-Disconnect"
+
 # Headers of a $connect answer that the WebSocket handshake itself owns.
 _HANDSHAKE_HEADERS = frozenset(
     {
@@ -108,6 +115,7 @@ class LocalGateway:
         api_id: str = DEFAULT_API_ID,
         account_id: str = DEFAULT_ACCOUNT_ID,
         logger: logging.Logger | None = None,
+        lose_disconnects: bool | None = None,
     ) -> None:
         self.project_dir = os.path.abspath(project_dir)
         self.app_module_name = app_module
@@ -132,6 +140,9 @@ class LocalGateway:
         self._applied_env: dict[str, str] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        if lose_disconnects is None:
+            lose_disconnects = os.environ.get(LOSE_DISCONNECTS_ENV, "").strip().lower() in ("1", "true", "yes")
+        self.lose_disconnects = lose_disconnects
 
     # ----------------------------------------------------------------- urls
     @property
@@ -566,6 +577,10 @@ class LocalGateway:
         info = connection.close_info or LOST
         invoker = self._invoker
         started = time.perf_counter()
+        if info.code == LOST.code and self._loses_disconnect(connection):
+            self._log_line(connection.client.source_ip, "DISCONNECT", "-", connection.connection_id, 0, started,
+                           f"{info.code} {info.cause}; $disconnect lost on purpose ({LOSE_DISCONNECT_HEADER})")
+            return
         status = 200
         if invoker is not None and invoker.has_route("$disconnect"):
             event = disconnect_event(connection.api, connection.client, info.code, info.reason)
@@ -583,6 +598,12 @@ class LocalGateway:
             started,
             f"{info.code} {info.cause}",
         )
+
+    def _loses_disconnect(self, connection: Connection) -> bool:
+        if not self.lose_disconnects:
+            return False
+        wanted = LOSE_DISCONNECT_HEADER.lower()
+        return any(name.lower() == wanted and value.strip() == "1" for name, value in connection.client.headers)
 
 
 # Management URLs set by live in-process gateways: a later gateway may

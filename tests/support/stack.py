@@ -41,15 +41,19 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from devtools import cognito_local
+from devtools.gateway.server import LOSE_DISCONNECTS_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "LOCAL_STACK_READY"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 WSCAT = ROOT / "node_modules" / ".bin" / "wscat"
+_PROMPTS = re.compile(r"^(> )+")  # readline prompts wscat writes to stdout
 # App settings for the one session stack: the seeds' ?clientQueryParameter=... is stored.
-_PROMPTS = re.compile(r"^(> )+")
 STACK_SETTINGS = {"CONTEXT_QUERY_PARAMS": "clientQueryParameter"}
+# Process environment of the session stack: connections that ask for it (by a
+# header, see devtools.gateway) lose their $disconnect when dropped.
+STACK_ENV = {LOSE_DISCONNECTS_ENV: "1"}
 
 
 class StackStartError(RuntimeError):
@@ -120,6 +124,17 @@ class RunningStack:
     def logs(self) -> str:
         return self.output.text()
 
+    def wait_for_log(self, fragment: str, timeout: float = 5.0) -> str:
+        """The first line of the stack's output containing ``fragment`` (e.g. a gateway log line)."""
+        found: list[str] = []
+
+        def seen() -> bool:
+            found[:] = [line for line in list(self.output.lines) if fragment in line][:1]
+            return bool(found)
+
+        self.wait_until(seen, timeout, f"a stack log line containing {fragment!r}")
+        return found[0]
+
     def user(self, prefix: str = "user") -> User:
         """A fresh user (``<prefix>-<uuid>``), signed up and in; its ``sub`` read from the token."""
         username = f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -184,15 +199,20 @@ class RunningStack:
 
 
 @contextmanager
-def run_stack(settings: dict[str, str] | None = None, timeout: float = START_TIMEOUT) -> Iterator[RunningStack]:
-    """Start ``python -m devtools.stack --port 0`` and yield once it printed its READY line."""
+def run_stack(settings: dict[str, str] | None = None, env: dict[str, str] | None = None,
+              timeout: float = START_TIMEOUT) -> Iterator[RunningStack]:
+    """Start ``python -m devtools.stack --port 0`` and yield once it printed its READY line.
+
+    ``settings`` become ``--set KEY=VALUE`` (the app's environment); ``env`` is
+    added to the stack process's own environment.
+    """
     with tempfile.TemporaryDirectory(prefix="e2e-stack-") as tmp:
         command = [sys.executable, "-m", "devtools.stack", "--port", "0", "--state-file",
                    str(Path(tmp) / "stack.json")]
         for key, value in (settings or {}).items():
             command += ["--set", f"{key}={value}"]
         process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True, env={**os.environ, **(env or {})})
         output = _OutputPump(process.stdout)
         try:
             state = _wait_ready(process, output, timeout)
@@ -222,7 +242,7 @@ def _wait_ready(process: subprocess.Popen[str], output: _OutputPump, timeout: fl
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[RunningStack]:
     try:
-        with run_stack(STACK_SETTINGS) as stack:
+        with run_stack(STACK_SETTINGS, STACK_ENV) as stack:
             yield stack
     except StackStartError as error:
         pytest.fail(str(error), pytrace=False)
