@@ -20,10 +20,11 @@ DEFAULT_ROUTE = "$default"
 class ProtocolError(Exception):
     """Bad input from a client; answered with an error frame, never a crash."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.request_id = request_id
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def parse_frame(body: str | None, is_base64: bool = False) -> Frame:
             return Frame("sendmessage", parsed, text)
         return Frame(DEFAULT_ROUTE, parsed, text)
     if not isinstance(action, str) or action not in ACTIONS:
-        raise ProtocolError("unknown_action", f"unknown action {str(action)[:64]!r}; known: {', '.join(ACTIONS)}")
+        raise ProtocolError("unknown_action", f"unknown action {str(action)[:64]!r}; known: {', '.join(ACTIONS)}",
+                            parsed.get("id"))
     return Frame(action, parsed, text)
 
 

@@ -118,7 +118,7 @@ class ConnectionService:
             reply = self._dispatch(frame, connection_id, broadcaster)
         except ProtocolError as error:
             self._log("bad_message", connection_id, code=error.code)
-            reply = error_frame(error.code, error.message, request_id)
+            reply = error_frame(error.code, error.message, request_id if request_id is not None else error.request_id)
         if reply is not None:
             broadcaster.send(connection_id, encode(reply))
         return _response(200)

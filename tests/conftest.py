@@ -18,4 +18,5 @@ pytest_plugins = [
     "tests.support.dynamodb",
     "tests.support.jwt_factory",
     "tests.support.management_api",
+    "tests.support.stack",
 ]

@@ -20,9 +20,7 @@ from websockets.sync.client import connect
 
 from devtools.gateway import LocalGateway
 from devtools.gateway.server import LOSE_DISCONNECT_HEADER, LOSE_DISCONNECTS_ENV
-from tests.support.stack import (  # noqa: F401  (fixtures, until conftest registers the plugin)
-    STACK_SETTINGS, Client, ClientFactory, RunningStack, User, WscatFactory, local_stack, ws_clients, wscat,
-)
+from tests.support.stack import STACK_SETTINGS, Client, ClientFactory, RunningStack, User, WscatFactory
 
 pytestmark = pytest.mark.timeout(60)
 

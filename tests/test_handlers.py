@@ -283,6 +283,14 @@ def test_bad_input_gets_an_error_frame_and_writes_nothing(harness: Harness, fram
     assert harness.repository.topics_for(info.connection_id) == []
 
 
+def test_error_frames_carry_the_request_id(harness: Harness) -> None:
+    info = harness.connect()
+    harness.send(info, {"action": "teleport", "id": "req-1"})
+    assert harness.last(info)["id"] == "req-1"
+    harness.send(info, {"action": "subscribe", "id": 2})
+    assert (harness.last(info)["code"], harness.last(info)["id"]) == ("missing_field", 2)
+
+
 def test_gone_connections_are_removed_by_a_broadcast(harness: Harness) -> None:
     alice, ghost = harness.connect("a", "alice"), harness.connect("g", "ghost")
     harness.management.remove(ghost.connection_id)  # killed without $disconnect
