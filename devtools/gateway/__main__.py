@@ -45,6 +45,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-lifetime", type=float, default=Limits.max_lifetime, help="seconds")
     parser.add_argument("--max-message-bytes", type=int, default=Limits.max_message_bytes)
     parser.add_argument(
+        "--post-latency-ms",
+        type=float,
+        default=0.0,
+        help="added latency per @connections POST, for benchmarks (default: 0)",
+    )
+    parser.add_argument(
         "--env-from-config",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -76,6 +82,7 @@ async def serve(args: argparse.Namespace) -> None:
             max_message_bytes=args.max_message_bytes,
             idle_timeout=args.idle_timeout,
             max_lifetime=args.max_lifetime,
+            post_latency=args.post_latency_ms / 1000.0,
         ),
         env_from_config=args.env_from_config,
         env=dict(args.overrides),

@@ -11,6 +11,7 @@ sent as a text frame when it is valid UTF-8, else as a binary frame.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -51,12 +52,14 @@ class ManagementApi:
         max_message_bytes: int,
         close: CloseFn,
         logger: logging.Logger,
+        post_latency: float = 0.0,
     ) -> None:
         self.stage = stage
         self.connections = connections
         self.max_message_bytes = max_message_bytes
         self._close = close
         self._log = logger
+        self.post_latency = post_latency
 
     def routes(self) -> list[web.RouteDef]:
         path = "/{stage}/@connections/{connection_id}"
@@ -95,6 +98,9 @@ class ManagementApi:
         if refused is not None:
             return self._logged(request, started, refused)
         data = await request.read()
+        if self.post_latency:
+            # A benchmark's stand-in for a real API round trip; awaited, never blocking the loop.
+            await asyncio.sleep(self.post_latency)
         if len(data) > self.max_message_bytes:
             return self._logged(
                 request,

@@ -175,6 +175,7 @@ class LocalGateway:
             max_message_bytes=self.limits.max_message_bytes,
             close=self._request_close,
             logger=self.log,
+            post_latency=self.limits.post_latency,
         )
         web_app.add_routes(management.routes())
         lambda_api = LambdaInvokeApi(stage=self.stage, app=lambda: self.app, call=self._invoke_function,
