@@ -1,0 +1,156 @@
+"""1. Warm authorizer decision vs one RSA verify (the floor) vs the naive PyJWT way.
+
+Every method sees the same few hundred distinct, valid, freshly signed tokens,
+so nothing a new token would miss can be cached: keys are cached (as in a warm
+Lambda), results are not. Rounds interleave the methods so drift on the
+shared machine hits them alike; ratios are the median of per-round ratios.
+
+* floor: ``cryptography`` RSA-2048 PKCS#1 v1.5 SHA-256 verify of each token's
+  signing input, with the signature already split off and decoded;
+* project: ``app.ws_authorizer(event, None)``: token extraction, every
+  verifier check, context and policy - the whole Lambda answer;
+* project verify: ``CognitoJwtVerifier.verify`` alone;
+* naive: ``PyJWKClient`` (JWKS cached by PyJWT) + ``jwt.decode`` per call,
+  plus the token_use/client check PyJWT cannot do, as most examples do it;
+* jwt.decode: PyJWT's decode alone with the key already prepared.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.common import Goal, Result, check, table
+
+TOKENS = 300
+ROUNDS = 15
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def run(tokens: int = TOKENS, rounds: int = ROUNDS) -> Result:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+    from cryptography.hazmat.primitives.hashes import SHA256
+
+    from devtools.gateway.events import Api, ClientInfo, authorizer_event
+    from tests.support.jwt_factory import CLIENT_ID, ISSUER, POOL_ID, JwksServer, KeyPair, TokenFactory
+
+    key = KeyPair.generate("k1")
+    server = JwksServer([key])
+    saved = {name: os.environ.get(name) for name in _ENV}
+    try:
+        os.environ.update(COGNITO_USER_POOL_ID=POOL_ID, COGNITO_APP_CLIENT_IDS=CLIENT_ID,
+                          COGNITO_JWKS_URL=server.url, CONNECTIONS_TABLE="bench-connections",
+                          ALLOWED_ORIGINS="http://localhost:8000", TOKEN_SOURCES="header,query,protocol,cookie")
+        import app
+        from chalicelib import runtime
+
+        runtime.reset()
+        factory = TokenFactory(ISSUER, CLIENT_ID, key)
+        values = [factory.access_token(sub=f"user-{i}", username=f"user{i}", groups=["members"])
+                  if i % 2 else factory.id_token(sub=f"user-{i}", username=f"user{i}", email=f"u{i}@example.com")
+                  for i in range(tokens)]
+        check(len(set(values)) == tokens, "tokens are not distinct")
+        api = Api(stage="dev")
+        events = [authorizer_event(api, ClientInfo(headers={"Authorization": f"Bearer {t}"})) for t in values]
+
+        public = key.private_key.public_key()
+        split = [(t[:t.rindex(".")].encode("ascii"), _b64decode(t[t.rindex(".") + 1:])) for t in values]
+        padding, sha256 = PKCS1v15(), SHA256()
+
+        def floor() -> None:
+            for signing_input, signature in split:
+                public.verify(signature, signing_input, padding, sha256)
+
+        handler = app.ws_authorizer
+        decisions: list[Any] = []
+
+        def project() -> None:
+            for event in events:
+                decisions.append(handler(event, None))
+
+        verifier = runtime.verifier()
+
+        def project_verify() -> None:
+            for value in values:
+                verifier.verify(value)
+
+        jwks_client = jwt.PyJWKClient(server.url)
+
+        def naive() -> None:
+            for value in values:
+                signing_key = jwks_client.get_signing_key_from_jwt(value)
+                claims = jwt.decode(value, signing_key.key, algorithms=["RS256"], issuer=ISSUER,
+                                    options={"verify_aud": False, "require": ["exp", "iat", "sub"]})
+                if claims["token_use"] == "access":
+                    assert claims["client_id"] == CLIENT_ID
+                else:
+                    assert claims["aud"] == CLIENT_ID
+
+        def decode_only() -> None:
+            for value in values:
+                jwt.decode(value, public, algorithms=["RS256"], issuer=ISSUER, options={"verify_aud": False})
+
+        methods: dict[str, Callable[[], None]] = {
+            "floor: RSA verify": floor,
+            "project: ws_authorizer": project,
+            "project: verifier.verify": project_verify,
+            "naive: PyJWKClient+decode": naive,
+            "jwt.decode, key prepared": decode_only,
+        }
+        # Warm up: keys fetched and prepared, code paths hot.
+        for fn in methods.values():
+            fn()
+        check(all(d["policyDocument"]["Statement"][0]["Effect"] == "Allow" for d in decisions),
+              "the authorizer did not allow every valid token")
+        check(len({d["principalId"] for d in decisions[:tokens]}) == tokens, "decisions lost their principals")
+        check(verifier.jwks(ISSUER).fetch_count == 1, "the JWKS was fetched more than once")
+        times: dict[str, list[float]] = {name: [] for name in methods}
+        for _ in range(rounds):
+            for name, fn in methods.items():
+                decisions.clear()
+                started = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - started) / tokens * 1e6)
+    finally:
+        server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        from chalicelib import runtime as _runtime
+
+        _runtime.reset()
+
+    import statistics
+
+    floor_times = times["floor: RSA verify"]
+
+    def ratio(name: str) -> float:
+        return statistics.median(t / f for t, f in zip(times[name], floor_times))
+
+    rows = [(name, statistics.median(ts), min(ts), ratio(name)) for name, ts in times.items()]
+    result = Result("1. warm authorizer decision")
+    result.tables.append(f"  {tokens} distinct valid tokens (half access, half id), {rounds} interleaved rounds")
+    result.tables.append(table(["method", "median us/token", "best us/token", "x floor"], rows))
+    project_ratio = ratio("project: ws_authorizer")
+    naive_ratio = ratio("naive: PyJWKClient+decode")
+    result.goals.append(Goal("ws_authorizer / RSA verify", project_ratio, 1.5, stretch=1.3))
+    result.notes.append(f"naive / project: {naive_ratio / project_ratio:.1f}x "
+                        f"(the project's decision is {naive_ratio / project_ratio:.1f}x faster than the naive way)")
+    result.notes.append(f"jwt.decode alone / RSA verify: {ratio('jwt.decode, key prepared'):.1f}x")
+    return result
+
+
+_ENV = ("COGNITO_USER_POOL_ID", "COGNITO_APP_CLIENT_IDS", "COGNITO_JWKS_URL", "CONNECTIONS_TABLE",
+        "ALLOWED_ORIGINS", "TOKEN_SOURCES")
+
+
+if __name__ == "__main__":
+    print(run().render())
