@@ -17,7 +17,7 @@ TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),demo)
 $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	@echo "==> installing Python dependencies into $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install -q --disable-pip-version-check "pip<26.3"
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 

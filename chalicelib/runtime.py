@@ -8,6 +8,7 @@ first handler that needs them.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any, Mapping
@@ -15,6 +16,12 @@ from typing import Any, Mapping
 from . import authorizer as _authorizer
 from .settings import Settings, get_settings, reset_settings
 from .verifier import CognitoJwtVerifier
+
+# Lambda's Python runtime leaves loggers at WARNING: without this the one
+# structured line per authorizer decision and per connection event is dropped.
+logging.getLogger("ws").setLevel(os.environ.get("LOG_LEVEL", "INFO").upper()
+                                 if os.environ.get("LOG_LEVEL", "INFO").upper() in logging.getLevelNamesMapping()
+                                 else logging.INFO)
 
 _lock = threading.Lock()
 _verifier: CognitoJwtVerifier | None = None
