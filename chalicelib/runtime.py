@@ -19,9 +19,8 @@ from .verifier import CognitoJwtVerifier
 
 # Lambda's Python runtime leaves loggers at WARNING: without this the one
 # structured line per authorizer decision and per connection event is dropped.
-logging.getLogger("ws").setLevel(os.environ.get("LOG_LEVEL", "INFO").upper()
-                                 if os.environ.get("LOG_LEVEL", "INFO").upper() in logging.getLevelNamesMapping()
-                                 else logging.INFO)
+_LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+logging.getLogger("ws").setLevel(_LOG_LEVEL if _LOG_LEVEL in logging.getLevelNamesMapping() else logging.INFO)
 
 _lock = threading.Lock()
 _verifier: CognitoJwtVerifier | None = None
