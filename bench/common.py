@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -11,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from devtools.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -125,19 +126,7 @@ def start_process(args: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
 
 
 def stop_process(process: subprocess.Popen[Any], grace: float = 15.0) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=grace)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=5)
+    stop_process_group(process, grace)
 
 
 def read_line(process: subprocess.Popen[str], prefix: str, timeout: float) -> str:

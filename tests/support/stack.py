@@ -22,7 +22,6 @@ import json
 import os
 import queue
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from devtools import cognito_local
 from devtools.gateway.server import LOSE_DISCONNECTS_ENV
+from devtools.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "LOCAL_STACK_READY"
@@ -87,22 +87,6 @@ class _OutputPump:
 
     def text(self) -> str:
         return "\n".join(self.lines)
-
-
-def _stop_group(process: subprocess.Popen[str], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM the child's process group, SIGKILL it if it does not exit in time."""
-    if process.poll() is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=timeout)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 class RunningStack:
@@ -218,7 +202,7 @@ def run_stack(settings: dict[str, str] | None = None, env: dict[str, str] | None
             state = _wait_ready(process, output, timeout)
             yield RunningStack(state, process, output)
         finally:
-            _stop_group(process)
+            stop_process_group(process, STOP_TIMEOUT)
 
 
 def _wait_ready(process: subprocess.Popen[str], output: _OutputPump, timeout: float) -> dict[str, Any]:
@@ -415,7 +399,7 @@ class Wscat:
                 pass
 
     def kill(self) -> None:
-        _stop_group(self.process, timeout=2.0)
+        stop_process_group(self.process, grace=2.0)
 
 
 @dataclass
