@@ -15,6 +15,8 @@ from chalice.app import WebsocketEvent
 from chalicelib import runtime
 
 app = Chalice(app_name="ws-cognito")
+# Chalice 1.x still gates deploying/packaging WebSocket handlers behind this flag.
+app.experimental_feature_flags.update(["WEBSOCKETS"])
 
 
 @app.lambda_function(name="ws_authorizer")
