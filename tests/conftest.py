@@ -19,4 +19,5 @@ pytest_plugins = [
     "tests.support.jwt_factory",
     "tests.support.management_api",
     "tests.support.stack",
+    "tests.support.moto",
 ]

@@ -1,0 +1,51 @@
+"""One boto3 session for a deploy run, with a credentials check up front.
+
+``AWS_ENDPOINT_URL`` (honoured by botocore itself) points every client at a
+stand-in such as moto's server; nothing here special-cases it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import NoCredentials, NoRegion
+
+
+@dataclass
+class Aws:
+    session: Any
+    region: str
+    account_id: str
+    partition: str
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, region_name=self.region)
+
+
+def connect() -> Aws:
+    """Check credentials (sts:GetCallerIdentity) before anything is changed."""
+    import boto3
+    import botocore.exceptions
+
+    session = boto3.session.Session()
+    region = session.region_name
+    if not region:
+        raise NoRegion()
+    if session.get_credentials() is None:
+        raise NoCredentials("none found")
+    try:
+        identity = session.client("sts", region_name=region).get_caller_identity()
+    except botocore.exceptions.NoCredentialsError as error:
+        raise NoCredentials(str(error)) from None
+    except botocore.exceptions.ClientError as error:
+        raise NoCredentials(f"sts:GetCallerIdentity refused them ({error})") from None
+    except botocore.exceptions.EndpointConnectionError as error:
+        raise NoCredentials(f"cannot reach AWS ({error})") from None
+    arn = str(identity.get("Arn") or "arn:aws:")
+    return Aws(session=session, region=region, account_id=str(identity["Account"]),
+               partition=arn.split(":")[1] or "aws")
+
+
+def error_code(error: BaseException) -> str:
+    response = getattr(error, "response", None) or {}
+    return str((response.get("Error") or {}).get("Code") or "")

@@ -1,0 +1,147 @@
+"""The project's ``.chalice/config.json``, read for one stage and updated with stack outputs.
+
+Stage-level deploy settings live under each stage's ``"stage_resources"`` key
+(Chalice ignores keys it does not know):
+
+- ``callback_urls`` / ``logout_urls``: the hosted UI's allowed redirect URLs.
+- ``hosted_ui_domain_prefix``: the Cognito domain prefix (default
+  ``wsauth-<stage>-<account id>``; Cognito forbids "cognito", "aws" and
+  "amazon" in a prefix, so the app name cannot be used as is).
+- ``groups``: user pool groups to create.
+- ``point_in_time_recovery``: PITR on the table (on for ``prod``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import DeployError, UnknownStage
+
+CONFIG_RELATIVE = Path(".chalice") / "config.json"
+
+# Stack output -> the runtime env var it feeds.
+OUTPUT_TO_ENV = {
+    "UserPoolId": "COGNITO_USER_POOL_ID",
+    "UserPoolClientId": "COGNITO_APP_CLIENT_IDS",
+    "ConnectionsTableName": "CONNECTIONS_TABLE",
+}
+
+
+@dataclass(frozen=True)
+class StageResources:
+    """What the stage's resources template is built from."""
+
+    app_name: str
+    stage: str
+    callback_urls: tuple[str, ...]
+    logout_urls: tuple[str, ...]
+    hosted_ui_domain_prefix: str | None
+    groups: tuple[str, ...]
+    point_in_time_recovery: bool
+
+    @property
+    def stack_name(self) -> str:
+        return f"{self.app_name}-{self.stage}-resources"
+
+    @property
+    def table_name(self) -> str:
+        return f"{self.app_name}-{self.stage}-connections"
+
+    @property
+    def user_pool_name(self) -> str:
+        return f"{self.app_name}-{self.stage}"
+
+    def domain_prefix(self, account_id: str) -> str:
+        return self.hosted_ui_domain_prefix or f"wsauth-{self.stage}-{account_id}"
+
+
+@dataclass
+class ProjectConfig:
+    """``.chalice/config.json`` of one project directory."""
+
+    project_dir: Path
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, project_dir: Path) -> "ProjectConfig":
+        path = project_dir / CONFIG_RELATIVE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise DeployError(f"{path} not found: run from the project directory") from None
+        except ValueError as error:
+            raise DeployError(f"{path} is not valid JSON: {error}") from None
+        return cls(project_dir=project_dir, data=data)
+
+    @property
+    def path(self) -> Path:
+        return self.project_dir / CONFIG_RELATIVE
+
+    @property
+    def app_name(self) -> str:
+        return str(self.data["app_name"])
+
+    def stage_names(self) -> list[str]:
+        return sorted((self.data.get("stages") or {}).keys())
+
+    def stage(self, stage: str) -> dict[str, Any]:
+        stages = self.data.get("stages") or {}
+        if stage not in stages:
+            raise UnknownStage(stage, self.stage_names())
+        return stages[stage]
+
+    def environment(self, stage: str) -> dict[str, str]:
+        """The stage's runtime env vars as Chalice merges them (stage over top level)."""
+        env = dict(self.data.get("environment_variables") or {})
+        env.update(self.stage(stage).get("environment_variables") or {})
+        return {key: str(value) for key, value in env.items()}
+
+    def api_gateway_stage(self, stage: str) -> str:
+        return str(self.stage(stage).get("api_gateway_stage") or self.data.get("api_gateway_stage") or "api")
+
+    def policy_file(self, stage: str) -> Path:
+        name = self.stage(stage).get("iam_policy_file")
+        if not name or self.stage(stage).get("autogen_policy", True):
+            raise DeployError(f"stage {stage!r} must set \"autogen_policy\": false and \"iam_policy_file\"")
+        return self.project_dir / ".chalice" / str(name)
+
+    def authorizer_policy_file(self, stage: str) -> Path | None:
+        functions = self.stage(stage).get("lambda_functions") or {}
+        name = (functions.get("ws_authorizer") or {}).get("iam_policy_file")
+        return self.project_dir / ".chalice" / str(name) if name else None
+
+    def resources(self, stage: str) -> StageResources:
+        settings = self.stage(stage).get("stage_resources") or {}
+        return StageResources(
+            app_name=self.app_name,
+            stage=stage,
+            callback_urls=tuple(settings.get("callback_urls") or ()),
+            logout_urls=tuple(settings.get("logout_urls") or ()),
+            hosted_ui_domain_prefix=settings.get("hosted_ui_domain_prefix"),
+            groups=tuple(settings.get("groups") or ()),
+            point_in_time_recovery=bool(settings.get("point_in_time_recovery", stage == "prod")),
+        )
+
+    def record_outputs(self, stage: str, outputs: Mapping[str, str]) -> bool:
+        """Write the stack outputs into the stage's env vars; True if the file changed.
+
+        The pattern of Chalice's WebSocket tutorial (``recordresources.py``):
+        the Lambdas read the ids from their environment, set per stage.
+        """
+        env = self.stage(stage).setdefault("environment_variables", {})
+        changed = False
+        for output, variable in OUTPUT_TO_ENV.items():
+            if output in outputs and env.get(variable) != outputs[output]:
+                env[variable] = outputs[output]
+                changed = True
+        if changed:
+            self.save()
+        return changed
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
+        os.replace(tmp, self.path)

@@ -1,0 +1,192 @@
+"""``deploy`` and ``delete`` for one stage: the steps, in order, with progress lines."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import templates
+from .aws import Aws, connect, error_code
+from .chalice_cli import deployed_path, read_deployed, run_chalice
+from .config import ProjectConfig
+from .errors import DeployError
+from .stack import delete_stack, deploy_stack
+from .wiring import wire
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class DeploySummary:
+    stage: str
+    stack_changed: bool = False
+    config_changed: bool = False
+    policy_changed: bool = False
+    chalice_runs: int = 0
+    api_id: str = ""
+    authorizer_id: str = ""
+    deployment_id: str = ""
+    websocket_url: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
+    wiring_changes: tuple[str, ...] = ()
+
+
+def _write_json_if_changed(path: Path, document: dict[str, Any]) -> bool:
+    text = json.dumps(document, indent=2) + "\n"
+    try:
+        if json.loads(path.read_text()) == document:
+            return False
+    except (FileNotFoundError, ValueError):
+        pass
+    path.write_text(text)
+    return True
+
+
+def write_policies(config: ProjectConfig, stage: str, aws: Aws, table_name: str, api_id: str | None) -> bool:
+    """The stage's policy files from known ARNs; True if either changed."""
+    handler = templates.handler_policy(
+        partition=aws.partition, region=aws.region, account_id=aws.account_id, app_name=config.app_name,
+        stage=stage, table_name=table_name, api_id=api_id, api_stage=config.api_gateway_stage(stage))
+    changed = _write_json_if_changed(config.policy_file(stage), handler)
+    authorizer_file = config.authorizer_policy_file(stage)
+    if authorizer_file is not None:
+        authorizer = templates.authorizer_policy(partition=aws.partition, region=aws.region,
+                                                 account_id=aws.account_id, app_name=config.app_name, stage=stage)
+        changed = _write_json_if_changed(authorizer_file, authorizer) or changed
+    return changed
+
+
+def _existing_api_id(aws: Aws, project_dir: Path, stage: str) -> str | None:
+    deployed = read_deployed(project_dir, stage)
+    if deployed is None or not deployed.websocket_api_id:
+        return None
+    api = aws.client("apigatewayv2")
+    try:
+        api.get_api(ApiId=deployed.websocket_api_id)
+    except Exception as error:
+        if error_code(error) == "NotFoundException":
+            return None
+        raise
+    return deployed.websocket_api_id
+
+
+def seed_websocket_api(aws: Aws, project_dir: Path, app_name: str, stage: str, api_stage: str,
+                       report: Report) -> str:
+    """Create the API Chalice would create, and record it where Chalice looks.
+
+    Chalice's first deploy of a WebSocket API creates it, deploys it and
+    creates the stage at once: ``$connect`` would be public, with no
+    authorizer, until the wiring ran. Given an API recorded in
+    ``.chalice/deployed/<stage>.json``, Chalice takes its update path instead,
+    which only changes the draft; the stage is then created by the wiring
+    step, after the authorizer is attached. Same name and settings as Chalice's
+    own ``create_websocket_api``.
+    """
+    api = aws.client("apigatewayv2")
+    name = f"{app_name}-{stage}-websocket-api"
+    existing = [item for item in _all_items(api.get_apis) if item.get("Name") == name]
+    if existing:
+        api_id = str(existing[0]["ApiId"])
+        report(f"    reusing {name} ({api_id})")
+    else:
+        api_id = str(api.create_api(Name=name, ProtocolType="WEBSOCKET",
+                                    RouteSelectionExpression="$request.body.action")["ApiId"])
+        report(f"    created {name} ({api_id}), no stage yet")
+    path = deployed_path(project_dir, stage)
+    try:
+        record = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        record = {"resources": [], "schema_version": "2.0", "backend": "api"}
+    record["resources"] = [r for r in record.get("resources") or [] if r.get("resource_type") != "websocket_api"]
+    record["resources"].append({
+        "name": "websocket_api", "resource_type": "websocket_api", "websocket_api_id": api_id,
+        "websocket_api_url": f"wss://{api_id}.execute-api.{aws.region}.amazonaws.com/{api_stage}/"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return api_id
+
+
+def _all_items(call: Callable[..., dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page = call(**kwargs, **({"NextToken": token} if token else {}))
+        items.extend(page.get("Items") or [])
+        token = page.get("NextToken")
+        if not token:
+            return items
+
+
+def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | None = None) -> DeploySummary:
+    config = ProjectConfig.load(project_dir)
+    config.stage(stage)
+    config.policy_file(stage)
+    aws = aws or connect()
+    summary = DeploySummary(stage=stage)
+    report(f"==> deploying {config.app_name} stage {stage!r} to account {aws.account_id} in {aws.region}")
+
+    settings = config.resources(stage)
+    report(f"[1/5] resources stack {settings.stack_name} (table, user pool, app client, hosted UI domain)")
+    result = deploy_stack(aws.client("cloudformation"), settings.stack_name,
+                          templates.resources_template(settings, aws.account_id),
+                          {"app": config.app_name, "stage": stage}, report)
+    summary.stack_changed = result.changed
+    summary.outputs = result.outputs
+    summary.config_changed = config.record_outputs(stage, result.outputs)
+    report("    recorded outputs into .chalice/config.json" if summary.config_changed
+           else "    .chalice/config.json already has the outputs")
+    table_name = result.outputs.get("ConnectionsTableName") or settings.table_name
+
+    api_stage = config.api_gateway_stage(stage)
+    report("[2/5] WebSocket API (created empty before Chalice sees it, so nothing is published yet)")
+    api_id = _existing_api_id(aws, project_dir, stage)
+    if api_id is None:
+        api_id = seed_websocket_api(aws, project_dir, config.app_name, stage, api_stage, report)
+    else:
+        report(f"    {api_id} (from .chalice/deployed/{stage}.json)")
+
+    report("[3/5] IAM policy (least privilege: this table and its indexes, this API's connections)")
+    summary.policy_changed = write_policies(config, stage, aws, table_name, api_id)
+    report(f"    {config.policy_file(stage).name} " + ("written" if summary.policy_changed else "unchanged"))
+
+    report(f"[4/5] chalice deploy --stage {stage} (Lambdas, roles, routes in the API's draft)")
+    run_chalice(project_dir, ["deploy", "--stage", stage])
+    summary.chalice_runs += 1
+    deployed = read_deployed(project_dir, stage)
+    if deployed is None or deployed.websocket_api_id != api_id:
+        raise DeployError(f"chalice deploy did not use the websocket API {api_id} "
+                          f"(.chalice/deployed/{stage}.json says {deployed and deployed.websocket_api_id!r})")
+    summary.api_id = deployed.websocket_api_id
+
+    report("[5/5] authorizer wiring: REQUEST authorizer on $connect, invoke permission, then the stage")
+    wiring = wire(aws, app_name=config.app_name, stage=stage, api_stage=config.api_gateway_stage(stage),
+                  api_id=deployed.websocket_api_id, authorizer_arn=deployed.lambda_arn("ws_authorizer"),
+                  env=config.environment(stage), report=report)
+    summary.authorizer_id = wiring.authorizer_id
+    summary.deployment_id = wiring.deployment_id
+    summary.wiring_changes = wiring.changes
+    summary.websocket_url = (f"wss://{deployed.websocket_api_id}.execute-api.{aws.region}.amazonaws.com/"
+                             f"{config.api_gateway_stage(stage)}")
+    report(f"==> done: {summary.websocket_url}")
+    report(f"    user pool {result.outputs.get('UserPoolId')}, app client {result.outputs.get('UserPoolClientId')}, "
+           f"table {table_name}")
+    if result.outputs.get("HostedUiDomain"):
+        report(f"    hosted UI {result.outputs['HostedUiDomain']}")
+    return summary
+
+
+def delete(project_dir: Path, stage: str, report: Report = print, aws: Aws | None = None) -> None:
+    config = ProjectConfig.load(project_dir)
+    config.stage(stage)
+    aws = aws or connect()
+    settings = config.resources(stage)
+    report(f"==> deleting {config.app_name} stage {stage!r} from account {aws.account_id} in {aws.region}")
+    report(f"[1/2] chalice delete --stage {stage} (Lambdas, roles, the WebSocket API with its authorizer)")
+    if read_deployed(project_dir, stage) is None:
+        report("    nothing deployed by chalice for this stage")
+    else:
+        run_chalice(project_dir, ["delete", "--stage", stage])
+    report(f"[2/2] resources stack {settings.stack_name} (table, user pool)")
+    delete_stack(aws.client("cloudformation"), settings.stack_name, report)
+    report("==> deleted")

@@ -1,0 +1,165 @@
+"""``make package STAGE=S``: one CloudFormation (SAM) template with everything the stage needs.
+
+``chalice package --merge-template`` writes ``dist/<stage>/sam.json`` and
+``deployment.zip``. The merge template (``dist/<stage>.merge.json``) adds the
+table, the user pool, client, domain and groups, the REQUEST authorizer, its
+invoke permission and outputs; it patches ``$connect`` to ``CUSTOM`` with the
+authorizer, the roles' policies (least privilege, by reference to the
+template's own table and API) and the env vars that name the pool, client and
+table.
+
+Chalice's merge can add and override but not remove, so one step follows it:
+Chalice's ``WebsocketAPIDeployment`` (made with no dependency on the routes)
+is replaced by ``WebsocketAPIDeployment<hash>``, whose logical id hashes the
+routes, integrations and authorizer: CloudFormation makes a new deployment
+whenever one of them changes, and only after they exist (``DependsOn``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from . import templates
+from .chalice_cli import run_chalice
+from .config import ProjectConfig
+from .errors import DeployError
+
+Report = Callable[[str], None]
+
+API = "WebsocketAPI"
+STAGE_RESOURCE = "WebsocketAPIStage"
+CHALICE_DEPLOYMENT = "WebsocketAPIDeployment"
+CONNECT_ROUTE = "WebsocketConnectRoute"
+AUTHORIZER = "WebsocketAuthorizer"
+AUTHORIZER_PERMISSION = "WebsocketAuthorizerInvokePermission"
+AUTHORIZER_FUNCTION = "WsAuthorizer"
+HANDLER_FUNCTIONS = ("WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "Notify")
+
+
+def _handler_policy(app_stage: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [
+        _logs_statement(),
+        {"Sid": "ConnectionsTable", "Effect": "Allow", "Action": list(templates.DYNAMODB_ACTIONS),
+         "Resource": [{"Fn::GetAtt": [templates.TABLE, "Arn"]},
+                      {"Fn::Sub": "${%s.Arn}/index/*" % templates.TABLE}]},
+        {"Sid": "ManageConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
+         "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+                                  "${%s}/%s/*/@connections/*" % (API, app_stage)}]},
+    ]}
+
+
+def _logs_statement() -> dict[str, Any]:
+    return {"Sid": "Logs", "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:"
+                                    "log-group:/aws/lambda/${AWS::StackName}-*"}}
+
+
+def merge_template(config: ProjectConfig, stage: str) -> dict[str, Any]:
+    settings = config.resources(stage)
+    env = config.environment(stage)
+    api_stage = config.api_gateway_stage(stage)
+    prefix = settings.hosted_ui_domain_prefix or f"wsauth-{stage}"
+    resources = templates.stage_resources(settings, None, {"Fn::Sub": prefix + "-pkg-${AWS::AccountId}"})
+    resources[AUTHORIZER] = {
+        "Type": "AWS::ApiGatewayV2::Authorizer",
+        "Properties": {
+            "ApiId": {"Ref": API},
+            "Name": templates.authorizer_name(config.app_name, stage),
+            "AuthorizerType": "REQUEST",
+            "AuthorizerUri": {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/"
+                                         "functions/${%s.Arn}/invocations" % AUTHORIZER_FUNCTION},
+            "IdentitySource": templates.identity_sources(env),
+        },
+    }
+    resources[AUTHORIZER_PERMISSION] = {
+        "Type": "AWS::Lambda::Permission",
+        "Properties": {
+            "FunctionName": {"Ref": AUTHORIZER_FUNCTION},
+            "Action": "lambda:InvokeFunction",
+            "Principal": "apigateway.amazonaws.com",
+            "SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+                                     "${%s}/authorizers/${%s}" % (API, AUTHORIZER)},
+        },
+    }
+    resources[CONNECT_ROUTE] = {"Properties": {"AuthorizationType": "CUSTOM", "AuthorizerId": {"Ref": AUTHORIZER}}}
+    variables = {
+        "COGNITO_USER_POOL_ID": {"Ref": templates.USER_POOL},
+        "COGNITO_APP_CLIENT_IDS": {"Ref": templates.USER_POOL_CLIENT},
+        "CONNECTIONS_TABLE": {"Ref": templates.TABLE},
+    }
+    for function in (AUTHORIZER_FUNCTION, *HANDLER_FUNCTIONS):
+        resources[function] = {"Properties": {"Environment": {"Variables": variables}}}
+    resources[f"{AUTHORIZER_FUNCTION}Role"] = {"Properties": {"Policies": [{
+        "PolicyName": f"{AUTHORIZER_FUNCTION}RolePolicy",
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": [_logs_statement()]}}]}}
+    for function in HANDLER_FUNCTIONS:
+        resources[f"{function}Role"] = {"Properties": {"Policies": [{
+            "PolicyName": f"{function}RolePolicy", "PolicyDocument": _handler_policy(api_stage)}]}}
+    outputs = templates.stage_outputs()
+    outputs["HostedUiDomain"] = {"Value": {"Fn::Sub": "https://${%s}.auth.${AWS::Region}.amazoncognito.com"
+                                                      % templates.USER_POOL_DOMAIN}}
+    outputs["WebsocketAuthorizerId"] = {"Value": {"Ref": AUTHORIZER}}
+    return {"Resources": resources, "Outputs": outputs}
+
+
+def deployment_logical_id(template: dict[str, Any]) -> tuple[str, list[str]]:
+    """``WebsocketAPIDeployment<hash of routes, integrations, authorizers>`` and what it depends on."""
+    resources = template["Resources"]
+    watched = {name: resource for name, resource in sorted(resources.items())
+               if resource.get("Type") in ("AWS::ApiGatewayV2::Route", "AWS::ApiGatewayV2::Integration",
+                                           "AWS::ApiGatewayV2::Authorizer")}
+    digest = hashlib.sha256(json.dumps(watched, sort_keys=True).encode()).hexdigest()[:12]
+    depends = [name for name, resource in watched.items()
+               if resource["Type"] in ("AWS::ApiGatewayV2::Route", "AWS::ApiGatewayV2::Authorizer")]
+    return f"{CHALICE_DEPLOYMENT}{digest}", depends
+
+
+def finish_template(template: dict[str, Any]) -> dict[str, Any]:
+    """Check the merge hit real resources; swap in the re-made-on-change deployment."""
+    resources = template["Resources"]
+    partial = sorted(name for name, resource in resources.items() if "Type" not in resource)
+    if partial:
+        raise DeployError(f"the merge template patched resources chalice package did not make: {partial} "
+                          "(did Chalice's resource naming change?)")
+    if CHALICE_DEPLOYMENT not in resources or STAGE_RESOURCE not in resources:
+        raise DeployError("chalice package made no WebsocketAPIDeployment/WebsocketAPIStage")
+    del resources[CHALICE_DEPLOYMENT]
+    logical_id, depends = deployment_logical_id(template)
+    resources[logical_id] = {
+        "Type": "AWS::ApiGatewayV2::Deployment",
+        "DependsOn": depends,
+        "Properties": {"ApiId": {"Ref": API}, "Description": "routes and authorizer " + logical_id[-12:]},
+    }
+    resources[STAGE_RESOURCE]["Properties"]["DeploymentId"] = {"Ref": logical_id}
+    return template
+
+
+def package(project_dir: Path, stage: str, report: Report = print) -> Path:
+    config = ProjectConfig.load(project_dir)
+    config.stage(stage)
+    dist = project_dir / "dist"
+    out = dist / stage
+    merge_path = dist / f"{stage}.merge.json"
+    report(f"==> packaging {config.app_name} stage {stage!r} into {out.relative_to(project_dir)}/")
+    dist.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        shutil.rmtree(out)
+    report(f"[1/3] merge template {merge_path.relative_to(project_dir)}: table, user pool, client, domain, "
+           "authorizer on $connect, invoke permission, policies, outputs")
+    merge_path.write_text(json.dumps(merge_template(config, stage), indent=2) + "\n")
+    report(f"[2/3] chalice package --stage {stage} --merge-template {merge_path.relative_to(project_dir)}")
+    # Packaging needs no credentials, but Chalice insists on a region; the template uses AWS::Region.
+    os.environ.setdefault("AWS_DEFAULT_REGION", os.environ.get("AWS_REGION") or "us-east-1")
+    run_chalice(project_dir, ["package", "--stage", stage, "--merge-template", str(merge_path), str(out)])
+    sam_path = out / "sam.json"
+    report("[3/3] deployment re-made when routes or the authorizer change")
+    template = finish_template(json.loads(sam_path.read_text()))
+    sam_path.write_text(json.dumps(template, indent=2) + "\n")
+    report(f"==> {sam_path.relative_to(project_dir)} and {(out / 'deployment.zip').relative_to(project_dir)}")
+    report("    deploy it with: aws cloudformation package / deploy (see docs/deploy.md)")
+    return out

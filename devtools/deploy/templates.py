@@ -1,0 +1,209 @@
+"""CloudFormation pieces shared by ``deploy`` (stage resources stack) and ``package`` (one template).
+
+The table comes from ``chalicelib.schema`` so the key schema and indexes are
+defined once. Everything here is pure: dicts in, dicts out.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from chalicelib import schema
+
+from .config import StageResources
+
+TEMPLATE_VERSION = "2010-09-09"
+
+TABLE = "ConnectionsTable"
+USER_POOL = "UserPool"
+USER_POOL_CLIENT = "UserPoolClient"
+USER_POOL_DOMAIN = "UserPoolDomain"
+
+# Sources the app can read a token from (TOKEN_SOURCES), in API Gateway's terms.
+PROTOCOL_HEADER = "Sec-WebSocket-Protocol"
+
+
+def group_logical_id(group: str) -> str:
+    return "UserPoolGroup" + "".join(part.capitalize() for part in _alnum_words(group))
+
+
+def _alnum_words(text: str) -> list[str]:
+    word, words = "", []
+    for char in text:
+        if char.isalnum():
+            word += char
+        elif word:
+            words.append(word)
+            word = ""
+    if word:
+        words.append(word)
+    return words or ["Group"]
+
+
+def stage_resources(settings: StageResources, table_name: str | None, domain_prefix: str | Any) -> dict[str, Any]:
+    """Resources: table, user pool, app client, hosted UI domain, groups."""
+    resources: dict[str, Any] = {
+        TABLE: {
+            "Type": "AWS::DynamoDB::Table",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Properties": schema.cloudformation_properties(table_name, settings.point_in_time_recovery),
+        },
+        USER_POOL: {
+            "Type": "AWS::Cognito::UserPool",
+            "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete",
+            "Properties": {
+                "UserPoolName": settings.user_pool_name,
+                "AutoVerifiedAttributes": ["email"],
+                "Schema": [{"Name": "email", "AttributeDataType": "String", "Required": False, "Mutable": True}],
+                "Policies": {"PasswordPolicy": {
+                    "MinimumLength": 8, "RequireLowercase": True, "RequireUppercase": True,
+                    "RequireNumbers": True, "RequireSymbols": False}},
+                "AccountRecoverySetting": {"RecoveryMechanisms": [{"Name": "verified_email", "Priority": 1}]},
+                "AdminCreateUserConfig": {"AllowAdminCreateUserOnly": False},
+                "UserPoolTags": {"app": settings.app_name, "stage": settings.stage},
+            },
+        },
+        USER_POOL_CLIENT: {
+            "Type": "AWS::Cognito::UserPoolClient",
+            "Properties": _client_properties(settings),
+        },
+        USER_POOL_DOMAIN: {
+            "Type": "AWS::Cognito::UserPoolDomain",
+            "Properties": {"Domain": domain_prefix, "UserPoolId": {"Ref": USER_POOL}},
+        },
+    }
+    for group in settings.groups:
+        resources[group_logical_id(group)] = {
+            "Type": "AWS::Cognito::UserPoolGroup",
+            "Properties": {"GroupName": group, "UserPoolId": {"Ref": USER_POOL},
+                           "Description": f"{settings.app_name} {settings.stage} group {group}"},
+        }
+    return resources
+
+
+def _client_properties(settings: StageResources) -> dict[str, Any]:
+    """A public client (no secret): the CLI flows, and code + PKCE for the hosted UI.
+
+    Cognito requires PKCE-capable flows for public clients by design: with no
+    secret the code is only redeemable with the verifier the browser holds.
+    """
+    properties: dict[str, Any] = {
+        "ClientName": f"{settings.app_name}-{settings.stage}-client",
+        "UserPoolId": {"Ref": USER_POOL},
+        "GenerateSecret": False,
+        "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        "PreventUserExistenceErrors": "ENABLED",
+        "EnableTokenRevocation": True,
+        "SupportedIdentityProviders": ["COGNITO"],
+    }
+    if settings.callback_urls:
+        properties.update({
+            "AllowedOAuthFlowsUserPoolClient": True,
+            "AllowedOAuthFlows": ["code"],
+            "AllowedOAuthScopes": ["openid", "email", "profile"],
+            "CallbackURLs": list(settings.callback_urls),
+            "LogoutURLs": list(settings.logout_urls or settings.callback_urls),
+        })
+    return properties
+
+
+def stage_outputs() -> dict[str, Any]:
+    return {
+        "ConnectionsTableName": {"Value": {"Ref": TABLE}},
+        "ConnectionsTableArn": {"Value": {"Fn::GetAtt": [TABLE, "Arn"]}},
+        "UserPoolId": {"Value": {"Ref": USER_POOL}},
+        "UserPoolArn": {"Value": {"Fn::GetAtt": [USER_POOL, "Arn"]}},
+        "UserPoolClientId": {"Value": {"Ref": USER_POOL_CLIENT}},
+        "HostedUiDomain": {"Value": {"Fn::Sub": "https://${UserPoolDomain}.auth.${AWS::Region}.amazoncognito.com"}},
+    }
+
+
+def resources_template(settings: StageResources, account_id: str) -> dict[str, Any]:
+    """The stage's own resources stack (``make deploy`` step 1)."""
+    return {
+        "AWSTemplateFormatVersion": TEMPLATE_VERSION,
+        "Description": f"{settings.app_name} {settings.stage}: connections table and Cognito user pool",
+        "Resources": stage_resources(settings, settings.table_name, settings.domain_prefix(account_id)),
+        "Outputs": stage_outputs(),
+    }
+
+
+# --- IAM -------------------------------------------------------------------------------------
+
+DYNAMODB_ACTIONS = (
+    "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchWriteItem",
+)
+
+
+def _logs_statement(log_group_arn: Any) -> dict[str, Any]:
+    return {"Sid": "Logs", "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": log_group_arn}
+
+
+def handler_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str,
+                   table_name: str, api_id: str | None, api_stage: str) -> dict[str, Any]:
+    """Least privilege for the handlers: the table and its indexes, this API's connections.
+
+    ``api_id`` None (first deploy, the API does not exist yet) leaves out the
+    execute-api statement; the deploy then rewrites the policy with the id.
+    """
+    table_arn = f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"
+    statements: list[dict[str, Any]] = [
+        _logs_statement(f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}-*"),
+        {"Sid": "ConnectionsTable", "Effect": "Allow", "Action": list(DYNAMODB_ACTIONS),
+         "Resource": [table_arn, f"{table_arn}/index/*"]},
+    ]
+    if api_id:
+        statements.append({
+            "Sid": "ManageConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
+            "Resource": [f"arn:{partition}:execute-api:{region}:{account_id}:{api_id}/{api_stage}/*/@connections/*"]})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def authorizer_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str) -> dict[str, Any]:
+    """The authorizer reads only the JWKS over HTTPS: logs, nothing else."""
+    return {"Version": "2012-10-17", "Statement": [
+        _logs_statement(f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}-*")]}
+
+
+# --- Authorizer ------------------------------------------------------------------------------
+
+def identity_sources(env: Mapping[str, str]) -> list[str]:
+    """``IdentitySource`` for the REQUEST authorizer, derived from ``TOKEN_SOURCES``.
+
+    API Gateway answers 401 without calling the Lambda when a listed identity
+    source is missing, so a source may be listed only when it is the one place
+    a token can come from: exactly one source enabled (and, for ``query``,
+    exactly one parameter name). Otherwise none: the Lambda sees every request.
+    """
+    sources = [s.strip() for s in (env.get("TOKEN_SOURCES") or "header,query,protocol,cookie").split(",") if s.strip()]
+    if len(sources) != 1:
+        return []
+    source = sources[0]
+    if source == "header":
+        return [f"route.request.header.{env.get('TOKEN_HEADER') or 'Authorization'}"]
+    if source == "query":
+        params = [p.strip() for p in (env.get("TOKEN_QUERY_PARAMS") or "access_token,ID_Token").split(",") if p.strip()]
+        return [f"route.request.querystring.{params[0]}"] if len(params) == 1 else []
+    if source == "protocol":
+        return [f"route.request.header.{PROTOCOL_HEADER}"]
+    if source == "cookie":
+        return ["route.request.header.Cookie"]
+    return []
+
+
+def authorizer_name(app_name: str, stage: str) -> str:
+    return f"{app_name}-{stage}-cognito-jwt"
+
+
+def authorizer_uri(partition: str, region: str, function_arn: str) -> str:
+    return f"arn:{partition}:apigateway:{region}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
+
+
+def authorizer_source_arn(partition: str, region: str, account_id: str, api_id: str, authorizer_id: str) -> str:
+    return f"arn:{partition}:execute-api:{region}:{account_id}:{api_id}/authorizers/{authorizer_id}"
+
+
