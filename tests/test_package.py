@@ -1,0 +1,136 @@
+"""``make package``: one CloudFormation template with everything, checked offline
+(cfn-lint, structure), and a Lambda zip with runtime code only."""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools.deploy import package as packaging
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _project_copy(destination: Path) -> Path:
+    """The deployable part of the repo, so packaging cannot touch the working tree."""
+    for name in ("app.py", "requirements.txt"):
+        shutil.copy(ROOT / name, destination / name)
+    shutil.copytree(ROOT / "chalicelib", destination / "chalicelib",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / ".chalice", destination / ".chalice",
+                    ignore=shutil.ignore_patterns("deployed", "deployments"))
+    # Stray dev code next to the app must still stay out of the zip.
+    for stray in ("tests", "devtools", "bench"):
+        (destination / stray).mkdir()
+        (destination / stray / "marker.py").write_text("raise SystemExit('dev only')\n")
+    return destination
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = _project_copy(tmp_path_factory.mktemp("project"))
+    done = subprocess.run([sys.executable, "-m", "devtools.deploy", "package", "--stage", "prod",
+                           "--project-dir", str(project)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[3/3]" in done.stdout
+    return project / "dist" / "prod"
+
+
+@pytest.fixture(scope="module")
+def template(packaged: Path) -> dict[str, Any]:
+    return json.loads((packaged / "sam.json").read_text())
+
+
+def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_template_passes_cfn_lint(packaged: Path) -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    done = subprocess.run([str(cfn_lint), str(packaged / "sam.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_authorizer_is_attached_to_connect(template: dict[str, Any]) -> None:
+    authorizers = _of_type(template, "AWS::ApiGatewayV2::Authorizer")
+    assert list(authorizers) == [packaging.AUTHORIZER]
+    authorizer = authorizers[packaging.AUTHORIZER]["Properties"]
+    assert authorizer["AuthorizerType"] == "REQUEST"
+    assert authorizer["ApiId"] == {"Ref": packaging.API}
+    assert "${WsAuthorizer.Arn}" in authorizer["AuthorizerUri"]["Fn::Sub"]
+    assert authorizer["IdentitySource"] == []  # four token sources enabled: none may be required
+    routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in _of_type(template, "AWS::ApiGatewayV2::Route").values()}
+    assert set(routes) == {"$connect", "$default", "$disconnect"}
+    assert routes["$connect"]["AuthorizationType"] == "CUSTOM"
+    assert routes["$connect"]["AuthorizerId"] == {"Ref": packaging.AUTHORIZER}
+    assert all(r.get("AuthorizationType", "NONE") != "NONE" for k, r in routes.items() if k == "$connect")
+
+
+def test_invoke_permission_source_arn(template: dict[str, Any]) -> None:
+    permission = template["Resources"][packaging.AUTHORIZER_PERMISSION]["Properties"]
+    assert permission["FunctionName"] == {"Ref": packaging.AUTHORIZER_FUNCTION}
+    assert permission["Principal"] == "apigateway.amazonaws.com"
+    assert permission["Action"] == "lambda:InvokeFunction"
+    assert permission["SourceArn"] == {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:"
+                                                  "${AWS::AccountId}:${WebsocketAPI}/authorizers/${WebsocketAuthorizer}"}
+
+
+def test_stage_resources_and_outputs(template: dict[str, Any]) -> None:
+    table = _of_type(template, "AWS::DynamoDB::Table")["ConnectionsTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}  # prod
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"byUserId", "byUsername", "byTopic"}
+    client = _of_type(template, "AWS::Cognito::UserPoolClient")["UserPoolClient"]["Properties"]
+    assert {"ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"} <= set(client["ExplicitAuthFlows"])
+    assert client["AllowedOAuthFlows"] == ["code"]
+    assert client["CallbackURLs"] == ["https://app.example.com/callback"]
+    assert _of_type(template, "AWS::Cognito::UserPoolDomain")
+    for output in ("WebsocketConnectEndpointURL", "UserPoolId", "UserPoolClientId", "ConnectionsTableName"):
+        assert output in template["Outputs"]
+
+
+def test_handlers_are_pointed_at_the_templates_own_resources(template: dict[str, Any]) -> None:
+    for name in packaging.HANDLER_FUNCTIONS + (packaging.AUTHORIZER_FUNCTION,):
+        env = template["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert env["COGNITO_USER_POOL_ID"] == {"Ref": "UserPool"}, name
+        assert env["COGNITO_APP_CLIENT_IDS"] == {"Ref": "UserPoolClient"}, name
+        assert env["CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}, name
+
+
+def test_deployment_is_remade_when_routes_or_authorizer_change(template: dict[str, Any]) -> None:
+    deployments = _of_type(template, "AWS::ApiGatewayV2::Deployment")
+    assert len(deployments) == 1
+    (logical_id, deployment), = deployments.items()
+    assert template["Resources"][packaging.STAGE_RESOURCE]["Properties"]["DeploymentId"] == {"Ref": logical_id}
+    assert packaging.CONNECT_ROUTE in deployment["DependsOn"]
+    assert packaging.AUTHORIZER in deployment["DependsOn"]
+    assert packaging.deployment_logical_id(template)[0] == logical_id
+    changed = copy.deepcopy(template)
+    changed["Resources"][packaging.AUTHORIZER]["Properties"]["IdentitySource"] = ["route.request.header.Authorization"]
+    assert packaging.deployment_logical_id(changed)[0] != logical_id
+    rerouted = copy.deepcopy(template)
+    rerouted["Resources"][packaging.CONNECT_ROUTE]["Properties"]["AuthorizationType"] = "NONE"
+    assert packaging.deployment_logical_id(rerouted)[0] != logical_id
+
+
+def test_zip_holds_runtime_code_and_linux_wheels_only(packaged: Path) -> None:
+    with zipfile.ZipFile(packaged / "deployment.zip") as archive:
+        names = archive.namelist()
+    tops = {name.split("/", 1)[0] for name in names}
+    assert "app.py" in tops and "chalicelib" in tops
+    assert not tops & {"tests", "devtools", "bench", "node_modules", ".venv"}
+    assert not any(name.split("/", 1)[0].lower().startswith(("jwt", "pyjwt", "requests", "boto3", "moto", "pytest"))
+                   for name in names)
+    binaries = [n for n in names if n.startswith("cryptography/") and n.endswith(".so")]
+    assert binaries, "cryptography's compiled bindings are missing"
+    assert any("x86_64-linux-gnu" in n or "abi3" in n for n in binaries)
+    assert any(n.startswith("cryptography-") and n.endswith("WHEEL") for n in names)
