@@ -1,0 +1,170 @@
+"""``make deploy`` / ``make delete`` end to end against moto's server.
+
+The product makes the calls it makes against AWS, through ``AWS_ENDPOINT_URL``.
+Moto 5.2 lacks API Gateway v2 deployments, stage updates and authorizer
+listing, and CloudFormation's Cognito resources: ``tests.support.moto_extensions``
+adds them inside the moto server process (test harness only, never product
+code). That harness also records which routes each deployment published, so
+these tests check what the *stage* serves, not just the API's draft.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "ws-cognito"
+STAGE = "dev"
+
+pytestmark = pytest.mark.timeout(600)
+
+
+class Deployment:
+    """A project copy, the moto environment and helpers to look at what exists."""
+
+    def __init__(self, project: Path, env: dict[str, str], session: Any) -> None:
+        self.project = project
+        self.env = env
+        self.session = session
+
+    def run(self, command: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "devtools.deploy", command, "--stage", STAGE,
+                               "--project-dir", str(self.project)], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def config(self) -> dict[str, Any]:
+        return json.loads((self.project / ".chalice" / "config.json").read_text())
+
+    def api_id(self) -> str:
+        deployed = json.loads((self.project / ".chalice" / "deployed" / f"{STAGE}.json").read_text())
+        return next(r["websocket_api_id"] for r in deployed["resources"] if r["resource_type"] == "websocket_api")
+
+    def published(self, api_id: str) -> dict[str, Any]:
+        """What each stage serves (harness view of the deployment it points at)."""
+        url = f"{self.env['AWS_ENDPOINT_URL']}/moto-api/harness/apigatewayv2/{api_id}"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def function_names(self) -> set[str]:
+        lam = self.session.client("lambda")
+        return {f["FunctionName"] for f in lam.list_functions()["Functions"]}
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, moto_env: dict[str, str], moto_session: Any) -> Deployment:
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("app.py", "requirements.txt"):
+        shutil.copy(ROOT / name, project / name)
+    shutil.copytree(ROOT / "chalicelib", project / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / ".chalice", project / ".chalice", ignore=shutil.ignore_patterns("deployed", "deployments"))
+    env = dict(moto_env, PYTHONPATH=str(ROOT))
+    return Deployment(project, env, moto_session)
+
+
+def _connect_route(api: Any, api_id: str) -> dict[str, Any]:
+    return next(r for r in api.get_routes(ApiId=api_id)["Items"] if r["RouteKey"] == "$connect")
+
+
+def _assert_wired(d: Deployment, api_id: str) -> str:
+    api = d.session.client("apigatewayv2")
+    authorizers = api.get_authorizers(ApiId=api_id)["Items"]
+    assert len(authorizers) == 1, authorizers  # no orphans
+    authorizer = authorizers[0]
+    assert authorizer["AuthorizerType"] == "REQUEST"
+    assert f"function:{APP}-{STAGE}-ws_authorizer/invocations" in authorizer["AuthorizerUri"]
+    assert authorizer.get("IdentitySource", []) == []  # several token sources: none may be required
+    route = _connect_route(api, api_id)
+    assert (route["AuthorizationType"], route["AuthorizerId"]) == ("CUSTOM", authorizer["AuthorizerId"])
+    published = d.published(api_id)["stages"][STAGE]
+    assert published["deploymentId"], "the stage was never deployed"
+    assert published["routes"]["$connect"] == {"authorizationType": "CUSTOM",
+                                               "authorizerId": authorizer["AuthorizerId"],
+                                               "target": route["Target"]}
+    policy = json.loads(d.session.client("lambda").get_policy(FunctionName=f"{APP}-{STAGE}-ws_authorizer")["Policy"])
+    source_arns = [s["Condition"]["ArnLike"]["AWS:SourceArn"] for s in policy["Statement"]
+                   if s["Principal"] == {"Service": "apigateway.amazonaws.com"}]
+    assert source_arns == [f"arn:aws:execute-api:us-east-1:123456789012:{api_id}/authorizers/{authorizer['AuthorizerId']}"]
+    return str(authorizer["AuthorizerId"])
+
+
+def test_deploy_twice_then_delete(deployment: Deployment) -> None:
+    d = deployment
+    out = d.run("deploy")
+    assert "[1/5]" in out and "[5/5]" in out and "==> done: wss://" in out
+
+    # Stage resources: the table and the pool, recorded into the stage's env vars.
+    env = d.config()["stages"][STAGE]["environment_variables"]
+    dynamodb = d.session.client("dynamodb")
+    table = dynamodb.describe_table(TableName=env["CONNECTIONS_TABLE"])["Table"]
+    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"byUserId", "byUsername", "byTopic"}
+    pool = d.session.client("cognito-idp").describe_user_pool(UserPoolId=env["COGNITO_USER_POOL_ID"])["UserPool"]
+    clients = d.session.client("cognito-idp").list_user_pool_clients(UserPoolId=pool["Id"], MaxResults=10)
+    assert [c["ClientId"] for c in clients["UserPoolClients"]] == [env["COGNITO_APP_CLIENT_IDS"]]
+
+    # Lambdas, and the authorizer wired and published.
+    assert {f"{APP}-{STAGE}-{n}" for n in ("ws_authorizer", "notify", "websocket_connect", "websocket_message",
+                                            "websocket_disconnect")} <= d.function_names()
+    api_id = d.api_id()
+    first_authorizer = _assert_wired(d, api_id)
+    first_deployment = d.published(api_id)["stages"][STAGE]["deploymentId"]
+
+    # Least privilege: this table and its indexes, this API's connections.
+    policy = json.loads((d.project / ".chalice" / f"policy-{STAGE}.json").read_text())
+    resources = [r for s in policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])]
+    assert any(r.endswith(f":table/{env['CONNECTIONS_TABLE']}") for r in resources)
+    assert any(f":{api_id}/" in r and "@connections" in r for r in resources)
+    assert not any(r == "*" for r in resources)
+    actions = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert "lambda:InvokeFunction" not in actions and "dynamodb:*" not in actions
+
+    # Second run: Chalice recreates $connect without the authorizer in the draft;
+    # the wiring puts the same authorizer back and publishes; nothing else changes.
+    config_before = (d.project / ".chalice" / "config.json").read_text()
+    policy_before = (d.project / ".chalice" / f"policy-{STAGE}.json").read_text()
+    out = d.run("deploy")
+    assert "is up to date" in out
+    assert "created authorizer" not in out
+    assert _assert_wired(d, api_id) == first_authorizer
+    assert d.published(api_id)["stages"][STAGE]["deploymentId"] != first_deployment
+    assert (d.project / ".chalice" / "config.json").read_text() == config_before
+    assert (d.project / ".chalice" / f"policy-{STAGE}.json").read_text() == policy_before
+
+    # Delete removes everything deploy made.
+    d.run("delete")
+    assert not any(name.startswith(f"{APP}-{STAGE}-") for name in d.function_names())
+    assert api_id not in {a["ApiId"] for a in d.session.client("apigatewayv2").get_apis()["Items"]}
+    assert env["CONNECTIONS_TABLE"] not in dynamodb.list_tables()["TableNames"]
+    pools = d.session.client("cognito-idp").list_user_pools(MaxResults=60)["UserPools"]
+    assert pool["Id"] not in {p["Id"] for p in pools}
+    stacks = d.session.client("cloudformation").list_stacks()["StackSummaries"]
+    assert all(s["StackStatus"] == "DELETE_COMPLETE" for s in stacks)
+
+
+def test_single_token_source_becomes_the_identity_source(deployment: Deployment) -> None:
+    d = deployment
+    config = d.config()
+    config["stages"][STAGE]["environment_variables"]["TOKEN_SOURCES"] = "header"
+    (d.project / ".chalice" / "config.json").write_text(json.dumps(config, indent=2))
+    d.run("deploy")
+    api = d.session.client("apigatewayv2")
+    authorizers = api.get_authorizers(ApiId=d.api_id())["Items"]
+    assert [a["IdentitySource"] for a in authorizers] == [["route.request.header.Authorization"]]
+    d.run("delete")
+
+
+def test_deploy_refuses_an_unknown_stage(deployment: Deployment) -> None:
+    done = subprocess.run([sys.executable, "-m", "devtools.deploy", "deploy", "--stage", "nope",
+                           "--project-dir", str(deployment.project)], cwd=ROOT, env=deployment.env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "nope" in done.stderr and "error" in done.stderr
