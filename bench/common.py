@@ -6,7 +6,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,3 +186,12 @@ def start_gateway(command: Sequence[str], env: dict[str, str] | None = None) -> 
         raise
     _, ws_url, _, management_url = line.split()
     return process, ws_url, management_url
+
+
+def main(run: Callable[[], "Result"]) -> None:
+    """``python -m bench.<name>``: print one benchmark's table; exit 1 on a failed check."""
+    try:
+        print(run().render())
+    except CheckFailed as failure:
+        print(f"CHECK FAILED: {failure}")
+        raise SystemExit(1)

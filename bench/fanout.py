@@ -25,7 +25,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-from bench.common import (PYTHON, CheckFailed, Goal, Result, check, gateway_command, raise_nofile, read_line,
+from bench.common import (main, PYTHON, Goal, Result, check, gateway_command, raise_nofile, read_line,
                           start_gateway, start_process, stop_process, table)
 
 SIZES = (1000, 5000)
@@ -185,8 +185,4 @@ def run(sizes: tuple[int, ...] = SIZES) -> Result:
 
 
 if __name__ == "__main__":
-    try:
-        print(run().render())
-    except CheckFailed as failure:
-        print(f"CHECK FAILED: {failure}")
-        raise SystemExit(1)
+    main(run)

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import (PYTHON, ROOT, CheckFailed, Result, bench_env, check, gateway_command, read_line,
+from bench.common import (main, PYTHON, ROOT, Result, check, gateway_command, read_line,
                           start_gateway, start_process, stop_process, table)
 
 CLIENTS = 1000
@@ -131,8 +131,4 @@ def run(clients: int = CLIENTS, messages: int = MESSAGES) -> Result:
 
 
 if __name__ == "__main__":
-    try:
-        print(run().render())
-    except CheckFailed as failure:
-        print(f"CHECK FAILED: {failure}")
-        raise SystemExit(1)
+    main(run)

@@ -6,7 +6,7 @@ stand-in such as moto's server; nothing here special-cases it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .errors import NoCredentials, NoRegion
 
@@ -49,3 +49,15 @@ def connect() -> Aws:
 def error_code(error: BaseException) -> str:
     response = getattr(error, "response", None) or {}
     return str((response.get("Error") or {}).get("Code") or "")
+
+
+def all_items(call: Callable[..., dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
+    """Every ``Items`` entry of a paginated API Gateway v2 listing."""
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page = call(**kwargs, **({"NextToken": token} if token else {}))
+        items.extend(page.get("Items") or [])
+        token = page.get("NextToken")
+        if not token:
+            return items

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import templates
-from .aws import Aws, connect, error_code
+from .aws import Aws, all_items, connect, error_code
 from .chalice_cli import deployed_path, read_deployed, run_chalice
 from .config import ProjectConfig
 from .errors import DeployError
@@ -85,7 +85,7 @@ def seed_websocket_api(aws: Aws, project_dir: Path, app_name: str, stage: str, a
     """
     api = aws.client("apigatewayv2")
     name = f"{app_name}-{stage}-websocket-api"
-    existing = [item for item in _all_items(api.get_apis) if item.get("Name") == name]
+    existing = [item for item in all_items(api.get_apis) if item.get("Name") == name]
     if existing:
         api_id = str(existing[0]["ApiId"])
         report(f"    reusing {name} ({api_id})")
@@ -105,17 +105,6 @@ def seed_websocket_api(aws: Aws, project_dir: Path, app_name: str, stage: str, a
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return api_id
-
-
-def _all_items(call: Callable[..., dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        page = call(**kwargs, **({"NextToken": token} if token else {}))
-        items.extend(page.get("Items") or [])
-        token = page.get("NextToken")
-        if not token:
-            return items
 
 
 def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | None = None) -> DeploySummary:

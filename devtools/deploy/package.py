@@ -161,5 +161,5 @@ def package(project_dir: Path, stage: str, report: Report = print) -> Path:
     template = finish_template(json.loads(sam_path.read_text()))
     sam_path.write_text(json.dumps(template, indent=2) + "\n")
     report(f"==> {sam_path.relative_to(project_dir)} and {(out / 'deployment.zip').relative_to(project_dir)}")
-    report("    deploy it with: aws cloudformation package / deploy (see README.md, "Deploying")")
+    report('    deploy it with: aws cloudformation package / deploy (see README.md, "Deploying")')
     return out
