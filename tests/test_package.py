@@ -133,4 +133,31 @@ def test_zip_holds_runtime_code_and_linux_wheels_only(packaged: Path) -> None:
     binaries = [n for n in names if n.startswith("cryptography/") and n.endswith(".so")]
     assert binaries, "cryptography's compiled bindings are missing"
     assert any("x86_64-linux-gnu" in n or "abi3" in n for n in binaries)
-    assert any(n.startswith("cryptography-") and n.endswith("WHEEL") for n in names)
+    wheel_files = [n for n in names if n.startswith("cryptography-") and n.endswith(".dist-info/WHEEL")]
+    assert wheel_files, "cryptography was not installed from a wheel"
+    with zipfile.ZipFile(packaged / "deployment.zip") as archive:
+        tags = archive.read(wheel_files[0]).decode()
+    # The Lambda platform's wheel, not whatever this machine would build or pick.
+    assert "manylinux" in tags and "x86_64" in tags, tags
+
+
+def test_stage_resources_templates_pass_cfn_lint(tmp_path: Path) -> None:
+    """The ``make deploy`` resources stack, for every stage, is valid CloudFormation too."""
+    from devtools.deploy.config import ProjectConfig
+    from devtools.deploy.templates import resources_template
+
+    config = ProjectConfig.load(ROOT)
+    paths = []
+    for stage in config.stage_names():
+        template = resources_template(config.resources(stage), "123456789012")
+        table = template["Resources"]["ConnectionsTable"]["Properties"]
+        assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": stage == "prod"}
+        domain = template["Resources"]["UserPoolDomain"]["Properties"]["Domain"]
+        # Cognito refuses domain prefixes containing these words.
+        assert not any(word in domain for word in ("cognito", "aws", "amazon")), domain
+        path = tmp_path / f"{stage}-resources.json"
+        path.write_text(json.dumps(template))
+        paths.append(str(path))
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    done = subprocess.run([str(cfn_lint), *paths], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
