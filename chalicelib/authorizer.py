@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any, Callable, Mapping, Protocol
 
 from .errors import AuthError, Forbidden, Unauthorized
@@ -25,6 +26,7 @@ QUERY_PREFIX = "query_"
 HEADER_PREFIX = "header_"
 
 Scalar = str | int | float | bool
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode  # built once: it is per decision
 DenyHook = Callable[[Mapping[str, Any], Mapping[str, Any]], str | None]
 
 
@@ -162,8 +164,14 @@ def check_permissions(claims: Mapping[str, Any], settings: Settings) -> None:
 
 
 def _log(decision: str, reason: str, event: Mapping[str, Any], **extra: Any) -> None:
+    """One JSON line per decision, straight to stdout (CloudWatch on Lambda).
+
+    Going through a logging handler costs more than a third of a decision on
+    Lambda (its handler formats a timestamp and the request id per record);
+    the level still comes from ``LOG_LEVEL`` through the ``ws`` logger.
+    """
     if not logger.isEnabledFor(logging.INFO):
-        return  # the JSON would be built only to be dropped: a tenth of a decision
+        return
     request = event.get("requestContext") or {}
     record = {
         "event": "authorize",
@@ -173,7 +181,7 @@ def _log(decision: str, reason: str, event: Mapping[str, Any], **extra: Any) -> 
         "sourceIp": (request.get("identity") or {}).get("sourceIp"),
         **extra,
     }
-    logger.info(json.dumps(record, default=str))
+    sys.stdout.write(_encode(record) + "\n")
 
 
 def authorize(event: Mapping[str, Any], settings: Settings, verifier: Verifier,

@@ -120,11 +120,28 @@ def test_context_stays_under_limit() -> None:
     assert answer["context"]["sub"] == "1d7856e9"
 
 
-def test_log_line_has_reason_and_never_the_token(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="ws.authorizer")
+@pytest.fixture
+def ws_log_level() -> Any:
+    """Set the ``ws`` logger's level (runtime sets it from LOG_LEVEL), restored after."""
+    logger = logging.getLogger("ws")
+    previous = logger.level
+    yield logger.setLevel
+    logger.setLevel(previous)
+
+
+def test_log_line_has_reason_and_never_the_token(capsys: pytest.CaptureFixture[str], ws_log_level: Any) -> None:
+    ws_log_level(logging.INFO)
     with pytest.raises(Exception):
         authorize(event(), settings(), StubVerifier(error=TokenInvalid("bad", reason="expired")))
     authorize(event(), settings(), StubVerifier(CLAIMS))
-    lines = [json.loads(r.getMessage()) for r in caplog.records]
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines()]
     assert [(l["decision"], l["reason"]) for l in lines] == [("unauthorized", "expired"), ("allow", "ok")]
-    assert TOKEN not in caplog.text
+    assert lines[1]["sub"] == "1d7856e9" and lines[1]["connectionId"] == "abc="
+    assert TOKEN not in out
+
+
+def test_no_decision_lines_above_info(capsys: pytest.CaptureFixture[str], ws_log_level: Any) -> None:
+    ws_log_level(logging.WARNING)
+    authorize(event(), settings(), StubVerifier(CLAIMS))
+    assert capsys.readouterr().out == ""
