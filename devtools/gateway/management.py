@@ -120,14 +120,21 @@ class ManagementApi:
             return self._logged(request, started, gone(connection.connection_id))
         return self._logged(request, started, web.Response(status=200))
 
-    async def get(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
+    def _target(self, request: web.Request) -> Connection | web.Response:
+        """The open connection a GET/DELETE names, or API Gateway's refusal (403 stage, 410 gone)."""
         refused = self._wrong_stage(request)
         if refused is not None:
-            return self._logged(request, started, refused)
+            return refused
         connection = self._open(request)
         if connection is None:
-            return self._logged(request, started, gone(request.match_info["connection_id"]))
+            return gone(request.match_info["connection_id"])
+        return connection
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        connection = self._target(request)
+        if isinstance(connection, web.Response):
+            return self._logged(request, started, connection)
         body = {
             "connectedAt": iso8601(connection.client.connected_at_ms),
             "identity": {
@@ -140,11 +147,8 @@ class ManagementApi:
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        refused = self._wrong_stage(request)
-        if refused is not None:
-            return self._logged(request, started, refused)
-        connection = self._open(request)
-        if connection is None:
-            return self._logged(request, started, gone(request.match_info["connection_id"]))
+        connection = self._target(request)
+        if isinstance(connection, web.Response):
+            return self._logged(request, started, connection)
         await self._close(connection, DELETED)
         return self._logged(request, started, web.Response(status=204))
