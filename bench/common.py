@@ -5,6 +5,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -185,7 +186,16 @@ def start_gateway(command: Sequence[str], env: dict[str, str] | None = None) -> 
         stop_process(process)
         raise
     _, ws_url, _, management_url = line.split()
+    # The app logs one line per decision and per connection event: keep reading,
+    # or a full pipe would stall the gateway mid-benchmark.
+    threading.Thread(target=_drain, args=(process,), daemon=True).start()
     return process, ws_url, management_url
+
+
+def _drain(process: subprocess.Popen[str]) -> None:
+    assert process.stdout is not None
+    for _ in process.stdout:
+        pass
 
 
 def main(run: Callable[[], "Result"]) -> None:
