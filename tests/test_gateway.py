@@ -8,6 +8,7 @@ port (its own fresh copy of the toy app module).
 from __future__ import annotations
 
 import asyncio
+import socket
 import base64
 import json
 import logging
@@ -438,6 +439,19 @@ def test_disconnect_on_client_close(gateway: GatewayHandle) -> None:
     assert context["identity"] == {"sourceIp": "127.0.0.1", "userAgent": "ua/3"}
     assert context["connectionId"] == connection_id(gateway)
     assert event["headers"]["Host"] == f"127.0.0.1:{gateway.port}"
+
+
+def test_client_leaving_during_connect_still_gets_disconnect(gateway: GatewayHandle) -> None:
+    """$connect stored the connection, the client is gone before the 101: $disconnect must follow."""
+    host, port = "127.0.0.1", gateway.port
+    with socket.create_connection((host, port), timeout=5) as raw:
+        raw.sendall((f"GET /dev?token=good&slow_connect=0.5 HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode())
+        wait_until(lambda: events(gateway, "connect"))
+    (event,) = wait_until(lambda: events(gateway, "disconnect"))
+    assert event["requestContext"]["connectionId"] == connection_id(gateway)
+    assert gateway.connection_ids() == []
 
 
 def test_idle_timeout_closes_with_1001(start_gateway: Callable[..., GatewayHandle]) -> None:

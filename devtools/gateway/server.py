@@ -408,6 +408,12 @@ class LocalGateway:
             ws.headers.add(name, value)
         try:
             await ws.prepare(request)
+        except ConnectionError:
+            # The client left while $connect ran. $connect succeeded (the app may
+            # have stored the connection), so, as on AWS, it is owed a $disconnect.
+            self._log_line(request.remote, "CONNECT", "$connect", cid, 200, started, "client left during $connect")
+            await self._finish(connection)
+            return web.Response(status=400)
         except BaseException:
             self._drop(connection)
             raise

@@ -88,6 +88,8 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
     query = raw.get("queryStringParameters") or {}
     if query.get("reject") == "1":
         return {"statusCode": 403}
+    if query.get("slow_connect"):
+        time.sleep(float(query["slow_connect"]))
     if query.get("post_during_connect") == "1":
         client = management()
         try:
