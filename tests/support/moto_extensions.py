@@ -29,6 +29,7 @@ from moto.apigatewayv2 import models as apigw_models
 from moto.apigatewayv2 import urls as apigw_urls
 from moto.apigatewayv2.responses import ApiGatewayV2Response
 from moto.cloudformation import parsing as cfn_parsing
+from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.cognitoidp.models import cognitoidp_backends
 from moto.core.common_models import CloudFormationModel
 from moto.moto_api._internal import urls as moto_api_urls
@@ -195,7 +196,9 @@ class _CognitoResource:
 
     def get_cfn_attribute(self, attribute_name: str) -> Any:
         if attribute_name not in self._attributes:
-            raise NotImplementedError(f"harness: no attribute {attribute_name} on {self.cloudformation_type()}")
+            # moto's own models answer an unknown Fn::GetAtt this way: CloudFormation
+            # then reports the template as invalid, as it would on AWS.
+            raise UnformattedGetAttTemplateException()
         return self._attributes[attribute_name]
 
     @staticmethod
