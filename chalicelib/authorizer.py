@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from typing import Any, Callable, Mapping, Protocol
 
 from .errors import AuthError, Forbidden, Unauthorized
 from .settings import Settings
-from .tokens import extract_token, header
+from .tokens import find_token, header
 
 logger = logging.getLogger("ws.authorizer")
 
@@ -46,7 +47,7 @@ def policy(principal_id: str, effect: str, resource: str,
         },
     }
     if context is not None:
-        answer["context"] = dict(context)
+        answer["context"] = context if type(context) is dict else dict(context)
     return answer
 
 
@@ -55,11 +56,15 @@ def _scalar(value: Any) -> Scalar | None:
     kind = type(value)
     if kind is str:
         return value[:MAX_CONTEXT_VALUE]
-    if kind is int or kind is float or kind is bool:
+    if kind is int or kind is bool:
         return value
+    if kind is float:
+        return value if math.isfinite(value) else None  # NaN and infinities are not JSON
     if kind is list and all(type(v) is str for v in value):
         return ",".join(value)[:MAX_CONTEXT_VALUE]
-    if isinstance(value, bool) or isinstance(value, (int, float)):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (bool, int)):
         return value
     if isinstance(value, str):
         return value[:MAX_CONTEXT_VALUE]
@@ -79,8 +84,8 @@ def claim_scopes(claims: Mapping[str, Any]) -> list[str]:
 
 
 # Claims a Cognito token carries that are neither ``custom:`` nor handled by
-# name above: one C-level set difference skips them all, so the per-claim
-# Python loop only runs over what is left (usually nothing).
+# name above: one C-level subset test skips them all, so the per-claim
+# Python loop only runs when something else is there (usually nothing).
 _KNOWN_CLAIMS = frozenset({
     "sub", "iss", "exp", "iat", "nbf", "auth_time", "token_use", "client_id", "aud", "scope",
     "jti", "origin_jti", "event_id", "username", "cognito:username", "cognito:groups", "email",
@@ -88,6 +93,15 @@ _KNOWN_CLAIMS = frozenset({
     "cognito:roles", "cognito:preferred_role", "phone_number", "phone_number_verified",
 })
 _OPTIONAL_CLAIMS = ("email", "client_id", "aud", "scope", "auth_time", "exp", "iat")
+_ALWAYS = ("sub", "username", "token_use", "iss", "tokenSource", "groups")
+# Upper bound of everything in the encoded context that is not the text of a
+# value: braces, each possible fixed key with its quotes and ", " / ": "
+# separators, the quotes of its value, and the longest token source name.
+_FIXED_JSON = 2 + sum(len(k) + 8 for k in _ALWAYS + _OPTIONAL_CLAIMS) + len("protocol")
+# Any character costs at most 12 JSON characters (a non-BMP one becomes a
+# \uXXXX\uXXXX pair); an int below 10**15 at most 16, counted as 2 "characters".
+_WORST_CHAR = 12
+_SMALL_INT = 10**15
 _plan: tuple[Settings, frozenset[str]] | None = None
 
 
@@ -100,54 +114,82 @@ def _skippable(settings: Settings) -> frozenset[str]:
     return plan[1]
 
 
+def _text(value: Any) -> str:
+    flat = value if type(value) is str else _scalar(value)
+    return flat[:MAX_CONTEXT_VALUE] if type(flat) is str else ""
+
+
 def build_context(claims: Mapping[str, Any], source: str, event: Mapping[str, Any],
                   settings: Settings) -> dict[str, Scalar]:
-    """The flat context: identity claims, custom claims and allow-listed request values."""
-    username = claims.get("username") or claims.get("cognito:username") or ""
-    groups = claims.get("cognito:groups")
+    """The flat context: identity claims, custom claims and allow-listed request values.
+
+    This runs on every upgrade, so it also keeps a cheap upper bound of the
+    context's JSON size as it goes (string lengths times the worst escape);
+    only a context that might not fit is measured exactly and trimmed.
+    ``sub``, ``iss`` and ``token_use`` are strings: the verifier checked them.
+    """
+    get = claims.get
+    sub = claims["sub"]
+    username = get("username") or get("cognito:username") or ""
+    if type(username) is not str or len(username) > MAX_CONTEXT_VALUE:
+        username = _text(username)
+    token_use = get("token_use", "")
+    iss = get("iss", "")
+    groups = get("cognito:groups")
+    groups = ",".join(claim_groups(claims))[:MAX_CONTEXT_VALUE] if groups else ""
     context: dict[str, Scalar] = {
-        "sub": claims["sub"],
-        "username": username,
-        "token_use": claims.get("token_use", ""),
-        "iss": claims.get("iss", ""),
-        "tokenSource": source,
-        "groups": ",".join(claim_groups(claims)) if groups else "",
+        "sub": sub, "username": username, "token_use": token_use, "iss": iss,
+        "tokenSource": source, "groups": groups,
     }
+    chars = len(sub) + len(username) + len(token_use) + len(iss) + len(groups)
+    exact = False
     for name in _OPTIONAL_CLAIMS:
-        value = claims.get(name)
+        value = get(name)
         if value is None:
             continue
         # Exact types inline (this loop runs per decision); the rest via _scalar.
         kind = type(value)
         if kind is str:
-            context[name] = value[:MAX_CONTEXT_VALUE]
-        elif kind is int or kind is float or kind is bool:
+            value = context[name] = value[:MAX_CONTEXT_VALUE]
+            chars += len(value)
+        elif kind is int and -_SMALL_INT < value < _SMALL_INT:
             context[name] = value
+            chars += 2
         else:
             flat = _scalar(value)
             if flat is not None:
                 context[name] = flat
-    if "client_id" not in context and isinstance(claims.get("aud"), str):
-        context["client_id"] = claims["aud"]
-    rest = claims.keys() - _skippable(settings)
-    if rest:
+                exact = True
+    if "client_id" not in context:
+        aud = context.get("aud")
+        if type(aud) is str:
+            context["client_id"] = aud
+            chars += len(aud)
+    plan = _plan
+    skippable = plan[1] if plan is not None and plan[0] is settings else _skippable(settings)
+    if not skippable.issuperset(claims):
         wanted = settings.context_claims
         for name in claims:  # claim order, as before
-            if name in rest and (name.startswith("custom:") or name in wanted):
+            if name not in skippable and (name.startswith("custom:") or name in wanted):
                 flat = _scalar(claims[name])
                 if flat is not None:
                     context[name.replace(":", "_")] = flat
+                    exact = True
     if settings.context_query_params:
         params = event.get("queryStringParameters") or {}
         for name in settings.context_query_params:
             value = params.get(name)
             if isinstance(value, str):
                 context[QUERY_PREFIX + name] = value[:MAX_CONTEXT_VALUE]
+                exact = True
     for name in settings.context_headers:
         value = header(event, name)
         if value is not None:
             context[HEADER_PREFIX + name] = value[:MAX_CONTEXT_VALUE]
-    return _cap(context)
+            exact = True
+    if exact or _FIXED_JSON + _WORST_CHAR * chars > MAX_CONTEXT_BYTES:
+        return _cap(context)
+    return context
 
 
 def _encoded_size(context: Mapping[str, Scalar]) -> int:
@@ -204,49 +246,51 @@ def _json(value: Any) -> str:
     return _quote(value) if type(value) is str else _encode(value)
 
 
-def _log(decision: str, reason: str, event: Mapping[str, Any], **extra: Any) -> None:
+def _log(decision: str, reason: str, event: Mapping[str, Any], source: str | None,
+         sub: str | None = None, token_use: str | None = None) -> None:
     """One JSON line per decision, straight to stdout (CloudWatch on Lambda).
 
     Going through a logging handler costs more than a third of a decision on
     Lambda (its handler formats a timestamp and the request id per record);
     the level still comes from ``LOG_LEVEL`` through the ``ws`` logger. The
-    line is joined from escaped fields rather than encoded from a dict: the
-    same bytes as ``_encode(record)``, with no intermediate record.
+    line is one f-string of C-escaped fields, never a record dict to encode.
+    ``decision`` is one of this module's literals and needs no escaping.
     """
     if not logger.isEnabledFor(logging.INFO):
         return
     request = event.get("requestContext") or {}
-    parts = [f'{{"event":"authorize","decision":{_quote(decision)},"reason":{_json(reason)},'
-             f'"connectionId":{_json(request.get("connectionId"))},'
-             f'"sourceIp":{_json((request.get("identity") or {}).get("sourceIp"))}']
-    for name, value in extra.items():
-        parts.append(f',{_quote(name)}:{_json(value)}')
-    parts.append("}\n")
-    sys.stdout.write("".join(parts))
+    line = (f'{{"event":"authorize","decision":"{decision}","reason":{_json(reason)},'
+            f'"connectionId":{_json(request.get("connectionId"))},'
+            f'"sourceIp":{_json((request.get("identity") or {}).get("sourceIp"))},"source":{_json(source)}')
+    if sub is not None:
+        line += f',"sub":{_json(sub)}'
+    if token_use is not None:
+        line += f',"token_use":{_json(token_use)}'
+    sys.stdout.write(line + "}\n")
 
 
 def authorize(event: Mapping[str, Any], settings: Settings, verifier: Verifier,
               deny_hook: DenyHook | None = None) -> dict[str, Any]:
     """Decide on one upgrade request. Raises ``Exception('Unauthorized')`` for 401."""
-    method_arn = event.get("methodArn") or "*"
     source = None
     try:
-        extracted = extract_token(event, settings)
-        source = extracted.source
-        claims = verifier.verify(extracted.token)
+        token, source = find_token(event, settings)
+        claims = verifier.verify(token)
     except Unauthorized as error:
-        _log("unauthorized", error.reason, event, source=source)
+        _log("unauthorized", error.reason, event, source)
         raise Exception("Unauthorized") from None
     sub = claims["sub"]
-    try:
-        check_permissions(claims, settings)
-        if deny_hook is not None:
-            why = deny_hook(claims, event)
-            if why:
-                raise Forbidden(why, reason="deny_hook")
-    except AuthError as error:
-        _log("deny", error.reason, event, source=source, sub=sub)
-        return policy(sub, "Deny", method_arn)
-    context = build_context(claims, extracted.source, event, settings)
-    _log("allow", "ok", event, source=source, sub=sub, token_use=claims.get("token_use"))
-    return policy(sub, "Allow", method_arn, context)
+    resource = event.get("methodArn") or "*"
+    if settings.required_groups or settings.required_scopes or deny_hook is not None:
+        try:
+            check_permissions(claims, settings)
+            if deny_hook is not None:
+                why = deny_hook(claims, event)
+                if why:
+                    raise Forbidden(why, reason="deny_hook")
+        except AuthError as error:
+            _log("deny", error.reason, event, source, sub)
+            return policy(sub, "Deny", resource)
+    context = build_context(claims, source, event, settings)
+    _log("allow", "ok", event, source, sub, claims.get("token_use"))
+    return policy(sub, "Allow", resource, context)

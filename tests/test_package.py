@@ -130,15 +130,16 @@ def test_zip_holds_runtime_code_and_linux_wheels_only(packaged: Path) -> None:
     assert not tops & {"tests", "devtools", "bench", "node_modules", ".venv"}
     assert not any(name.split("/", 1)[0].lower().startswith(("jwt", "pyjwt", "requests", "boto3", "moto", "pytest"))
                    for name in names)
-    binaries = [n for n in names if n.startswith("cryptography/") and n.endswith(".so")]
-    assert binaries, "cryptography's compiled bindings are missing"
-    assert any("x86_64-linux-gnu" in n or "abi3" in n for n in binaries)
-    wheel_files = [n for n in names if n.startswith("cryptography-") and n.endswith(".dist-info/WHEEL")]
-    assert wheel_files, "cryptography was not installed from a wheel"
-    with zipfile.ZipFile(packaged / "deployment.zip") as archive:
-        tags = archive.read(wheel_files[0]).decode()
-    # The Lambda platform's wheel, not whatever this machine would build or pick.
-    assert "manylinux" in tags and "x86_64" in tags, tags
+    for package in ("cryptography", "orjson"):
+        binaries = [n for n in names if n.startswith(f"{package}/") and n.endswith(".so")]
+        assert binaries, f"{package}'s compiled bindings are missing"
+        assert any("x86_64-linux-gnu" in n or "abi3" in n for n in binaries), binaries
+        wheel_files = [n for n in names if n.startswith(f"{package}-") and n.endswith(".dist-info/WHEEL")]
+        assert wheel_files, f"{package} was not installed from a wheel"
+        with zipfile.ZipFile(packaged / "deployment.zip") as archive:
+            tags = archive.read(wheel_files[0]).decode()
+        # The Lambda platform's wheel, not whatever this machine would build or pick.
+        assert "manylinux" in tags and "x86_64" in tags, tags
 
 
 def test_stage_resources_templates_pass_cfn_lint(tmp_path: Path) -> None:
