@@ -20,6 +20,7 @@ from .settings import Settings
 from .tokens import find_token, header
 
 logger = logging.getLogger("ws.authorizer")
+_INFO = logging.INFO
 
 MAX_CONTEXT_VALUE = 1024
 MAX_CONTEXT_BYTES = 6144  # the whole answer must stay under 8 KB
@@ -92,12 +93,12 @@ _KNOWN_CLAIMS = frozenset({
     "email_verified", "version", "at_hash", "nonce", "device_key", "identities",
     "cognito:roles", "cognito:preferred_role", "phone_number", "phone_number_verified",
 })
-_OPTIONAL_CLAIMS = ("email", "client_id", "aud", "scope", "auth_time", "exp", "iat")
+_OPTIONAL = ("client_id", "email", "scope", "auth_time", "exp")  # client_id: or aud (id tokens)
 _ALWAYS = ("sub", "username", "token_use", "iss", "tokenSource", "groups")
 # Upper bound of everything in the encoded context that is not the text of a
 # value: braces, each possible fixed key with its quotes and ", " / ": "
 # separators, the quotes of its value, and the longest token source name.
-_FIXED_JSON = 2 + sum(len(k) + 8 for k in _ALWAYS + _OPTIONAL_CLAIMS) + len("protocol")
+_FIXED_JSON = 2 + sum(len(k) + 8 for k in _ALWAYS + _OPTIONAL) + len("protocol")
 # Any character costs at most 12 JSON characters (a non-BMP one becomes a
 # \uXXXX\uXXXX pair); an int below 10**15 at most 16, counted as 2 "characters".
 _WORST_CHAR = 12
@@ -135,22 +136,27 @@ def build_context(claims: Mapping[str, Any], source: str, event: Mapping[str, An
         username = _text(username)
     token_use = get("token_use", "")
     iss = get("iss", "")
-    groups = get("cognito:groups")
-    groups = ",".join(claim_groups(claims))[:MAX_CONTEXT_VALUE] if groups else ""
+    groups = get("cognito:groups") or ""
+    if groups:
+        groups = _joined(groups) if type(groups) is list else ""
     context: dict[str, Scalar] = {
         "sub": sub, "username": username, "token_use": token_use, "iss": iss,
         "tokenSource": source, "groups": groups,
     }
     chars = len(sub) + len(username) + len(token_use) + len(iss) + len(groups)
     exact = False
-    for name in _OPTIONAL_CLAIMS:
+    for name in _OPTIONAL:
         value = get(name)
         if value is None:
-            continue
-        # Exact types inline (this loop runs per decision); the rest via _scalar.
+            if name != "client_id":
+                continue
+            value = get("aud")  # id tokens name the app client in aud
+            if value is None:
+                continue
+        # Exact types inline (this runs per decision); the rest via _scalar.
         kind = type(value)
-        if kind is str:
-            value = context[name] = value[:MAX_CONTEXT_VALUE]
+        if kind is str and len(value) <= MAX_CONTEXT_VALUE:
+            context[name] = value
             chars += len(value)
         elif kind is int and -_SMALL_INT < value < _SMALL_INT:
             context[name] = value
@@ -160,11 +166,6 @@ def build_context(claims: Mapping[str, Any], source: str, event: Mapping[str, An
             if flat is not None:
                 context[name] = flat
                 exact = True
-    if "client_id" not in context:
-        aud = context.get("aud")
-        if type(aud) is str:
-            context["client_id"] = aud
-            chars += len(aud)
     plan = _plan
     skippable = plan[1] if plan is not None and plan[0] is settings else _skippable(settings)
     if not skippable.issuperset(claims):
@@ -190,6 +191,15 @@ def build_context(claims: Mapping[str, Any], source: str, event: Mapping[str, An
     if exact or _FIXED_JSON + _WORST_CHAR * chars > MAX_CONTEXT_BYTES:
         return _cap(context)
     return context
+
+
+def _joined(values: list[Any]) -> str:
+    """A list of strings as one comma-separated value (non-strings dropped)."""
+    try:
+        joined = ",".join(values)
+    except TypeError:
+        joined = ",".join(v for v in values if type(v) is str)
+    return joined[:MAX_CONTEXT_VALUE]
 
 
 def _encoded_size(context: Mapping[str, Scalar]) -> int:
@@ -219,15 +229,21 @@ def _encoded_size(context: Mapping[str, Scalar]) -> int:
 
 
 def _cap(context: dict[str, Scalar]) -> dict[str, Scalar]:
-    """Drop the largest optional entries until the context fits the answer limit."""
+    """Drop the largest optional entries until the context fits the answer limit.
+
+    If the identity entries alone do not fit (a subject or username of
+    thousands of escaped characters), no answer API Gateway would accept
+    exists: that is a Deny (``context_too_large``), not an oversized Allow.
+    """
     if _encoded_size(context) <= MAX_CONTEXT_BYTES:
         return context
     protected = {"sub", "username", "token_use", "iss", "tokenSource"}
     while _encoded_size(context) > MAX_CONTEXT_BYTES:
         optional = [k for k in context if k not in protected]
         if not optional:
-            break
-        largest = max(optional, key=lambda k: len(str(context[k])))
+            raise Forbidden("the identity claims alone exceed the authorizer context limit",
+                            reason="context_too_large")
+        largest = max(optional, key=lambda k: len(k) + len(json.dumps(context[k])))
         logger.warning(json.dumps({"event": "context_truncated", "dropped": largest}))
         del context[largest]
     return context
@@ -256,17 +272,34 @@ def _log(decision: str, reason: str, event: Mapping[str, Any], source: str | Non
     line is one f-string of C-escaped fields, never a record dict to encode.
     ``decision`` is one of this module's literals and needs no escaping.
     """
-    if not logger.isEnabledFor(logging.INFO):
+    if not logger.isEnabledFor(_INFO):
         return
     request = event.get("requestContext") or {}
+    connection_id = request.get("connectionId")
+    source_ip = (request.get("identity") or {}).get("sourceIp")
     line = (f'{{"event":"authorize","decision":"{decision}","reason":{_json(reason)},'
-            f'"connectionId":{_json(request.get("connectionId"))},'
-            f'"sourceIp":{_json((request.get("identity") or {}).get("sourceIp"))},"source":{_json(source)}')
+            f'"connectionId":{_json(connection_id)},"sourceIp":{_json(source_ip)},"source":{_json(source)}')
     if sub is not None:
         line += f',"sub":{_json(sub)}'
-    if token_use is not None:
-        line += f',"token_use":{_json(token_use)}'
+        if token_use is not None:
+            line += f',"token_use":{_json(token_use)}'
     sys.stdout.write(line + "}\n")
+
+
+def _log_allow(event: Mapping[str, Any], source: str, sub: str, token_use: Any) -> None:
+    """``_log("allow", "ok", ...)``, specialised: the one line written on every
+    successful upgrade, with ``source`` and ``sub`` known to be strings."""
+    if not logger.isEnabledFor(_INFO):
+        return
+    request = event.get("requestContext") or {}
+    connection_id = request.get("connectionId")
+    source_ip = (request.get("identity") or {}).get("sourceIp")
+    sys.stdout.write(
+        f'{{"event":"authorize","decision":"allow","reason":"ok",'
+        f'"connectionId":{_quote(connection_id) if type(connection_id) is str else _encode(connection_id)},'
+        f'"sourceIp":{_quote(source_ip) if type(source_ip) is str else _encode(source_ip)},'
+        f'"source":{_quote(source)},"sub":{_quote(sub)},'
+        f'"token_use":{_quote(token_use) if type(token_use) is str else _encode(token_use)}}}\n')
 
 
 def authorize(event: Mapping[str, Any], settings: Settings, verifier: Verifier,
@@ -291,6 +324,17 @@ def authorize(event: Mapping[str, Any], settings: Settings, verifier: Verifier,
         except AuthError as error:
             _log("deny", error.reason, event, source, sub)
             return policy(sub, "Deny", resource)
-    context = build_context(claims, source, event, settings)
-    _log("allow", "ok", event, source, sub, claims.get("token_use"))
-    return policy(sub, "Allow", resource, context)
+    try:
+        context = build_context(claims, source, event, settings)
+    except Forbidden as error:
+        _log("deny", error.reason, event, source, sub)
+        return policy(sub, "Deny", resource)
+    _log_allow(event, source, sub, claims.get("token_use"))
+    return {  # policy(sub, "Allow", resource, context), written out: this is the per-upgrade path
+        "principalId": sub,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": resource}],
+        },
+        "context": context,
+    }

@@ -109,6 +109,9 @@ def _from_header(event: Mapping[str, Any], settings: Settings) -> str | None:
         return None
     if len(value) > MAX_HEADER_BYTES:
         raise TokenInvalid("authorization header too large", reason="too_large")
+    head = value[:7]
+    if head == "Bearer " or head.lower() == "bearer ":  # the usual spelling, without re-splitting
+        return value[7:].strip() or None
     scheme, _, rest = value.strip().partition(" ")
     if not rest:
         return scheme or None
@@ -170,7 +173,7 @@ def find_token(event: Mapping[str, Any], settings: Settings) -> tuple[str, str]:
     costs several times more than the lookups that find the token.
     """
     for source in settings.token_sources:
-        token = _EXTRACTORS[source](event, settings)
+        token = _from_header(event, settings) if source == "header" else _EXTRACTORS[source](event, settings)
         if token:
             return token, source
     raise TokenMissing("no token in " + ", ".join(settings.token_sources))

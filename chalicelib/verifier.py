@@ -27,15 +27,17 @@ list is ever seen, it is accepted when any entry is a configured client
 from __future__ import annotations
 
 import binascii
+import hashlib
 import math
 import threading
 import time
 from typing import Any, Callable, Collection, Mapping
 
 import orjson
+import pybase64
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
-from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from .errors import TokenInvalid
 from .jwks import Fetch, JwksCache
@@ -55,9 +57,13 @@ _TO_STANDARD = bytes(
 _CANONICAL_LAST = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
 _PAD = {0: b"", 2: b"==", 3: b"="}
 _PADDING = PKCS1v15()
-_SHA256 = SHA256()
+# DER of DigestInfo{sha256, NULL} without the digest (RFC 8017 section 9.2, note 1).
+_SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+_sha256 = hashlib.sha256
 HEADER_CACHE_SIZE = 32
 _loads = orjson.loads
+_b64decode = pybase64.b64decode  # SIMD; ~3x binascii.a2b_base64 on a token's segments
+_isfinite = math.isfinite
 
 
 def issuer_for(region: str, pool_id: str) -> str:
@@ -79,8 +85,8 @@ def _segment(standard: bytes) -> bytes:
     if rest and (rest == 1 or standard[-1] not in _CANONICAL_LAST[rest]):
         raise _invalid("malformed", "token segment is not canonical base64url")
     try:
-        return binascii.a2b_base64(standard + _PAD[rest])
-    except (binascii.Error, ValueError):
+        return _b64decode(standard + _PAD[rest], validate=True)
+    except ValueError:  # binascii.Error is a ValueError
         raise _invalid("malformed", "token segment is not base64url") from None
 
 
@@ -96,9 +102,25 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def _number(value: Any) -> bool:
-    kind = type(value)
-    return kind is int or (kind is float and math.isfinite(value))
+def rsa_sha256_verify(key: RSAPublicKey, signature: bytes, message: bytes) -> bool:
+    """RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 section 8.2.2), for RS256.
+
+    The steps of the RFC's verification: the signature must be exactly as
+    long as the modulus; OpenSSL applies the public exponent (refusing values
+    not below the modulus) and checks the 00 01 FF..FF 00 padding; what is
+    left must equal, byte for byte, the DER DigestInfo of SHA-256 followed by
+    the message's digest - the RFC's "encode and compare", so nothing in the
+    signature is parsed. Same checks as ``key.verify(..., PKCS1v15(),
+    SHA256())``; about 1-2 us cheaper per token because the digest comes from
+    hashlib instead of cryptography's hash objects.
+    """
+    if len(signature) != (key.key_size + 7) >> 3:
+        return False
+    try:
+        recovered = key.recover_data_from_signature(signature, _PADDING, None)
+    except InvalidSignature:
+        return False
+    return recovered == _SHA256_DIGEST_INFO + _sha256(message).digest()
 
 
 class CognitoJwtVerifier:
@@ -153,14 +175,16 @@ class CognitoJwtVerifier:
             raise _invalid("malformed", "token is not a string")
         if len(token) > self.max_token_bytes:
             raise _invalid("too_large", "token exceeds the size limit")
-        if not token.isascii():
-            raise _invalid("malformed", "token is not ASCII")
-        raw = token.encode("ascii")
+        try:
+            raw = token.encode("ascii")
+        except UnicodeEncodeError:
+            raise _invalid("malformed", "token is not ASCII") from None
         standard = raw.translate(_TO_STANDARD)
-        if standard.count(b".") != 2:
+        # Exactly two dots (find/rfind are memchr-fast; count is a slow byte loop).
+        first = standard.find(b".")
+        last = standard.rfind(b".")
+        if first == last or standard.find(b".", first + 1) != last:
             raise _invalid("malformed", "token is not three base64url segments")
-        first = standard.index(b".")
-        last = standard.rindex(b".")
         if first == 0 or last == first + 1 or last == len(standard) - 1:
             raise _invalid("malformed", "token has an empty segment")
 
@@ -168,57 +192,52 @@ class CognitoJwtVerifier:
         kid = self._headers.get(header_text)
         if kid is None:
             kid = self._header_kid(standard[:first])
-        claims = _json_object(_segment(standard[first + 1:last]), "payload")
+        # The payload: _json_object(_segment(...)) written out, as this runs per token.
+        payload = standard[first + 1:last]
+        rest = len(payload) % 4
+        if rest and (rest == 1 or payload[-1] not in _CANONICAL_LAST[rest]):
+            raise _invalid("malformed", "token segment is not canonical base64url")
+        try:
+            claims = _loads(_b64decode(payload + _PAD[rest], validate=True))
+        except ValueError:  # binascii.Error and orjson.JSONDecodeError are ValueErrors
+            raise _invalid("malformed", "token payload is not base64url JSON") from None
+        if type(claims) is not dict:
+            raise _invalid("malformed", "token payload is not a JSON object")
         issuer = claims.get("iss")
         if type(issuer) is not str or issuer not in self.issuers:
             raise _invalid("bad_issuer", "token issuer is not trusted")
 
         key = (self._caches.get(issuer) or self.jwks(issuer)).get_key(kid)
-        try:
-            key.verify(_segment(standard[last + 1:]), raw[:last], _PADDING, _SHA256)
-        except InvalidSignature:
-            raise _invalid("bad_signature", "token signature does not verify") from None
+        if not rsa_sha256_verify(key, _segment(standard[last + 1:]), raw[:last]):
+            raise _invalid("bad_signature", "token signature does not verify")
         if header_text not in self._headers and len(self._headers) < HEADER_CACHE_SIZE:
             # Only headers of genuinely signed tokens are remembered, so forged
             # headers cannot crowd out the real ones.
             self._headers[header_text] = kid
 
-        self._check_claims(claims)
-        return claims
-
-    @staticmethod
-    def _header_kid(standard: bytes) -> str:
-        """The kid of a header that passes the checks (Cognito: just kid and alg)."""
-        header = _json_object(_segment(standard), "header")
-        alg = header.get("alg")
-        if type(alg) is not str or alg != "RS256":
-            raise _invalid("bad_alg", "token algorithm is not RS256")
-        if "crit" in header:
-            raise _invalid("bad_header", "token header has critical extensions")
-        kid = header.get("kid")
-        if type(kid) is not str or not kid:
-            raise _invalid("missing_kid", "token header has no key id")
-        return kid
-
-    def _check_claims(self, claims: Mapping[str, Any]) -> None:
+        # Time, use and audience claims (written out here: this runs per token).
         now = self._clock()
         leeway = self.leeway
         exp = claims.get("exp")
         if exp is None:
             raise _invalid("missing_exp", "token has no expiry")
-        if not _number(exp):
+        kind = type(exp)
+        if kind is not int and (kind is not float or not _isfinite(exp)):  # bool is not a number here
             raise _invalid("bad_exp", "token expiry is not a number")
         if exp <= now - leeway:
             raise _invalid("expired", "token has expired")
         nbf = claims.get("nbf")
         if nbf is not None:
-            if not _number(nbf):
+            kind = type(nbf)
+            if kind is not int and (kind is not float or not _isfinite(nbf)):
                 raise _invalid("bad_nbf", "token not-before is not a number")
             if nbf > now + leeway:
                 raise _invalid("not_yet_valid", "token is not valid yet")
         iat = claims.get("iat")
-        if iat is not None and not _number(iat):
-            raise _invalid("bad_iat", "token issued-at is not a number")
+        if iat is not None:
+            kind = type(iat)
+            if kind is not int and (kind is not float or not _isfinite(iat)):
+                raise _invalid("bad_iat", "token issued-at is not a number")
         token_use = claims.get("token_use")
         if type(token_use) is not str or token_use not in self.token_uses:
             raise _invalid("bad_token_use", "token_use is not accepted")
@@ -239,3 +258,18 @@ class CognitoJwtVerifier:
         sub = claims.get("sub")
         if type(sub) is not str or not sub:
             raise _invalid("bad_sub", "token has no subject")
+        return claims
+
+    @staticmethod
+    def _header_kid(standard: bytes) -> str:
+        """The kid of a header that passes the checks (Cognito: just kid and alg)."""
+        header = _json_object(_segment(standard), "header")
+        alg = header.get("alg")
+        if type(alg) is not str or alg != "RS256":
+            raise _invalid("bad_alg", "token algorithm is not RS256")
+        if "crit" in header:
+            raise _invalid("bad_header", "token header has critical extensions")
+        kid = header.get("kid")
+        if type(kid) is not str or not kid:
+            raise _invalid("missing_kid", "token header has no key id")
+        return kid

@@ -145,3 +145,86 @@ def test_no_decision_lines_above_info(capsys: pytest.CaptureFixture[str], ws_log
     ws_log_level(logging.WARNING)
     authorize(event(), settings(), StubVerifier(CLAIMS))
     assert capsys.readouterr().out == ""
+
+
+def test_context_fields_follow_the_issue_list() -> None:
+    """aud feeds client_id (id tokens); iat and aud are not copied; odd values are flattened or dropped."""
+    claims = {"sub": "s", "aud": "c", "token_use": "id", "cognito:username": ["not", "a", "string"],
+              "cognito:groups": ["a", 3, "b"], "exp": 17, "iat": 16, "email": "e@x.io",
+              "custom:ratio": float("nan"), "custom:ok": 1.5, "custom:flag": True}
+    context = authorize(event(), settings(), StubVerifier(claims))["context"]
+    assert context["client_id"] == "c" and "aud" not in context and "iat" not in context
+    assert context["username"] == "not,a,string"
+    assert context["groups"] == "a,b"
+    assert "custom_ratio" not in context  # NaN is not JSON: API Gateway would refuse the answer
+    assert context["custom_ok"] == 1.5 and context["custom_flag"] is True
+    assert all(type(v) in (str, int, float, bool) for v in context.values())
+
+
+def test_usual_context_skips_the_exact_size_measure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-upgrade path: a usual token never pays for measuring the encoded context."""
+    from chalicelib import authorizer
+
+    def measured(context: Any) -> Any:
+        raise AssertionError("a usual context was measured")
+
+    monkeypatch.setattr(authorizer, "_cap", measured)
+    plain = {k: v for k, v in CLAIMS.items() if not k.startswith("custom:")}
+    assert authorize(event(), settings(), StubVerifier(plain))["context"]["sub"] == "1d7856e9"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_context_size_bound_is_never_below_the_encoded_size(seed: int) -> None:
+    """Fuzz: whatever the claims (non-BMP text, escapes, long values, big ints), the
+    context that comes back encodes within MAX_CONTEXT_BYTES, and it is trimmed only
+    when the untrimmed one would not fit."""
+    import random
+
+    from chalicelib import authorizer
+
+    rng = random.Random(seed)
+    alphabets = ["abc", 'q"\\\n\x01', "é中", "😀𝄞", "a😀\"é"]
+
+    def text() -> str:
+        return "".join(rng.choice(rng.choice(alphabets)) for _ in range(rng.choice([0, 5, 60, 300, 1500])))
+
+    outcomes = {"fast": 0, "measured": 0, "deny": 0}
+    for _ in range(150):
+        claims: dict[str, Any] = {"sub": text() or "s", "iss": text(), "token_use": rng.choice(["access", "id"])}
+        for name in ("username", "email", "scope", "client_id", "aud"):
+            if rng.random() < 0.6:
+                claims[name] = text()
+        for name in ("auth_time", "exp", "iat"):
+            if rng.random() < 0.8:
+                claims[name] = rng.choice([0, 1705730479, -5, 10**14, 10**15, 10**40, 2.5, True])
+        if rng.random() < 0.5:
+            claims["cognito:groups"] = [text() for _ in range(rng.randrange(4))]
+        original_cap = authorizer._cap
+        kept: list[int] = []
+        authorizer._cap = lambda c: (kept.append(authorizer._encoded_size(c)), original_cap(c))[1]
+        try:
+            answer = authorize(event(), settings(), StubVerifier(claims))
+        finally:
+            authorizer._cap = original_cap
+        if answer["policyDocument"]["Statement"][0]["Effect"] == "Deny":
+            # Only when the identity entries alone cannot fit.
+            identity = {"sub": claims["sub"], "username": claims.get("username", "")[:1024],
+                        "token_use": claims["token_use"], "iss": claims["iss"], "tokenSource": "header"}
+            assert kept and len(json.dumps(identity)) > MAX_CONTEXT_BYTES
+            outcomes["deny"] += 1
+            continue
+        outcomes["fast" if not kept else "measured"] += 1
+        context = answer["context"]
+        size = len(json.dumps(context))
+        assert size == authorizer._encoded_size(context)
+        assert size <= MAX_CONTEXT_BYTES
+        if kept and kept[0] <= MAX_CONTEXT_BYTES:
+            assert len(context) >= 6  # measured and fitting: nothing dropped
+    assert outcomes["fast"] and outcomes["measured"], outcomes
+
+
+def test_identity_too_large_for_any_answer_is_a_deny() -> None:
+    claims = dict(CLAIMS, sub="\U0001F600" * 600)
+    answer = authorize(event(), settings(), StubVerifier(claims))
+    assert answer["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert "context" not in answer

@@ -130,7 +130,7 @@ def test_zip_holds_runtime_code_and_linux_wheels_only(packaged: Path) -> None:
     assert not tops & {"tests", "devtools", "bench", "node_modules", ".venv"}
     assert not any(name.split("/", 1)[0].lower().startswith(("jwt", "pyjwt", "requests", "boto3", "moto", "pytest"))
                    for name in names)
-    for package in ("cryptography", "orjson"):
+    for package in ("cryptography", "orjson", "pybase64"):
         binaries = [n for n in names if n.startswith(f"{package}/") and n.endswith(".so")]
         assert binaries, f"{package}'s compiled bindings are missing"
         assert any("x86_64-linux-gnu" in n or "abi3" in n for n in binaries), binaries

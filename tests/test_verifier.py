@@ -393,3 +393,77 @@ def test_json_with_insignificant_whitespace_is_accepted(verifier: CognitoJwtVeri
     payload = "\n " + json.dumps(token_factory.access_claims(sub="spaced"), indent=2) + " \n"
     token = sign_raw(' { "kid" : "k1", "alg" : "RS256" } ', payload, rsa_keys["k1"])
     assert verifier.verify(token)["sub"] == "spaced"
+
+
+# -- rsa_sha256_verify: RFC 8017 8.2.2 against cryptography's own verify ------------
+
+@pytest.fixture(scope="module")
+def signing_keys() -> list[Any]:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return [rsa.generate_private_key(public_exponent=65537, key_size=size) for size in (2048, 3072)]
+
+
+def _library_verify(public: Any, signature: bytes, message: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+    from cryptography.hazmat.primitives.hashes import SHA256
+    try:
+        public.verify(signature, message, PKCS1v15(), SHA256())
+    except InvalidSignature:
+        return False
+    return True
+
+
+def test_rsa_sha256_verify_agrees_with_cryptography(signing_keys: list[Any]) -> None:
+    """Valid, tampered, truncated, extended and foreign signatures: same answer as key.verify."""
+    import random
+
+    from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+    from cryptography.hazmat.primitives.hashes import SHA256
+
+    from chalicelib.verifier import rsa_sha256_verify
+
+    rng = random.Random(7)
+    seen = {True: 0, False: 0}
+    for private in signing_keys:
+        public = private.public_key()
+        other = signing_keys[0] if private is not signing_keys[0] else signing_keys[1]
+        for _ in range(40):
+            message = rng.randbytes(rng.randrange(0, 1200))
+            good = private.sign(message, PKCS1v15(), SHA256())
+            flipped = bytearray(good)
+            flipped[rng.randrange(len(good))] ^= 1 << rng.randrange(8)
+            candidates = [
+                (good, message), (bytes(flipped), message), (good, message + b"x"),
+                (good[1:], message), (b"\x00" + good, message), (good + b"\x00", message),
+                (other.sign(message, PKCS1v15(), SHA256()), message), (b"", message),
+            ]
+            for signature, signed in candidates:
+                expected = _library_verify(public, signature, signed)
+                assert rsa_sha256_verify(public, signature, signed) is expected
+                seen[expected] += 1
+    assert seen[True] == 80 and seen[False] == 80 * 7
+
+
+def test_rsa_sha256_verify_refuses_other_hashes_padding_and_out_of_range_values(signing_keys: list[Any]) -> None:
+    from cryptography.hazmat.primitives.asymmetric.padding import MGF1, PSS, PKCS1v15
+    from cryptography.hazmat.primitives.hashes import SHA1, SHA256, SHA384, SHA512
+
+    from chalicelib.verifier import rsa_sha256_verify
+
+    private = signing_keys[0]
+    public = private.public_key()
+    message = b"header.payload"
+    for algorithm in (SHA1(), SHA384(), SHA512()):  # a valid RSA signature, another DigestInfo
+        assert not rsa_sha256_verify(public, private.sign(message, PKCS1v15(), algorithm), message)
+    pss = private.sign(message, PSS(mgf=MGF1(SHA256()), salt_length=32), SHA256())
+    assert not rsa_sha256_verify(public, pss, message)
+    n = public.public_numbers().n
+    size = (public.key_size + 7) // 8
+    for value in (n, n + 1, 2**(8 * size) - 1, 0, 1):  # >= modulus, or trivially small
+        assert not rsa_sha256_verify(public, value.to_bytes(size, "big"), message)
+    # A signature whose value is the encoded digest itself (no private key involved).
+    import hashlib
+    forged = bytes.fromhex("0001") + b"\xff" * (size - 54) + b"\x00" + bytes.fromhex(
+        "3031300d060960864801650304020105000420") + hashlib.sha256(message).digest()
+    assert not rsa_sha256_verify(public, forged, message)
