@@ -190,7 +190,8 @@ class CognitoJwtVerifier:
 
         header_text = token[:first]
         kid = self._headers.get(header_text)
-        if kid is None:
+        new_header = kid is None
+        if new_header:
             kid = self._header_kid(standard[:first])
         # The payload: _json_object(_segment(...)) written out, as this runs per token.
         payload = standard[first + 1:last]
@@ -210,7 +211,7 @@ class CognitoJwtVerifier:
         key = (self._caches.get(issuer) or self.jwks(issuer)).get_key(kid)
         if not rsa_sha256_verify(key, _segment(standard[last + 1:]), raw[:last]):
             raise _invalid("bad_signature", "token signature does not verify")
-        if header_text not in self._headers and len(self._headers) < HEADER_CACHE_SIZE:
+        if new_header and len(self._headers) < HEADER_CACHE_SIZE:
             # Only headers of genuinely signed tokens are remembered, so forged
             # headers cannot crowd out the real ones.
             self._headers[header_text] = kid
