@@ -14,7 +14,6 @@ import threading
 from typing import Any, Mapping
 
 from . import authorizer as _authorizer
-from . import settings as _settings
 from .settings import Settings, get_settings, reset_settings
 from .verifier import CognitoJwtVerifier
 
@@ -52,13 +51,8 @@ def verifier() -> CognitoJwtVerifier:
 
 
 def authorize(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The ws_authorizer Lambda's answer for one upgrade request.
-
-    Reads the built objects directly when they exist: this runs on every
-    upgrade, and each extra call layer is a measurable share of a decision.
-    """
-    return _authorizer.authorize(event, _settings._cached or get_settings(),
-                                 _verifier or verifier(), deny_hook)
+    """The ws_authorizer Lambda's answer for one upgrade request."""
+    return _authorizer.authorize(event, get_settings(), _verifier or verifier(), deny_hook)
 
 
 def service() -> Any:
