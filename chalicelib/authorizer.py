@@ -34,6 +34,10 @@ DenyHook = Callable[[Mapping[str, Any], Mapping[str, Any]], str | None]
 
 
 class Verifier(Protocol):
+    """What ``authorize`` needs: the claims of a valid token, ``sub``, ``iss`` and
+    ``token_use`` among them as strings (CognitoJwtVerifier checks all three), or
+    an ``Unauthorized`` error."""
+
     def verify(self, token: str) -> dict[str, Any]: ...
 
 
@@ -97,8 +101,8 @@ _OPTIONAL = ("client_id", "email", "scope", "auth_time", "exp")  # client_id: or
 _ALWAYS = ("sub", "username", "token_use", "iss", "tokenSource", "groups")
 # Upper bound of everything in the encoded context that is not the text of a
 # value: braces, each possible fixed key with its quotes and ", " / ": "
-# separators, the quotes of its value, and the longest token source name.
-_FIXED_JSON = 2 + sum(len(k) + 8 for k in _ALWAYS + _OPTIONAL) + len("protocol")
+# separators, and the quotes of its value.
+_FIXED_JSON = 2 + sum(len(k) + 8 for k in _ALWAYS + _OPTIONAL)
 # Any character costs at most 12 JSON characters (a non-BMP one becomes a
 # \uXXXX\uXXXX pair); an int below 10**15 at most 16, counted as 2 "characters".
 _WORST_CHAR = 12
@@ -143,7 +147,7 @@ def build_context(claims: Mapping[str, Any], source: str, event: Mapping[str, An
         "sub": sub, "username": username, "token_use": token_use, "iss": iss,
         "tokenSource": source, "groups": groups,
     }
-    chars = len(sub) + len(username) + len(token_use) + len(iss) + len(groups)
+    chars = len(sub) + len(username) + len(token_use) + len(iss) + len(source) + len(groups)
     exact = False
     for name in _OPTIONAL:
         value = get(name)
