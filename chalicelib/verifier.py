@@ -196,7 +196,17 @@ class CognitoJwtVerifier:
         new_header = kid is None
         if new_header:
             kid = self._header_kid(standard[:first])
-        claims = _json_object(_segment(standard[first + 1:last]), "payload")
+        # _json_object(_segment(...)) written out: the one segment decoded on every token.
+        payload = standard[first + 1:last]
+        rest = len(payload) % 4
+        if rest and (rest == 1 or payload[-1] not in _CANONICAL_LAST[rest]):
+            raise _invalid("malformed", "token segment is not canonical base64url")
+        try:
+            claims = _loads(_b64decode(payload + _PAD[rest], validate=True))
+        except ValueError:  # pybase64's binascii.Error and orjson.JSONDecodeError are ValueErrors
+            raise _invalid("malformed", "token payload is not base64url JSON") from None
+        if type(claims) is not dict:
+            raise _invalid("malformed", "token payload is not a JSON object")
         issuer = claims.get("iss")
         if type(issuer) is not str or issuer not in self.issuers:
             raise _invalid("bad_issuer", "token issuer is not trusted")
@@ -218,18 +228,18 @@ class CognitoJwtVerifier:
         exp = claims.get("exp")
         if exp is None:
             raise _invalid("missing_exp", "token has no expiry")
-        if not _number(exp):
+        if type(exp) is not int and not _number(exp):  # ints, the usual case, without a call
             raise _invalid("bad_exp", "token expiry is not a number")
         if exp <= now - leeway:
             raise _invalid("expired", "token has expired")
         nbf = claims.get("nbf")
         if nbf is not None:
-            if not _number(nbf):
+            if type(nbf) is not int and not _number(nbf):
                 raise _invalid("bad_nbf", "token not-before is not a number")
             if nbf > now + leeway:
                 raise _invalid("not_yet_valid", "token is not valid yet")
         iat = claims.get("iat")
-        if iat is not None and not _number(iat):
+        if iat is not None and type(iat) is not int and not _number(iat):
             raise _invalid("bad_iat", "token issued-at is not a number")
         token_use = claims.get("token_use")
         if type(token_use) is not str or token_use not in self.token_uses:
