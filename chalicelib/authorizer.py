@@ -103,8 +103,8 @@ _ALWAYS = ("sub", "username", "token_use", "iss", "tokenSource", "groups")
 # value: braces, each possible fixed key with its quotes and ", " / ": "
 # separators, and the quotes of its value.
 _FIXED_JSON = 2 + sum(len(k) + 8 for k in _ALWAYS + _OPTIONAL)
-# Any character costs at most 12 JSON characters (a non-BMP one becomes a
-# \uXXXX\uXXXX pair); an int below 10**15 at most 16, counted as 2 "characters".
+# Any character costs at most 12 JSON characters (a non-BMP one becomes two
+# six-character \u escapes); an int below 10**15 at most 16, counted as 2 "characters".
 _WORST_CHAR = 12
 _SMALL_INT = 10**15
 _plan: tuple[Settings, frozenset[str]] | None = None
