@@ -173,7 +173,7 @@ def find_token(event: Mapping[str, Any], settings: Settings) -> tuple[str, str]:
     costs several times more than the lookups that find the token.
     """
     for source in settings.token_sources:
-        token = _from_header(event, settings) if source == "header" else _EXTRACTORS[source](event, settings)
+        token = _EXTRACTORS[source](event, settings)
         if token:
             return token, source
     raise TokenMissing("no token in " + ", ".join(settings.token_sources))

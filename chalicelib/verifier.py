@@ -196,17 +196,7 @@ class CognitoJwtVerifier:
         new_header = kid is None
         if new_header:
             kid = self._header_kid(standard[:first])
-        # _json_object(_segment(...)) written out: the one segment decoded on every token.
-        payload = standard[first + 1:last]
-        rest = len(payload) % 4
-        if rest and (rest == 1 or payload[-1] not in _CANONICAL_LAST[rest]):
-            raise _invalid("malformed", "token segment is not canonical base64url")
-        try:
-            claims = _loads(_b64decode(payload + _PAD[rest], validate=True))
-        except ValueError:  # pybase64's binascii.Error and orjson.JSONDecodeError are ValueErrors
-            raise _invalid("malformed", "token payload is not base64url JSON") from None
-        if type(claims) is not dict:
-            raise _invalid("malformed", "token payload is not a JSON object")
+        claims = _json_object(_segment(standard[first + 1:last]), "payload")
         issuer = claims.get("iss")
         if type(issuer) is not str or issuer not in self.issuers:
             raise _invalid("bad_issuer", "token issuer is not trusted")
