@@ -48,6 +48,23 @@ def flip_signature(f: TokenFactory, keys: KeyRing) -> str:
     return head + flipped
 
 
+def swap_in_segment(token: str, index: int, char: str) -> str:
+    """The token with one character of a segment (its 5th) replaced by ``char``."""
+    parts = token.split(".")
+    parts[index] = parts[index][:4] + char + parts[index][5:]
+    return ".".join(parts)
+
+
+def standard_letter_in_signature(f: TokenFactory, url_safe: str, standard: str) -> str:
+    """A valid token with one url-safe letter of its signature spelled the standard
+    way: a lenient decoder reads the same signature, and the token would verify."""
+    while True:  # a 342-letter signature without the letter is a ~1e-5 event
+        token = f.access_token()
+        head, _, signature = token.rpartition(".")
+        if url_safe in signature:
+            return head + "." + signature.replace(url_safe, standard, 1)
+
+
 def noncanonical_signature(f: TokenFactory, keys: KeyRing) -> str:
     token = f.access_token()
     sig = token.split(".")[2]
@@ -125,6 +142,13 @@ HOSTILE: list[tuple[str, Builder, str]] = [
     ("dots_only", lambda f, k: "..", "malformed"),
     ("standard_base64_chars", lambda f, k: f.access_token()[:-3] + "+/A", "malformed"),
     ("bang_in_payload", lambda f, k: replace_segment(f.access_token(), 1, "ab!c"), "malformed"),
+    # the standard alphabet's letters where url-safe ones belong decode to the same bytes
+    ("plus_for_dash_in_signature", lambda f, k: standard_letter_in_signature(f, "-", "+"), "malformed"),
+    ("slash_for_underscore_in_signature", lambda f, k: standard_letter_in_signature(f, "_", "/"), "malformed"),
+    ("plus_in_payload", lambda f, k: swap_in_segment(f.access_token(), 1, "+"), "malformed"),
+    ("equals_inside_payload", lambda f, k: swap_in_segment(f.access_token(), 1, "="), "malformed"),
+    ("tab_inside_payload", lambda f, k: swap_in_segment(f.access_token(), 1, "\t"), "malformed"),
+    ("control_char_in_header", lambda f, k: swap_in_segment(f.access_token(), 0, "\x00"), "malformed"),
     ("padding_chars", lambda f, k: f.access_token() + "==", "malformed"),
     ("padded_header", lambda f, k: replace_segment(f.access_token(), 0, segment_json({"a": 1}) + "="), "malformed"),
     ("length_mod4_is_1", lambda f, k: replace_segment(f.access_token(), 1, "abcde"), "malformed"),
