@@ -36,7 +36,8 @@ DenyHook = Callable[[Mapping[str, Any], Mapping[str, Any]], str | None]
 class Verifier(Protocol):
     """What ``authorize`` needs: the claims of a valid token, ``sub``, ``iss`` and
     ``token_use`` among them as strings (CognitoJwtVerifier checks all three), or
-    an ``Unauthorized`` error."""
+    an ``Unauthorized`` error. The claims are the token's own payload: the
+    context's size bound counts on their text fitting in the token."""
 
     def verify(self, token: str) -> dict[str, Any]: ...
 
@@ -100,13 +101,9 @@ _KNOWN_CLAIMS = frozenset({
 _OPTIONAL = ("client_id", "email", "scope", "auth_time", "exp")  # client_id: or aud (id tokens)
 _ALWAYS = ("sub", "username", "token_use", "iss", "tokenSource", "groups")
 # Upper bound of everything in the encoded context that is not the text of a
-# value: braces, each possible fixed key with its quotes and ", " / ": "
-# separators, and the quotes of its value.
-_FIXED_JSON = 2 + sum(len(k) + 8 for k in _ALWAYS + _OPTIONAL)
-# Any character costs at most 12 JSON characters (a non-BMP one becomes two
-# six-character \u escapes); an int below 10**15 at most 16, counted as 2 "characters".
-_WORST_CHAR = 12
-_SMALL_INT = 10**15
+# claim: braces, each possible fixed key with its quotes and ", " / ": "
+# separators, the quotes of its value, and the longest token source name.
+_FIXED_JSON = 2 + sum(len(k) + 8 for k in _ALWAYS + _OPTIONAL) + len("protocol")
 _plan: tuple[Settings, frozenset[str]] | None = None
 
 
@@ -125,12 +122,18 @@ def _text(value: Any) -> str:
 
 
 def build_context(claims: Mapping[str, Any], source: str, event: Mapping[str, Any],
-                  settings: Settings) -> dict[str, Scalar]:
+                  settings: Settings, token_length: int | None = None) -> dict[str, Scalar]:
     """The flat context: identity claims, custom claims and allow-listed request values.
 
-    This runs on every upgrade, so it also keeps a cheap upper bound of the
-    context's JSON size as it goes (string lengths times the worst escape);
-    only a context that might not fit is measured exactly and trimmed.
+    API Gateway refuses an answer whose context is too large, so the context
+    is measured and trimmed when it might not fit. Measuring costs a tenth
+    of a decision, so the usual case is settled from ``token_length``, the
+    length of the token the claims were verified from: every string or int
+    copied here is one claim's value, its JSON text in the payload takes at
+    most ``token_length * 3 / 4`` bytes in all, and ``json.dumps`` writes any
+    character in at most 3 ASCII characters per UTF-8 byte (a non-BMP one: 4
+    bytes, two 6-character escapes). Everything else (floats, custom claims,
+    request values, no ``token_length``) is measured exactly.
     ``sub``, ``iss`` and ``token_use`` are strings: the verifier checked them.
     """
     get = claims.get
@@ -138,17 +141,14 @@ def build_context(claims: Mapping[str, Any], source: str, event: Mapping[str, An
     username = get("username") or get("cognito:username") or ""
     if type(username) is not str or len(username) > MAX_CONTEXT_VALUE:
         username = _text(username)
-    token_use = get("token_use", "")
-    iss = get("iss", "")
     groups = get("cognito:groups") or ""
     if groups:
         groups = _joined(groups) if type(groups) is list else ""
     context: dict[str, Scalar] = {
-        "sub": sub, "username": username, "token_use": token_use, "iss": iss,
+        "sub": sub, "username": username, "token_use": get("token_use", ""), "iss": get("iss", ""),
         "tokenSource": source, "groups": groups,
     }
-    chars = len(sub) + len(username) + len(token_use) + len(iss) + len(source) + len(groups)
-    exact = False
+    exact = token_length is None or _FIXED_JSON + (9 * token_length >> 2) > MAX_CONTEXT_BYTES
     for name in _OPTIONAL:
         value = get(name)
         if value is None:
@@ -159,12 +159,8 @@ def build_context(claims: Mapping[str, Any], source: str, event: Mapping[str, An
                 continue
         # Exact types inline (this runs per decision); the rest via _scalar.
         kind = type(value)
-        if kind is str and len(value) <= MAX_CONTEXT_VALUE:
+        if kind is int or (kind is str and len(value) <= MAX_CONTEXT_VALUE):
             context[name] = value
-            chars += len(value)
-        elif kind is int and -_SMALL_INT < value < _SMALL_INT:
-            context[name] = value
-            chars += 2
         else:
             flat = _scalar(value)
             if flat is not None:
@@ -192,9 +188,7 @@ def build_context(claims: Mapping[str, Any], source: str, event: Mapping[str, An
         if value is not None:
             context[HEADER_PREFIX + name] = value[:MAX_CONTEXT_VALUE]
             exact = True
-    if exact or _FIXED_JSON + _WORST_CHAR * chars > MAX_CONTEXT_BYTES:
-        return _cap(context)
-    return context
+    return _cap(context) if exact else context
 
 
 def _joined(values: list[Any]) -> str:
@@ -329,7 +323,7 @@ def authorize(event: Mapping[str, Any], settings: Settings, verifier: Verifier,
             _log("deny", error.reason, event, source, sub)
             return policy(sub, "Deny", resource)
     try:
-        context = build_context(claims, source, event, settings)
+        context = build_context(claims, source, event, settings, len(token))
     except Forbidden as error:
         _log("deny", error.reason, event, source, sub)
         return policy(sub, "Deny", resource)

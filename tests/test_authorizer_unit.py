@@ -2,6 +2,7 @@
 and JWKS path is covered in test_verifier.py and test_handlers.py)."""
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from chalicelib.authorizer import MAX_CONTEXT_BYTES, authorize
 from chalicelib.errors import JwksUnavailable, TokenInvalid
 from chalicelib.settings import load_settings
+from chalicelib.tokens import MAX_HEADER_BYTES
 
 ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/dev/$connect"
 TOKEN = "aaa.bbb.ccc"
@@ -45,10 +47,17 @@ def settings(**overrides: str) -> Any:
     })
 
 
-def event(**query: str) -> dict[str, Any]:
+def token_for(claims: dict[str, Any]) -> str:
+    """A token-shaped string whose payload is ``claims`` as raw UTF-8 JSON (the
+    context's size bound counts on the claims' text fitting in the token)."""
+    payload = base64.urlsafe_b64encode(json.dumps(claims, ensure_ascii=False).encode()).rstrip(b"=")
+    return f"aaa.{payload.decode()}.ccc"
+
+
+def event(token: str = TOKEN, **query: str) -> dict[str, Any]:
     return {
         "type": "REQUEST", "methodArn": ARN,
-        "headers": {"Authorization": f"Bearer {TOKEN}", "clientHeader": "clientHeaderValue"},
+        "headers": {"Authorization": f"Bearer {token}", "clientHeader": "clientHeaderValue"},
         "queryStringParameters": query or None,
         "requestContext": {"connectionId": "abc=", "identity": {"sourceIp": "1.2.3.4"}},
     }
@@ -170,7 +179,22 @@ def test_usual_context_skips_the_exact_size_measure(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(authorizer, "_cap", measured)
     plain = {k: v for k, v in CLAIMS.items() if not k.startswith("custom:")}
-    assert authorize(event(), settings(), StubVerifier(plain))["context"]["sub"] == "1d7856e9"
+    assert authorize(event(token_for(plain)), settings(), StubVerifier(plain))["context"]["sub"] == "1d7856e9"
+
+
+def test_context_of_a_large_token_is_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ~2,600 characters the token no longer bounds the context below the limit."""
+    from chalicelib import authorizer
+
+    measured: list[int] = []
+    original = authorizer._cap
+    monkeypatch.setattr(authorizer, "_cap", lambda c: (measured.append(len(c)), original(c))[1])
+    plain = {k: v for k, v in CLAIMS.items() if not k.startswith("custom:")}
+    authorize(event(token_for(plain)), settings(), StubVerifier(plain))
+    assert measured == []
+    big = dict(plain, email="e" * 1000 + "@x.io", scope="s " * 500, username="\u00e9" * 200)
+    context = authorize(event(token_for(big)), settings(), StubVerifier(big))["context"]
+    assert measured and context["scope"].startswith("s s") and len(json.dumps(context)) <= MAX_CONTEXT_BYTES
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -188,7 +212,7 @@ def test_context_size_bound_is_never_below_the_encoded_size(seed: int) -> None:
     def text() -> str:
         return "".join(rng.choice(rng.choice(alphabets)) for _ in range(rng.choice([0, 5, 60, 300, 1500])))
 
-    outcomes = {"fast": 0, "measured": 0, "deny": 0}
+    outcomes = {"fast": 0, "measured": 0, "deny": 0, "too_large": 0}
     for _ in range(150):
         claims: dict[str, Any] = {"sub": text() or "s", "iss": text(), "token_use": rng.choice(["access", "id"])}
         for name in ("username", "email", "scope", "client_id", "aud"):
@@ -199,11 +223,15 @@ def test_context_size_bound_is_never_below_the_encoded_size(seed: int) -> None:
                 claims[name] = rng.choice([0, 1705730479, -5, 10**14, 10**15, 10**40, 2.5, True])
         if rng.random() < 0.5:
             claims["cognito:groups"] = [text() for _ in range(rng.randrange(4))]
+        token = token_for(claims)
+        if len(token) > MAX_HEADER_BYTES:  # refused before any verifying: not this test's concern
+            outcomes["too_large"] += 1
+            continue
         original_cap = authorizer._cap
         kept: list[int] = []
         authorizer._cap = lambda c: (kept.append(authorizer._encoded_size(c)), original_cap(c))[1]
         try:
-            answer = authorize(event(), settings(), StubVerifier(claims))
+            answer = authorize(event(token), settings(), StubVerifier(claims))
         finally:
             authorizer._cap = original_cap
         if answer["policyDocument"]["Statement"][0]["Effect"] == "Deny":
@@ -220,7 +248,24 @@ def test_context_size_bound_is_never_below_the_encoded_size(seed: int) -> None:
         assert size <= MAX_CONTEXT_BYTES
         if kept and kept[0] <= MAX_CONTEXT_BYTES:
             assert len(context) >= 6  # measured and fitting: nothing dropped
-    assert outcomes["fast"] and outcomes["measured"], outcomes
+    assert outcomes["fast"] > 10 and outcomes["measured"] > 10, outcomes
+
+
+@pytest.mark.parametrize("alphabet", ["a", '"\\', "\x01\n", "é", "中", "😀", "a😀\"é\x7f"])
+def test_context_json_never_exceeds_the_token_bound(alphabet: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound the fast path relies on, for the costliest characters to escape:
+    the untrimmed context's JSON is at most _FIXED_JSON + 9/4 x the token's length."""
+    from chalicelib import authorizer
+
+    monkeypatch.setattr(authorizer, "_cap", lambda context: context)  # see it untrimmed
+    for length in (1, 7, 100, 1024, 3000):
+        value = (alphabet * length)[:length]
+        claims: dict[str, Any] = {name: value for name in ("sub", "iss", "username", "email", "scope", "aud")}
+        claims.update(token_use="id", exp=10**18, auth_time=-(10**17), **{"cognito:groups": [value, value]})
+        token = token_for(claims)
+        for source in ("header", "protocol"):
+            context = authorizer.build_context(claims, source, event(token), settings())
+            assert len(json.dumps(context)) <= authorizer._FIXED_JSON + (9 * len(token) >> 2), (alphabet, length)
 
 
 def test_identity_too_large_for_any_answer_is_a_deny() -> None:
