@@ -178,10 +178,12 @@ class CognitoJwtVerifier:
             raw = token.encode("ascii")
         except UnicodeEncodeError:
             raise _invalid("malformed", "token is not ASCII") from None
-        # Exactly two dots (find/rfind are memchr-fast; count is a slow byte loop).
+        # At least two dots (find/rfind are memchr-fast; count is a slow byte
+        # loop). A third dot can only sit in the middle segment, which the
+        # strict decoder then refuses: "a.b.c.d" is malformed all the same.
         first = raw.find(b".")
         last = raw.rfind(b".")
-        if first == last or raw.find(b".", first + 1) != last:
+        if first == last:
             raise _invalid("malformed", "token is not three base64url segments")
         if first == 0 or last == first + 1 or last == len(raw) - 1:
             raise _invalid("malformed", "token has an empty segment")
