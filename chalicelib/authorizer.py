@@ -129,11 +129,11 @@ def build_context(claims: Mapping[str, Any], source: str, event: Mapping[str, An
     is measured and trimmed when it might not fit. Measuring costs a tenth
     of a decision, so the usual case is settled from ``token_length``, the
     length of the token the claims were verified from: every string or int
-    copied here is one claim's value, its JSON text in the payload takes at
-    most ``token_length * 3 / 4`` bytes in all, and ``json.dumps`` writes any
-    character in at most 3 ASCII characters per UTF-8 byte (a non-BMP one: 4
-    bytes, two 6-character escapes). Everything else (floats, custom claims,
-    request values, no ``token_length``) is measured exactly.
+    copied here is the value of a different claim, so their JSON text all
+    fits in the payload's ``token_length * 3 / 4`` bytes, and ``json.dumps``
+    writes at most 3 ASCII characters per UTF-8 byte (a non-BMP character:
+    4 bytes, two 6-character escapes). Everything else (floats, custom
+    claims, request values, no ``token_length``) is measured exactly.
     ``sub``, ``iss`` and ``token_use`` are strings: the verifier checked them.
     """
     get = claims.get

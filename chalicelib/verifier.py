@@ -4,11 +4,11 @@ Why not ``jwt.decode``: the authorizer runs on every WebSocket upgrade and its
 budget is about one RSA verify. PyJWT spends ~4x that, mostly in per-character
 base64url checks in Python; importing it also costs ~110 ms of cold start. The
 compact serialization is simple enough to parse here with C-speed byte
-operations (memchr scans find the dots and refuse ``+ / =``), ``pybase64``
-(SIMD, url-safe alphabet, strict), ``orjson`` (strict, and ~2.5x faster than ``json`` on a Cognito payload) and the
-cached ``cryptography`` key. Headers of verified tokens are
-remembered (Cognito uses one header per key), so the warm path parses only
-the payload.
+operations (memchr scans find the dots and refuse ``+``, ``/`` and ``=``),
+``pybase64`` (SIMD, url-safe alphabet, strict), ``orjson`` (strict, and ~2.5x
+faster than ``json`` on a Cognito payload) and the cached ``cryptography`` key.
+Headers of verified tokens are remembered (Cognito uses one header per key),
+so the warm path parses only the payload.
 
 Order of checks, and why:
 1. size, ASCII and shape (three strict base64url segments) - cheap, before any decoding;
