@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from .errors import TokenInvalid
 from .jwks import Fetch, JwksCache
 
-__all__ = ["CognitoJwtVerifier", "issuer_for"]
+__all__ = ["CognitoJwtVerifier"]
 
 TOKEN_USES = frozenset({"access", "id"})
 # For a canonical encoding the unused low bits of the last character are zero
@@ -56,11 +56,6 @@ _sha256 = hashlib.sha256
 HEADER_CACHE_SIZE = 32
 _loads = orjson.loads
 _b64decode = pybase64.b64decode  # SIMD; ~3x binascii.a2b_base64 on a token's segments
-
-
-def issuer_for(region: str, pool_id: str) -> str:
-    """The ``iss`` of tokens from a Cognito user pool."""
-    return f"https://cognito-idp.{region}.amazonaws.com/{pool_id}"
 
 
 def _invalid(reason: str, message: str) -> TokenInvalid:

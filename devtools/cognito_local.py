@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.settings import issuer_url
+
 DEFAULT_PASSWORD = "Passw0rd!local"
 
 
@@ -27,7 +29,7 @@ class LocalPool:
 
     @property
     def issuer(self) -> str:
-        return f"https://cognito-idp.{self.region}.amazonaws.com/{self.pool_id}"
+        return issuer_url(self.region, self.pool_id)
 
 
 def client(endpoint_url: str, region: str = "us-east-1") -> Any:

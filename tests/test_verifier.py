@@ -10,7 +10,8 @@ import pytest
 from jwt.algorithms import get_default_algorithms
 
 from chalicelib.errors import JwksUnavailable, TokenInvalid
-from chalicelib.verifier import CognitoJwtVerifier, issuer_for
+from chalicelib.settings import issuer_url
+from chalicelib.verifier import CognitoJwtVerifier
 from tests.support.jwt_factory import (
     POOL_ID, JwksServer, KeyPair, KeyRing, TokenFactory, b64url,
 )
@@ -92,8 +93,8 @@ HOSTILE: list[tuple[str, Builder, str]] = [
     ("iat_string", lambda f, k: f.access_token(iat="yesterday"), "bad_iat"),
     # issuer
     ("foreign_issuer", lambda f, k: f.access_token(iss="https://evil.example.com"), "bad_issuer"),
-    ("other_pool", lambda f, k: f.access_token(iss=issuer_for("us-east-1", "us-east-1_OtherPool")), "bad_issuer"),
-    ("other_region", lambda f, k: f.access_token(iss=issuer_for("eu-west-1", POOL_ID)), "bad_issuer"),
+    ("other_pool", lambda f, k: f.access_token(iss=issuer_url("us-east-1", "us-east-1_OtherPool")), "bad_issuer"),
+    ("other_region", lambda f, k: f.access_token(iss=issuer_url("eu-west-1", POOL_ID)), "bad_issuer"),
     ("issuer_trailing_slash", lambda f, k: f.access_token(iss=f.issuer + "/"), "bad_issuer"),
     ("issuer_list", lambda f, k: f.access_token(iss=[f.issuer]), "bad_issuer"),
     ("missing_issuer", lambda f, k: f.access_token(iss=None), "bad_issuer"),
@@ -280,15 +281,15 @@ def test_constructor_rejects_bad_configuration(kwargs: dict[str, Any]) -> None:
         CognitoJwtVerifier(**{**base, **kwargs})
 
 
-def test_issuer_for() -> None:
-    assert issuer_for("eu-west-1", "eu-west-1_abc") == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc"
+def test_issuer_url() -> None:
+    assert issuer_url("eu-west-1", "eu-west-1_abc") == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc"
 
 
 # --- JWKS behaviour through the verifier -------------------------------------------------
 
 def test_untrusted_issuer_never_fetches(verifier: CognitoJwtVerifier, token_factory: TokenFactory,
                                         jwks_server: JwksServer) -> None:
-    for iss in ("https://evil.example.com", issuer_for("us-east-1", "us-east-1_Other")):
+    for iss in ("https://evil.example.com", issuer_url("us-east-1", "us-east-1_Other")):
         with pytest.raises(TokenInvalid):
             verifier.verify(token_factory.access_token(iss=iss))
     with pytest.raises(TokenInvalid):
@@ -389,8 +390,8 @@ def test_refetch_failure_keeps_known_keys(verifier: CognitoJwtVerifier, token_fa
 
 
 def test_two_pools_each_with_own_jwks(rsa_keys: KeyRing, client_id: str) -> None:
-    pool_a = issuer_for("us-east-1", "us-east-1_PoolA")
-    pool_b = issuer_for("eu-west-1", "eu-west-1_PoolB")
+    pool_a = issuer_url("us-east-1", "us-east-1_PoolA")
+    pool_b = issuer_url("eu-west-1", "eu-west-1_PoolB")
     with JwksServer([rsa_keys["k1"]], pool_id="us-east-1_PoolA") as server_a, \
             JwksServer([rsa_keys["k2"]], pool_id="eu-west-1_PoolB") as server_b:
         both = CognitoJwtVerifier(issuers={pool_a: server_a.url, pool_b: server_b.url},
