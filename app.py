@@ -7,12 +7,16 @@ boto3: the authorizer Lambda imports it on every cold start.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Chalice
 from chalice.app import WebsocketEvent
 
 from chalicelib import runtime
+
+if TYPE_CHECKING:  # names only: the authorizer's cold start imports nothing it does not run
+    from chalicelib.authorizer import Policy
+    from chalicelib.service import NotifyResult, Response
 
 app = Chalice(app_name="ws-cognito")
 # Chalice 1.x still gates deploying/packaging WebSocket handlers behind this flag.
@@ -20,28 +24,28 @@ app.experimental_feature_flags.update(["WEBSOCKETS"])
 
 
 @app.lambda_function(name="ws_authorizer")
-def ws_authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def ws_authorizer(event: dict[str, Any], context: object) -> Policy:
     """REQUEST authorizer: raises Exception('Unauthorized') (401), or returns a Deny/Allow policy."""
     return runtime.authorize(event)
 
 
 @app.on_ws_connect()
-def connect(event: WebsocketEvent) -> dict[str, Any]:
+def connect(event: WebsocketEvent) -> Response:
     return runtime.service().on_connect(event.to_dict())
 
 
 @app.on_ws_message()
-def message(event: WebsocketEvent) -> dict[str, Any]:
+def message(event: WebsocketEvent) -> Response:
     """Chalice registers only $default, so the service dispatches on the frame's ``action``."""
     return runtime.service().on_message(event.to_dict())
 
 
 @app.on_ws_disconnect()
-def disconnect(event: WebsocketEvent) -> dict[str, Any]:
+def disconnect(event: WebsocketEvent) -> Response:
     return runtime.service().on_disconnect(event.to_dict())
 
 
 @app.lambda_function(name="notify")
-def notify(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def notify(event: dict[str, Any], context: object) -> NotifyResult:
     """``{"userId"|"username": ..., "data": ...}`` -> pushed to all that user's connections."""
     return runtime.service().notify(event)

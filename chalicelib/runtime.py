@@ -8,23 +8,23 @@ first handler that needs them.
 """
 from __future__ import annotations
 
-import logging
 import os
 import threading
-from typing import Any, Mapping
+from typing import TYPE_CHECKING
 
 from . import authorizer as _authorizer
+from .logs import configure as _configure_logs
 from .settings import Settings, get_settings, reset_settings
 from .verifier import CognitoJwtVerifier
 
-# Lambda's Python runtime leaves loggers at WARNING: without this the one
-# structured line per authorizer decision and per connection event is dropped.
-_LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
-logging.getLogger("ws").setLevel(_LOG_LEVEL if _LOG_LEVEL in logging.getLevelNamesMapping() else logging.INFO)
+if TYPE_CHECKING:  # the authorizer path must not import these (boto3 behind them)
+    from .service import ConnectionService
+
+_configure_logs(os.environ.get("LOG_LEVEL"))
 
 _lock = threading.Lock()
 _verifier: CognitoJwtVerifier | None = None
-_service: Any = None
+_service: ConnectionService | None = None
 deny_hook: _authorizer.DenyHook | None = None
 
 
@@ -34,38 +34,36 @@ def settings() -> Settings:
 
 def verifier() -> CognitoJwtVerifier:
     global _verifier
-    if _verifier is None:
-        with _lock:
-            if _verifier is None:
-                s = settings()
-                _verifier = CognitoJwtVerifier(
-                    issuers=s.issuers,
-                    client_ids=s.app_client_ids,
-                    token_uses=s.token_uses,
-                    leeway=s.jwt_leeway,
-                    max_token_bytes=s.max_token_bytes,
-                    jwks_timeout=s.jwks_timeout,
-                    jwks_cooldown=s.jwks_cooldown,
-                )
-    return _verifier
+    with _lock:
+        if _verifier is None:
+            s = settings()
+            _verifier = CognitoJwtVerifier(
+                issuers=s.issuers,
+                client_ids=s.app_client_ids,
+                token_uses=s.token_uses,
+                leeway=s.jwt_leeway,
+                max_token_bytes=s.max_token_bytes,
+                jwks_timeout=s.jwks_timeout,
+                jwks_cooldown=s.jwks_cooldown,
+            )
+        return _verifier
 
 
-def authorize(event: Mapping[str, Any]) -> dict[str, Any]:
+def authorize(event: _authorizer.Event) -> _authorizer.Policy:
     """The ws_authorizer Lambda's answer for one upgrade request."""
-    return _authorizer.authorize(event, get_settings(), _verifier or verifier(), deny_hook)
+    return _authorizer.authorize(event, settings(), verifier(), deny_hook)
 
 
-def service() -> Any:
+def service() -> ConnectionService:
     """The ConnectionService, with a real DynamoDB and management API behind it."""
     global _service
-    if _service is None:
-        with _lock:
-            if _service is None:
-                _service = _build_service(settings())
-    return _service
+    with _lock:
+        if _service is None:
+            _service = _build_service(settings())
+        return _service
 
 
-def _build_service(s: Settings) -> Any:
+def _build_service(s: Settings) -> ConnectionService:
     from . import aws
     from .broadcaster import Broadcaster
     from .repository import ConnectionRepository
@@ -76,7 +74,7 @@ def _build_service(s: Settings) -> Any:
 
     def broadcaster_for(endpoint: str) -> Broadcaster:
         if endpoint not in broadcasters:
-            broadcasters[endpoint] = Broadcaster(aws.lean_management_client(endpoint),
+            broadcasters[endpoint] = Broadcaster(aws.management_client(endpoint),
                                                  on_gone=repository.delete_connections)
         return broadcasters[endpoint]
 

@@ -7,12 +7,13 @@ client (acks, errors, echoes) goes back through the management API.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any, Callable, Iterable, Mapping
 
-from .authorizer import HEADER_PREFIX, QUERY_PREFIX
+from .authorizer import read_context
+from .broadcaster import Broadcaster, DeliveryReport
+from .logs import Field, log_event
 from .protocol import DEFAULT_ROUTE, Frame, ProtocolError, encode, error_frame, now_ms, parse_frame, require
 from .repository import ConnectionExists, ConnectionNotFound, ConnectionRecord, ConnectionRepository
 from .settings import Settings
@@ -20,14 +21,16 @@ from .tokens import offered_subprotocols
 
 logger = logging.getLogger("ws.service")
 
-BroadcasterFactory = Callable[[str], Any]  # management endpoint -> Broadcaster
+BroadcasterFactory = Callable[[str], Broadcaster]  # management endpoint -> Broadcaster
 EndpointResolver = Callable[[str, str, str], str]  # domain, stage, api id -> endpoint
+Event = Mapping[str, Any]  # an API Gateway WebSocket event: nested JSON
+Response = dict[str, int | dict[str, str]]  # what a route handler returns to API Gateway
+Reply = dict[str, Any]  # an outgoing JSON frame
+NotifyResult = dict[str, Any]  # notify's JSON answer
 
-_IDENTITY_KEYS = {"principalId", "integrationLatency"}
 
-
-def _response(status: int, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {"statusCode": status}
+def _response(status: int, headers: Mapping[str, str] | None = None) -> Response:
+    answer: Response = {"statusCode": status}
     if headers:
         answer["headers"] = dict(headers)
     return answer
@@ -45,7 +48,7 @@ class ConnectionService:
 
     # -- $connect -----------------------------------------------------------------
 
-    def on_connect(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def on_connect(self, event: Event) -> Response:
         """Store the connection; refuse it when no authorizer vouched for it."""
         request = event.get("requestContext") or {}
         authorizer = request.get("authorizer") or {}
@@ -67,35 +70,32 @@ class ConnectionService:
             headers["Sec-WebSocket-Protocol"] = self.settings.protocol_marker
         return _response(200, headers)
 
-    def _record(self, event: Mapping[str, Any], request: Mapping[str, Any],
-                authorizer: Mapping[str, Any], principal: str) -> ConnectionRecord:
+    def _record(self, event: Event, request: Mapping[str, Any],
+                authorizer: Mapping[str, object], principal: str) -> ConnectionRecord:
         connected_at = request.get("connectedAt")
         if not isinstance(connected_at, int):
             connected_at = int(self._clock() * 1000)
-        claims = {k: v for k, v in authorizer.items()
-                  if k not in _IDENTITY_KEYS and not k.startswith((QUERY_PREFIX, HEADER_PREFIX))
-                  and isinstance(v, (str, int, float, bool))}
-        client_params = {k: str(v) for k, v in authorizer.items() if k.startswith((QUERY_PREFIX, HEADER_PREFIX))}
+        context = read_context(authorizer)
         identity = request.get("identity") or {}
         return ConnectionRecord(
             connection_id=request["connectionId"],
             user_id=principal,
             username=str(authorizer.get("username") or ""),
-            claims=claims,
+            claims=context.claims,
             connected_at=connected_at,
             source_ip=str(identity.get("sourceIp") or ""),
             user_agent=str(identity.get("userAgent") or ""),
             stage=str(request.get("stage") or ""),
             domain=str(request.get("domainName") or ""),
             api_id=str(request.get("apiId") or ""),
-            client_params=client_params,
+            client_params=context.client_params,
             token_source=str(authorizer.get("tokenSource") or ""),
             ttl=connected_at // 1000 + self.settings.connection_ttl_seconds,
         )
 
     # -- $disconnect --------------------------------------------------------------
 
-    def on_disconnect(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def on_disconnect(self, event: Event) -> Response:
         """Remove the connection and its subscriptions; safe to run twice."""
         connection_id = (event.get("requestContext") or {}).get("connectionId")
         if connection_id:
@@ -105,7 +105,7 @@ class ConnectionService:
 
     # -- $default (all actions) ---------------------------------------------------
 
-    def on_message(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def on_message(self, event: Event) -> Response:
         request = event.get("requestContext") or {}
         connection_id = request["connectionId"]
         endpoint = self._endpoint_for(request.get("domainName", ""), request.get("stage", ""),
@@ -123,7 +123,7 @@ class ConnectionService:
             broadcaster.send(connection_id, encode(reply))
         return _response(200)
 
-    def _dispatch(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any] | None:
+    def _dispatch(self, frame: Frame, connection_id: str, broadcaster: Broadcaster) -> Reply | None:
         handler = getattr(self, "_action_" + frame.action.lstrip("$"))
         return handler(frame, connection_id, broadcaster)
 
@@ -133,13 +133,13 @@ class ConnectionService:
             raise ProtocolError("not_connected", "this connection is not registered")
         return record
 
-    def _ack(self, frame: Frame, report: Any, **extra: Any) -> dict[str, Any]:
+    def _ack(self, frame: Frame, report: DeliveryReport, **extra: str) -> Reply:
         ack = {"type": "ack", "action": frame.action, **extra, **_counts(report)}
         if frame.body.get("id") is not None:
             ack["id"] = frame.body["id"]
         return ack
 
-    def _action_sendmessage(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any]:
+    def _action_sendmessage(self, frame: Frame, connection_id: str, broadcaster: Broadcaster) -> Reply:
         sender = self._sender(connection_id)
         data = require(frame, "data", object)
         message = encode({"type": "message", "from": _who(sender), "data": data, "timestamp": now_ms()})
@@ -147,7 +147,7 @@ class ConnectionService:
                                        exclude=(connection_id,))
         return self._ack(frame, report)
 
-    def _action_subscribe(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any]:
+    def _action_subscribe(self, frame: Frame, connection_id: str, broadcaster: Broadcaster) -> Reply:
         topic = require(frame, "topic")
         try:
             self.repository.subscribe(connection_id, topic)
@@ -157,7 +157,7 @@ class ConnectionService:
             raise ProtocolError("not_connected", "this connection is not registered") from None
         return {"type": "subscribed", "topic": topic}
 
-    def _action_unsubscribe(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any]:
+    def _action_unsubscribe(self, frame: Frame, connection_id: str, broadcaster: Broadcaster) -> Reply:
         topic = require(frame, "topic")
         try:
             existed = self.repository.unsubscribe(connection_id, topic)
@@ -165,7 +165,7 @@ class ConnectionService:
             raise ProtocolError("bad_field", str(error)) from None
         return {"type": "unsubscribed", "topic": topic, "wasSubscribed": existed}
 
-    def _action_publish(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any]:
+    def _action_publish(self, frame: Frame, connection_id: str, broadcaster: Broadcaster) -> Reply:
         topic = require(frame, "topic")
         data = require(frame, "data", object)
         sender = self._sender(connection_id)
@@ -178,16 +178,16 @@ class ConnectionService:
         report = broadcaster.broadcast(subscribers, message, exclude=(connection_id,))
         return self._ack(frame, report, topic=topic)
 
-    def _action_whoami(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any]:
+    def _action_whoami(self, frame: Frame, connection_id: str, broadcaster: Broadcaster) -> Reply:
         return {"type": "whoami", "identity": self._sender(connection_id).identity()}
 
-    def _action_default(self, frame: Frame, connection_id: str, broadcaster: Any) -> dict[str, Any]:
+    def _action_default(self, frame: Frame, connection_id: str, broadcaster: Broadcaster) -> Reply:
         """The seeds' $default: echo the message with the data stored for the connection."""
         return {"type": "echo", "message": frame.body, "connection": self._sender(connection_id).identity()}
 
     # -- notify (back-end services) -----------------------------------------------
 
-    def notify(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+    def notify(self, payload: Mapping[str, Any]) -> NotifyResult:
         """Deliver ``data`` to every connection of one user (by sub or username)."""
         if not isinstance(payload, Mapping):
             return _notify_error("bad_request", "payload must be a JSON object")
@@ -222,15 +222,16 @@ class ConnectionService:
                 return self._endpoint_for(record.domain, record.stage, record.api_id)
         return None
 
-    def _log(self, event: str, connection_id: str | None, **extra: Any) -> None:
-        logger.info(json.dumps({"event": event, "connectionId": connection_id, **extra}, default=str))
+    @staticmethod
+    def _log(event: str, connection_id: str | None, **fields: Field) -> None:
+        log_event(logger, event, connectionId=connection_id, **fields)
 
 
 def _who(record: ConnectionRecord) -> dict[str, str]:
     return {"userId": record.user_id, "username": record.username}
 
 
-def _counts(report: Any) -> dict[str, int]:
+def _counts(report: DeliveryReport) -> dict[str, int]:
     return {"delivered": len(report.delivered), "gone": len(report.gone), "failed": len(report.failed)}
 
 
@@ -239,7 +240,7 @@ def _flatten(pages: Iterable[list[str]]) -> Iterable[str]:
         yield from page
 
 
-def _notify_error(code: str, message: str) -> dict[str, Any]:
+def _notify_error(code: str, message: str) -> NotifyResult:
     return {"ok": False, "error": {"code": code, "message": message}}
 
 

@@ -38,25 +38,11 @@ class ExtractedToken:
     source: str
 
 
-# lowered name -> the spellings clients usually send, tried as plain dict
-# lookups before the case-insensitive scan (this runs on every upgrade).
-_SPELLINGS: dict[str, tuple[str, str]] = {}
-
-
 def header(event: Mapping[str, Any], name: str) -> str | None:
     """A request header by case-insensitive name (API Gateway keeps the client's case)."""
-    headers = event.get("headers") or {}
-    spellings = _SPELLINGS.get(name)
-    if spellings is None:
-        lowered = name.lower()
-        spellings = _SPELLINGS.setdefault(name, (lowered.title(), lowered))
-    for spelling in spellings:
-        value = headers.get(spelling)
-        if value is not None:
-            return value if type(value) is str else None
-    lowered = spellings[1]
-    for key, value in headers.items():
-        if key.lower() == lowered:
+    wanted = name.lower()
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == wanted:
             return value if isinstance(value, str) else None
     return None
 
@@ -109,9 +95,6 @@ def _from_header(event: Mapping[str, Any], settings: Settings) -> str | None:
         return None
     if len(value) > MAX_HEADER_BYTES:
         raise TokenInvalid("authorization header too large", reason="too_large")
-    head = value[:7]
-    if head == "Bearer " or head.lower() == "bearer ":  # the usual spelling, without re-splitting
-        return value[7:].strip() or None
     scheme, _, rest = value.strip().partition(" ")
     if not rest:
         return scheme or None
@@ -166,20 +149,10 @@ _EXTRACTORS = {
 }
 
 
-def find_token(event: Mapping[str, Any], settings: Settings) -> tuple[str, str]:
-    """``(token, source)`` of the first enabled source that carries one, or TokenMissing.
-
-    A plain tuple: this runs on every upgrade, and building a frozen dataclass
-    costs several times more than the lookups that find the token.
-    """
+def extract_token(event: Mapping[str, Any], settings: Settings) -> ExtractedToken:
+    """The token of the first enabled source that carries one, or TokenMissing."""
     for source in settings.token_sources:
         token = _EXTRACTORS[source](event, settings)
         if token:
-            return token, source
+            return ExtractedToken(token=token, source=source)
     raise TokenMissing("no token in " + ", ".join(settings.token_sources))
-
-
-def extract_token(event: Mapping[str, Any], settings: Settings) -> ExtractedToken:
-    """The token of the first enabled source that carries one, or TokenMissing."""
-    token, source = find_token(event, settings)
-    return ExtractedToken(token=token, source=source)
