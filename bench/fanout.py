@@ -117,7 +117,7 @@ def run(sizes: tuple[int, ...] = SIZES) -> Result:
                 expected[index_of[cid]] += 1
             sequential_rate = len(sample) / sequential_seconds
 
-            broadcaster = Broadcaster(aws.lean_management_client(management_url),
+            broadcaster = Broadcaster(aws.management_client(management_url),
                                       on_gone=repository.delete_connections)
             broadcaster.send(live[-1], b"warm-up")  # the pool's first thread and connection
             expected[index_of[live[-1]]] += 1

@@ -11,22 +11,26 @@ not pass an endpoint; local DynamoDB works by setting one of those variables.
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
 from typing import Any
-from urllib.parse import urlsplit
+
+from .broadcaster import BROADCAST_WORKERS
 
 _lock = threading.Lock()
 _session: Any = None
 _dynamodb: Any = None
-_management: dict[tuple[str, int], Any] = {}
+_management: dict[str, Any] = {}
 
 # Short timeouts: a Lambda invocation would rather fail a post than hang on it.
 DYNAMODB_CONNECT_TIMEOUT = 2.0
 DYNAMODB_READ_TIMEOUT = 5.0
 MANAGEMENT_CONNECT_TIMEOUT = 2.0
 MANAGEMENT_READ_TIMEOUT = 5.0
+# Per post, the first try included: up to two retries, after ~0.5 s and ~1 s
+# (throttling) or ~25 ms and ~50 ms (5xx) on average; a reply or a fan-out in
+# a Lambda invocation would rather report one post failed than wait longer.
+MANAGEMENT_MAX_ATTEMPTS = 3
 
 _EXECUTE_API = re.compile(
     r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$", re.IGNORECASE)
@@ -63,84 +67,40 @@ def dynamodb_client() -> Any:
     return client
 
 
-def management_client(endpoint_url: str, max_pool_connections: int = 64) -> Any:
-    """An ``apigatewaymanagementapi`` client for one endpoint, cached per endpoint.
+def management_client(endpoint_url: str) -> Any:
+    """The ``apigatewaymanagementapi`` client for one endpoint, cached per endpoint.
 
-    botocore's own retries are off (``total_max_attempts=1``): the Broadcaster
-    retries throttling itself, with jitter, and knows that a 410 is final.
-    Parameter validation is off too: the Broadcaster always passes a str id and
-    bytes, and validation is a measurable share of each post's CPU cost, which
-    matters when thousands of posts share one GIL.
+    One per endpoint for the container's life, so every Broadcaster post reuses
+    its keep-alive connections and shares one retry quota. The connection pool
+    holds ``BROADCAST_WORKERS`` connections, one per broadcast thread. Retries
+    are botocore's ``standard`` mode: throttling (``LimitExceededException``,
+    429) and 5xx/connection errors are retried with jittered exponential
+    backoff, a 410 ``GoneException`` or a 4xx is not; ``adaptive`` mode would
+    add a client-side rate limiter that, once tripped, blocks every later post
+    of the container on a token bucket. Parameter validation is off: the
+    Broadcaster always passes a str id and bytes, and validation is a
+    measurable share of each post's CPU when thousands of posts share one GIL.
     """
     endpoint_url = endpoint_url.rstrip("/")
-    key = (endpoint_url, max_pool_connections)
-    client = _management.get(key)
+    client = _management.get(endpoint_url)
     if client is None:
         with _lock:
-            client = _management.get(key)
+            client = _management.get(endpoint_url)
             if client is None:
                 from botocore.config import Config
 
                 config = Config(
                     connect_timeout=MANAGEMENT_CONNECT_TIMEOUT,
                     read_timeout=MANAGEMENT_READ_TIMEOUT,
-                    retries={"mode": "standard", "total_max_attempts": 1},
-                    max_pool_connections=max_pool_connections,
+                    retries={"mode": "standard", "total_max_attempts": MANAGEMENT_MAX_ATTEMPTS},
+                    max_pool_connections=BROADCAST_WORKERS,
                     parameter_validation=False,
                     tcp_keepalive=True,
-                    user_agent=_user_agent(),
                 )
                 client = _boto3_session().client("apigatewaymanagementapi",
                                                  endpoint_url=endpoint_url, config=config)
-                _management[key] = client
+                _management[endpoint_url] = client
     return client
-
-
-def lean_management_client(endpoint_url: str) -> Any:
-    """The fast ``@connections`` client (see ``management_http``), cached per endpoint.
-
-    Same three operations, error codes and credentials chain as the boto3
-    client, at a fraction of the CPU per request: this is the one to hand to a
-    Broadcaster that fans out to thousands of connections.
-    """
-    endpoint_url = endpoint_url.rstrip("/")
-    key = ("lean:" + endpoint_url, 0)
-    client = _management.get(key)
-    if client is None:
-        with _lock:
-            client = _management.get(key)
-            if client is None:
-                from .management_http import ManagementApiClient
-
-                session = _boto3_session()
-                credentials = session.get_credentials()
-                client = ManagementApiClient(
-                    endpoint_url,
-                    region=endpoint_region(endpoint_url, session.region_name),
-                    credentials=credentials.get_frozen_credentials if credentials else (lambda: None),
-                    connect_timeout=MANAGEMENT_CONNECT_TIMEOUT,
-                    read_timeout=MANAGEMENT_READ_TIMEOUT,
-                    user_agent=_user_agent(),
-                )
-                _management[key] = client
-    return client
-
-
-def endpoint_region(endpoint_url: str, default: str | None = None) -> str:
-    """The signing region: from an execute-api host, else the default, else us-east-1."""
-    host = (urlsplit(endpoint_url).hostname or "").lower()
-    match = _EXECUTE_API.match(host)
-    if match:
-        return match.group("region")
-    return default or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-
-
-def _user_agent() -> str:
-    """A fixed User-Agent: botocore otherwise rebuilds and sanitises its
-    structured UA string on every request (~0.3 ms of CPU per post)."""
-    import botocore
-
-    return f"ws-cognito-broadcaster Botocore/{botocore.__version__}"
 
 
 def reset_clients() -> None:

@@ -10,45 +10,64 @@ runs inline.
 Ids are streamed into the pool with a bounded number in flight, so an id
 source that pages through a table is read only as fast as posts complete.
 
-Outcomes per id: ``delivered``; ``gone`` (410: the client left, the caller
-should forget the id); ``failed`` with an error code. Throttling, 5xx and
-connection errors are retried with capped exponential backoff and full jitter
-(botocore's own retries are off on the client, see ``aws.management_client``);
-anything else (403, 413, 400...) will not get better by retrying.
+Retrying is the client's job, not this module's: the boto3 client built by
+``aws.management_client`` retries throttling, 5xx and connection errors with
+botocore's ``standard`` retry mode (jittered exponential backoff, a retry
+quota shared by every post on that client). What reaches this module is
+final, so each id gets exactly one outcome: ``delivered``; ``gone`` (410: the
+client left, the caller should forget the id); or ``failed`` with the error
+code.
 
-No boto3/botocore import at module level: errors are classified by their
-``response`` dict, and botocore's exception classes are looked up only when an
-exception without one shows up.
+No boto3/botocore import, here or lazily: errors are classified by the
+``response`` dict botocore attaches to a ``ClientError``, so this module stays
+importable (and testable) without them.
 """
 from __future__ import annotations
 
+import itertools
 import logging
-import random
 import threading
-import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Final, Literal, Protocol
 
 logger = logging.getLogger("ws.broadcaster")
 
-DELIVERED = "delivered"
-GONE = "gone"
-FAILED = "failed"
+# Threads posting at once. ``aws.management_client`` sizes the client's HTTP
+# connection pool with the same number: fewer connections than workers and
+# urllib3 would open and throw away a connection per post beyond the pool.
+BROADCAST_WORKERS: Final = 64
 
-GONE_CODES = frozenset({"GoneException"})
-THROTTLE_CODES = frozenset({
-    "LimitExceededException", "TooManyRequestsException", "ThrottlingException", "Throttling",
-    "ThrottledException", "RequestLimitExceeded", "SlowDown",
-})
+Outcome = Literal["delivered", "gone", "failed"]
+DELIVERED: Final = "delivered"
+GONE: Final = "gone"
+FAILED: Final = "failed"
 
-OnGone = Callable[[list[str]], Any]
+# Called once per broadcast with the gone ids (the runtime deletes them from
+# DynamoDB); whatever it returns is ignored.
+OnGone = Callable[[list[str]], object]
+
+
+class ManagementClient(Protocol):
+    """The one call made on a boto3 ``apigatewaymanagementapi`` client.
+
+    Structural, so tests and other transports can stand in without boto3.
+    Failures must raise an exception carrying botocore's ``response`` dict
+    (``{"Error": {"Code": ...}, "ResponseMetadata": {"HTTPStatusCode": ...}}``).
+    """
+
+    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> object:  # noqa: N803 - boto3's names
+        ...
 
 
 @dataclass
 class DeliveryReport:
-    """What happened to each id of one broadcast (or of several, merged)."""
+    """What happened to each id of one broadcast (or of several, merged).
+
+    Kept per id, not as counts, so callers can act on exactly the ids that
+    need it: forget the gone ones, log or retry later the failed ones.
+    """
 
     delivered: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
@@ -58,8 +77,9 @@ class DeliveryReport:
     def total(self) -> int:
         return len(self.delivered) + len(self.gone) + len(self.failed)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON shape: counts first, then the ids that need attention."""
+    def to_dict(self) -> dict[str, int | list[str] | dict[str, str]]:
+        """JSON shape: counts first, then the ids that need attention (sorted, so
+        the same outcomes always serialise the same whatever the completion order)."""
         return {
             "delivered": len(self.delivered),
             "gone": len(self.gone),
@@ -75,12 +95,13 @@ class DeliveryReport:
         self.failed.update(other.failed)
         return self
 
-
-@dataclass(frozen=True)
-class _Verdict:
-    outcome: str  # DELIVERED / GONE / FAILED
-    code: str | None = None
-    retry: bool = False
+    def _add(self, connection_id: str, outcome: Outcome, code: str | None) -> None:
+        if outcome == DELIVERED:
+            self.delivered.append(connection_id)
+        elif outcome == GONE:
+            self.gone.append(connection_id)
+        else:
+            self.failed[connection_id] = code or "Unknown"
 
 
 def _encode(data: bytes | bytearray | memoryview | str) -> bytes:
@@ -93,116 +114,62 @@ def _encode(data: bytes | bytearray | memoryview | str) -> bytes:
     raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
 
 
-def _connection_error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """(retryable transport errors, transport errors retrying cannot fix)."""
-    import ssl
-
-    retryable: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
-    permanent: tuple[type[BaseException], ...] = (ssl.SSLError,)
-    try:
-        from botocore import exceptions as boto
-    except ImportError:  # a fake client in an environment without botocore
-        return retryable, permanent
-    return retryable + (boto.ConnectionError, boto.HTTPClientError), permanent + (boto.SSLError,)
-
-
-def classify(error: BaseException) -> _Verdict:
-    """Map an exception from ``post_to_connection`` to an outcome and retry decision."""
+def _outcome_of(error: BaseException) -> tuple[Outcome, str]:
+    """Gone or failed, with the code to report, for an error the client gave up on."""
     response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        code = str((response.get("Error") or {}).get("Code") or "")
-        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-        status = status if isinstance(status, int) else 0
-        code = code or (f"HTTP{status}" if status else type(error).__name__)
-        if code in GONE_CODES or status == 410:
-            return _Verdict(GONE, code)
-        if code in THROTTLE_CODES or status == 429 or status >= 500:
-            return _Verdict(FAILED, code, retry=True)
-        return _Verdict(FAILED, code)
-    retryable, permanent = _connection_error_types()
-    if isinstance(error, retryable) and not isinstance(error, permanent):
-        return _Verdict(FAILED, type(error).__name__, retry=True)
-    return _Verdict(FAILED, type(error).__name__)
+    if not isinstance(response, dict):  # a transport error botocore ran out of retries for
+        return FAILED, type(error).__name__
+    code = str((response.get("Error") or {}).get("Code") or "")
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    status = status if isinstance(status, int) else 0
+    if code == "GoneException" or status == 410:
+        return GONE, code or "GoneException"
+    return FAILED, code or (f"HTTP{status}" if status else type(error).__name__)
 
 
 class Broadcaster:
-    """Sends to one management API endpoint through ``client`` (thread-safe).
+    """Sends to one management API endpoint through ``client``; thread-safe.
 
-    ``client`` is a boto3 ``apigatewaymanagementapi`` client or anything with
-    ``post_to_connection(ConnectionId=, Data=)`` that raises botocore-style
-    ``ClientError``. Keep one Broadcaster per endpoint for the container's life
-    so its pool (and the client's HTTP connections) are reused.
+    Keep one Broadcaster per endpoint for the container's life so its threads
+    (and the client's HTTP connections) are reused across invocations.
     """
 
-    def __init__(self, client: Any, *, on_gone: OnGone | None = None, max_workers: int = 64,
-                 max_attempts: int = 5, backoff_base: float = 0.05, backoff_cap: float = 2.0,
-                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-                 max_in_flight: int | None = None) -> None:
+    def __init__(self, client: ManagementClient, *, on_gone: OnGone | None = None,
+                 max_workers: int = BROADCAST_WORKERS) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self.client = client
         self.on_gone = on_gone
         self.max_workers = max_workers
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
         # Queued-but-not-started posts beyond the workers keep them busy
         # between completions without reading the id source far ahead.
-        self.max_in_flight = max_in_flight or max_workers * 2
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        self.max_in_flight = max_workers * 2
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
-    # -- single post ------------------------------------------------------------------
-
-    def send(self, connection_id: str, data: bytes | str) -> str:
-        """Post to one connection (with retries); ``delivered``, ``gone`` or ``failed``.
+    def send(self, connection_id: str, data: bytes | str) -> Outcome:
+        """Post to one connection: ``delivered``, ``gone`` or ``failed``.
 
         Does not call ``on_gone``: a caller replying to one client decides itself.
         """
-        return self._deliver(connection_id, _encode(data)).outcome
-
-    def backoff_delay(self, retry: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**retry)] for the ``retry``-th retry (0-based)."""
-        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** retry))
-        return ceiling * self._rng.random()
-
-    def _deliver(self, connection_id: str, payload: bytes) -> _Verdict:
-        verdict = _Verdict(FAILED, "NotAttempted")
-        for attempt in range(self.max_attempts):
-            if attempt:
-                self._sleep(self.backoff_delay(attempt - 1))
-            try:
-                self.client.post_to_connection(ConnectionId=connection_id, Data=payload)
-            except Exception as error:  # noqa: BLE001 - every failure is an outcome, not a crash
-                verdict = classify(error)
-                if not verdict.retry:
-                    return verdict
-                continue
-            return _Verdict(DELIVERED)
-        return verdict
-
-    # -- fan-out ------------------------------------------------------------------------
+        return self._post(connection_id, _encode(data))[0]
 
     def broadcast(self, connection_ids: Iterable[str], data: bytes | str, *,
                   exclude: Collection[str] = ()) -> DeliveryReport:
         """Post ``data`` to every distinct id not in ``exclude``; report per-id outcomes.
 
-        ``on_gone`` is called once, after all posts, with every id that was gone.
+        ``on_gone`` is called once, after all posts, with every id that was
+        gone: one batched delete instead of one per id, and never a delete
+        racing a post still in flight.
         """
         payload = _encode(data)
         ids = _unique(connection_ids, exclude)
         report = DeliveryReport()
-        first = next(ids, None)
-        if first is not None:
-            second = next(ids, None)
-            if second is None:
-                self._record(report, first, self._deliver(first, payload), None)
-            else:
-                self._fan_out(_chain(first, second, ids), payload, report)
+        head = list(itertools.islice(ids, 2))
+        if len(head) == 1:  # one id: no pool, no threads
+            report._add(head[0], *self._post(head[0], payload))
+        elif head:
+            self._fan_out(itertools.chain(head, ids), payload, report)
         if report.failed:
             logger.warning("broadcast: %d delivered, %d gone, %d failed (codes: %s)",
                            len(report.delivered), len(report.gone), len(report.failed),
@@ -214,6 +181,20 @@ class Broadcaster:
                 logger.exception("on_gone failed for %d gone connections", len(report.gone))
         return report
 
+    def close(self) -> None:
+        """Stop the pool's threads (tests; Lambda simply freezes the container)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _post(self, connection_id: str, payload: bytes) -> tuple[Outcome, str | None]:
+        try:
+            self.client.post_to_connection(ConnectionId=connection_id, Data=payload)
+        except Exception as error:  # noqa: BLE001 - every failure is an outcome, not a crash
+            return _outcome_of(error)
+        return DELIVERED, None
+
     def _fan_out(self, ids: Iterator[str], payload: bytes, report: DeliveryReport) -> None:
         pool = self._executor()
         slots = threading.BoundedSemaphore(self.max_in_flight)
@@ -221,11 +202,12 @@ class Broadcaster:
 
         def task(connection_id: str) -> None:
             try:
-                verdict = self._deliver(connection_id, payload)
+                outcome, code = self._post(connection_id, payload)
             except BaseException as error:  # noqa: BLE001 - never lose a slot
-                verdict = _Verdict(FAILED, type(error).__name__)
+                outcome, code = FAILED, type(error).__name__
             try:
-                self._record(report, connection_id, verdict, lock)
+                with lock:
+                    report._add(connection_id, outcome, code)
             finally:
                 slots.release()
 
@@ -240,20 +222,6 @@ class Broadcaster:
         for _ in range(self.max_in_flight):
             slots.acquire()
 
-    @staticmethod
-    def _record(report: DeliveryReport, connection_id: str, verdict: _Verdict,
-                lock: threading.Lock | None) -> None:
-        if lock is not None:
-            with lock:
-                Broadcaster._record(report, connection_id, verdict, None)
-            return
-        if verdict.outcome == DELIVERED:
-            report.delivered.append(connection_id)
-        elif verdict.outcome == GONE:
-            report.gone.append(connection_id)
-        else:
-            report.failed[connection_id] = verdict.code or "Unknown"
-
     def _executor(self) -> ThreadPoolExecutor:
         pool = self._pool
         if pool is None:
@@ -264,13 +232,6 @@ class Broadcaster:
                 pool = self._pool
         return pool
 
-    def close(self) -> None:
-        """Stop the pool's threads (tests; Lambda simply freezes the container)."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
-
 
 def _unique(connection_ids: Iterable[str], exclude: Collection[str]) -> Iterator[str]:
     seen = set(exclude)
@@ -278,9 +239,3 @@ def _unique(connection_ids: Iterable[str], exclude: Collection[str]) -> Iterator
         if connection_id and connection_id not in seen:
             seen.add(connection_id)
             yield connection_id
-
-
-def _chain(first: str, second: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield second
-    yield from rest

@@ -1,16 +1,16 @@
-"""Endpoint resolution, client caching, and the lean client's wire compatibility with boto3."""
+"""Endpoint resolution, client caching and configuration, and the management API stand-in."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib import aws
 from chalicelib.aws import management_endpoint
-from chalicelib.management_http import Credentials, ManagementApiClient
+from chalicelib.broadcaster import BROADCAST_WORKERS
 from tests.support.management_api import ManagementApiServer
 
 
@@ -57,25 +57,42 @@ def test_management_endpoint_errors(domain: str, stage: str, api_id: str | None,
         management_endpoint(domain, stage, api_id=api_id, region=region)
 
 
-def test_endpoint_region() -> None:
-    assert aws.endpoint_region("https://a1.execute-api.ap-south-1.amazonaws.com/dev") == "ap-south-1"
-    assert aws.endpoint_region("http://127.0.0.1:8000/dev", "eu-west-3") == "eu-west-3"
-
-
 # -- client caching -----------------------------------------------------------------------
 
 def test_management_clients_are_cached_per_endpoint(management_api: ManagementApiServer) -> None:
     url = management_api.endpoint_url
     client = aws.management_client(url)
     assert aws.management_client(url + "/") is client
-    assert aws.management_client("http://127.0.0.1:9/other") is not client
+    other = aws.management_client("http://127.0.0.1:9/other")
+    assert other is not client and aws.management_client("http://127.0.0.1:9/other") is other
     assert client.meta.endpoint_url == url
-    assert client.meta.config.max_pool_connections == 64
-    lean = aws.lean_management_client(url)
-    assert aws.lean_management_client(url) is lean and lean is not client
     aws.reset_clients()
     assert aws.management_client(url) is not client
-    assert aws.lean_management_client(url) is not lean
+
+
+def test_concurrent_first_calls_build_one_client(management_api: ManagementApiServer) -> None:
+    barrier = threading.Barrier(8)
+    got: list[object] = []
+
+    def first_call() -> None:
+        barrier.wait()
+        got.append(aws.management_client(management_api.endpoint_url))
+
+    threads = [threading.Thread(target=first_call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(got) == 8 and len({id(client) for client in got}) == 1
+
+
+def test_management_client_configuration(management_api: ManagementApiServer) -> None:
+    config = aws.management_client(management_api.endpoint_url).meta.config
+    assert config.max_pool_connections == BROADCAST_WORKERS  # one connection per broadcast thread
+    assert config.connect_timeout == aws.MANAGEMENT_CONNECT_TIMEOUT <= 5
+    assert config.read_timeout == aws.MANAGEMENT_READ_TIMEOUT <= 10
+    assert config.retries["mode"] == "standard"
+    assert config.retries["total_max_attempts"] == aws.MANAGEMENT_MAX_ATTEMPTS
 
 
 def test_dynamodb_client_is_cached_and_honours_endpoint_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,14 +103,17 @@ def test_dynamodb_client_is_cached_and_honours_endpoint_env(monkeypatch: pytest.
     assert client.meta.config.retries["mode"] == "standard"
 
 
-def test_boto3_management_client_does_not_retry_by_itself(management_api: ManagementApiServer) -> None:
+def test_management_client_retries_throttling_but_not_gone(management_api: ManagementApiServer) -> None:
     management_api.add("a")
     management_api.throttle("a", 1)
     client = aws.management_client(management_api.endpoint_url)
+    client.post_to_connection(ConnectionId="a", Data=b"x")
+    assert management_api.attempts == {"a": 2}
+    assert management_api.received == {"a": [b"x"]}
     with pytest.raises(ClientError) as caught:
-        client.post_to_connection(ConnectionId="a", Data=b"x")
-    assert caught.value.response["Error"]["Code"] == "LimitExceededException"
-    assert management_api.attempts == {"a": 1}  # the Broadcaster owns retries
+        client.post_to_connection(ConnectionId="gone", Data=b"x")
+    assert caught.value.response["Error"]["Code"] == "GoneException"
+    assert management_api.attempts["gone"] == 1
 
 
 # -- the management API stand-in, through boto3 -------------------------------------------
@@ -114,65 +134,3 @@ def test_server_speaks_boto3(management_api: ManagementApiServer) -> None:
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
     with pytest.raises(client.exceptions.GoneException):
         client.get_connection(ConnectionId="Ab0=")
-
-
-# -- the lean client ----------------------------------------------------------------------
-
-@pytest.mark.parametrize("token", [None, "FQoGZXIvYXdzEXAMPLE//token+="])
-def test_lean_client_signs_exactly_like_boto3(management_api: ManagementApiServer, token: str | None) -> None:
-    """Same URL path and same Authorization header as botocore for the same instant."""
-    connection_id = "L0Sg+cdeIAMCJGw=/é"
-    body = "payload ✓".encode()
-    management_api.add(connection_id)
-    session = boto3.session.Session(aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="wJalr/SECRET",
-                                    aws_session_token=token, region_name="eu-west-1")
-    session.client("apigatewaymanagementapi", endpoint_url=management_api.endpoint_url).post_to_connection(
-        ConnectionId=connection_id, Data=body)
-    sent = management_api.requests[-1]
-    amz_date = sent.headers["X-Amz-Date"]
-    moment = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-
-    lean = ManagementApiClient(management_api.endpoint_url, region="eu-west-1",
-                               credentials=lambda: Credentials("AKIDEXAMPLE", "wJalr/SECRET", token))
-    path = lean.path_for(connection_id)
-    headers = lean.sign("POST", path, body, now=moment.timestamp())
-
-    assert path == sent.path
-    assert headers["Authorization"] == sent.headers["Authorization"]
-    assert headers.get("x-amz-security-token") == sent.headers.get("X-Amz-Security-Token")
-    assert management_api.received == {connection_id: [body]}
-
-
-def test_lean_client_operations_and_errors(management_api: ManagementApiServer) -> None:
-    management_api.add("a=", "f")
-    management_api.fail("f", 403)
-    lean = aws.lean_management_client(management_api.endpoint_url)
-    boto = aws.management_client(management_api.endpoint_url)
-
-    assert lean.post_to_connection(ConnectionId="a=", Data="text ✓")["ResponseMetadata"]["HTTPStatusCode"] == 200
-    assert management_api.received == {"a=": ["text ✓".encode()]}
-    mine, theirs = lean.get_connection(ConnectionId="a="), boto.get_connection(ConnectionId="a=")
-    assert mine["Identity"] == theirs["Identity"]
-    assert mine["ConnectedAt"] == theirs["ConnectedAt"]
-
-    for connection_id, code, status in [("zz", "GoneException", 410), ("f", "ForbiddenException", 403)]:
-        with pytest.raises(ClientError) as caught:
-            lean.post_to_connection(ConnectionId=connection_id, Data=b"x")
-        assert caught.value.response["Error"]["Code"] == code
-        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
-
-    lean.delete_connection(ConnectionId="a=")
-    assert management_api.deleted == ["a="]
-    with pytest.raises(ClientError, match="GoneException"):
-        lean.get_connection(ConnectionId="a=")
-
-
-def test_lean_client_reopens_a_connection_the_server_dropped(management_api: ManagementApiServer) -> None:
-    management_api.add("a")
-    lean = aws.lean_management_client(management_api.endpoint_url)
-    lean.post_to_connection(ConnectionId="a", Data=b"1")
-    management_api.drop_after_next_response()
-    lean.post_to_connection(ConnectionId="a", Data=b"2")  # answered, then the socket is closed
-    lean.post_to_connection(ConnectionId="a", Data=b"3")  # must not surface the stale socket
-    assert management_api.received["a"] == [b"1", b"2", b"3"]
-    assert management_api.attempts["a"] == 3

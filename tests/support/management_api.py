@@ -13,7 +13,6 @@ posts each id got, and the peak number of posts in flight at once.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 import threading
 import time
 from collections.abc import Iterator
@@ -38,13 +37,6 @@ ERROR_TYPES: dict[int, str] = {
 }
 
 MAX_PAYLOAD = 128 * 1024  # API Gateway's frame limit for post_to_connection
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str  # as sent, still percent-encoded
-    headers: dict[str, str]
 
 
 class _Connection:
@@ -72,8 +64,6 @@ class ManagementApiServer:
         self._in_flight = 0
         self._peak = 0
         self._total_posts = 0
-        self._drop_next = False
-        self.requests: list[RecordedRequest] = []
         self.deleted: list[str] = []
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.api = self
@@ -110,12 +100,6 @@ class ManagementApiServer:
             self._throttles.pop(connection_id, None)
             self._failures.pop(connection_id, None)
 
-    def drop_after_next_response(self) -> None:
-        """Close the next keep-alive connection after answering, without saying so
-        (what a server or load balancer does to an idle connection)."""
-        with self._lock:
-            self._drop_next = True
-
     def latency(self, seconds: float) -> None:
         with self._lock:
             self._latency = seconds
@@ -126,7 +110,6 @@ class ManagementApiServer:
             self._attempts.clear()
             self._peak = 0
             self._total_posts = 0
-            self.requests.clear()
 
     # -- observations --------------------------------------------------------------
 
@@ -265,8 +248,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         body = self._body()
         api = self.server.api
-        with api._lock:
-            api.requests.append(RecordedRequest(method, self.path, {k: v for k, v in self.headers.items()}))
         connection_id = self._connection_id()
         if connection_id is None:
             self._answer(404, None, error_type="NotFoundException")
@@ -298,11 +279,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if data:
             self.wfile.write(data)
-        api = self.server.api
-        with api._lock:
-            if api._drop_next:
-                api._drop_next = False
-                self.close_connection = True
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         self._dispatch("POST")
