@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Mapping
 
 TOKEN_SOURCE_NAMES = ("header", "query", "protocol", "cookie")
+# TOKEN_SOURCES unset: these, plus "cookie" when ALLOWED_ORIGINS is set (cookie
+# auth needs an Origin allow-list, so a stage without one still loads).
+DEFAULT_TOKEN_SOURCES = ("header", "query", "protocol")
 TOKEN_USES = ("access", "id")
 
 _POOL_ID = re.compile(r"^(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)_[0-9A-Za-z]+$")
@@ -41,7 +44,7 @@ class Settings:
     token_uses: frozenset[str]
     required_groups: frozenset[str] = frozenset()
     required_scopes: frozenset[str] = frozenset()
-    token_sources: tuple[str, ...] = TOKEN_SOURCE_NAMES
+    token_sources: tuple[str, ...] = DEFAULT_TOKEN_SOURCES
     token_header: str = "authorization"
     token_query_params: tuple[str, ...] = ("access_token", "ID_Token")
     token_cookie: str = "JWT"
@@ -133,14 +136,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not token_uses or not token_uses <= set(TOKEN_USES):
         raise SettingsError("COGNITO_TOKEN_USE", "must be 'access', 'id' or 'access,id'")
 
-    sources = tuple(s.lower() for s in _csv(env.get("TOKEN_SOURCES", ",".join(TOKEN_SOURCE_NAMES))))
+    origins = frozenset(o.rstrip("/") for o in _csv(env.get("ALLOWED_ORIGINS")))
+    raw_sources = env.get("TOKEN_SOURCES")
+    if raw_sources is None or raw_sources.strip() == "":
+        sources = DEFAULT_TOKEN_SOURCES + (("cookie",) if origins else ())
+    else:
+        sources = tuple(s.lower() for s in _csv(raw_sources))
     unknown = [s for s in sources if s not in TOKEN_SOURCE_NAMES]
     if not sources or unknown or len(set(sources)) != len(sources):
         raise SettingsError("TOKEN_SOURCES", f"must be an ordered list of distinct {', '.join(TOKEN_SOURCE_NAMES)}")
-
-    origins = frozenset(o.rstrip("/") for o in _csv(env.get("ALLOWED_ORIGINS")))
     if "cookie" in sources and not origins:
-        raise SettingsError("ALLOWED_ORIGINS", "required when cookie auth is enabled in TOKEN_SOURCES")
+        raise SettingsError("ALLOWED_ORIGINS", "required when TOKEN_SOURCES includes cookie "
+                                               "(or remove cookie from TOKEN_SOURCES)")
     for origin in origins:
         if not re.match(r"^https?://[^/\s]+$", origin):
             raise SettingsError("ALLOWED_ORIGINS", f"{origin!r} is not an origin like https://app.example.com")

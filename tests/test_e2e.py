@@ -7,9 +7,18 @@ authorizer verifies real RS256 signatures against the pool's JWKS over HTTP.
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import shutil
 import socket
+import subprocess
+import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -20,7 +29,10 @@ from websockets.sync.client import connect
 
 from devtools.gateway import LocalGateway
 from devtools.gateway.server import LOSE_DISCONNECT_HEADER, LOSE_DISCONNECTS_ENV
-from tests.support.stack import STACK_SETTINGS, Client, ClientFactory, RunningStack, User, WscatFactory
+from devtools.processes import stop_process_group
+from tests.support import stack as tests_stack
+from tests.support.stack import (ROOT, STACK_SETTINGS, WSCAT, Client, ClientFactory, RunningStack, User,
+                                 WscatFactory)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -369,3 +381,205 @@ def test_wscat_id_token_query_sendmessage_like_the_seed(local_stack: RunningStac
     cli.close()
     assert cli.wait_exit(5) == 0
     local_stack.wait_no_connections([identity["connectionId"]])
+
+
+# -- the README walkthrough: seeds 000 and 003 with wscat in a terminal ---------------------
+#
+# wscat prints its session ("Connected ...", "> " typed lines, "< " received frames,
+# errors) only to a terminal, so these run it under `script` (a pty), feeding it
+# keystrokes and reading the screen, with the README's commands. The commands below
+# must appear verbatim in README.md; only the URL's port, `npx` (the same
+# node_modules/.bin/wscat) and `make -s token`'s state file (this stack's, not
+# .local/stack.json) are substituted.
+
+README_URL = "ws://127.0.0.1:8000/dev"
+SEED_000 = (
+    """TOKEN=$(make -s token USER=alice | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')""",
+    """npx wscat -c 'ws://127.0.0.1:8000/dev?clientQueryParameter=clientQueryParameterValue'"""
+    """ -H "authorization:Bearer $TOKEN" -H 'clientHeader:clientHeaderValue'""",
+)
+SEED_000_FRAME = '{"hello":"world"}'
+
+
+def _seed_003(user: str) -> tuple[str, str]:
+    return (f"""ID_TOKEN=$(make -s token USER={user} | python3 -c 'import json,sys; print(json.load(sys.stdin)["id_token"])')""",
+            '''npx wscat -c "ws://127.0.0.1:8000/dev?ID_Token=$ID_TOKEN"''')
+
+
+SEED_003_FRAME = '{"message":"sendmessage", "data":"hello world"}'
+SEED_003_BAD = '''npx wscat -c "ws://127.0.0.1:8000/dev?ID_Token=not-a-token"'''
+CONNECTED = "Connected (press CTRL+C to quit)"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def _readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
+class TerminalWscat:
+    """The README's commands in one terminal: ``timeout 30 script -qefc "bash <script>" /dev/null``."""
+
+    def __init__(self, stack: RunningStack, commands: tuple[str, ...], tmp: Path) -> None:
+        readme = _readme()
+        for command in commands:
+            assert command in readme, f"README.md no longer shows {command!r}"
+        assert stack.state_file is not None
+        lines = []
+        for command in commands:
+            line = (command.replace("make -s token USER=", f"{shlex.quote(sys.executable)} -m devtools.token "
+                                                          f"--state-file {shlex.quote(str(stack.state_file))} --user ")
+                    .replace("npx wscat ", f"exec {shlex.quote(str(WSCAT))} ")
+                    .replace(README_URL, stack.ws_url))
+            assert line != command, command
+            lines.append(line)
+        script_file = tmp / f"terminal-{uuid.uuid4().hex[:8]}.sh"
+        script_file.write_text("set -eo pipefail\n" + "\n".join(lines) + "\n")
+        self.process = subprocess.Popen(
+            ["timeout", "30", "script", "-qefc", f"bash {shlex.quote(str(script_file))}", "/dev/null"],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        self._screen = bytearray()
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        while chunk := os.read(self.process.stdout.fileno(), 65536):
+            with self._lock:
+                self._screen += chunk
+
+    def lines(self) -> list[str]:
+        """Complete lines as the terminal shows them: escapes dropped, bare "> " prompts left out."""
+        with self._lock:
+            text = _ANSI.sub("", self._screen.decode("utf-8", "replace"))
+        segments = re.split(r"[\r\n]+", text)[:-1]  # the last one may still be arriving
+        return [s.rstrip() for s in segments if s.strip() not in ("", ">")]
+
+    def frames(self) -> list[dict[str, Any]]:
+        return [json.loads(line[2:]) for line in self.lines() if line.startswith("< ")]
+
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline or (self.process.poll() is not None and not condition()):
+                raise AssertionError(f"no {what} (rc {self.process.poll()}); the terminal shows: {self.lines()!r}")
+            time.sleep(0.05)
+
+    def wait_connected(self) -> None:
+        self.wait_for(lambda: CONNECTED in self.lines(), repr(CONNECTED))
+
+    def type_line(self, text: str) -> None:
+        self._keys(text.encode() + b"\r")
+
+    def next_frame(self, index: int) -> dict[str, Any]:
+        """The ``index``-th frame wscat printed (0-based), waiting for it."""
+        self.wait_for(lambda: len(self.frames()) > index, f"received frame #{index}")
+        return self.frames()[index]
+
+    def ctrl_c(self) -> int:
+        """Ctrl-C, as a person ends the session; returns wscat's exit status."""
+        self._keys(b"\x03")
+        return self.wait_exit(10)
+
+    def wait_exit(self, timeout: float = 15.0) -> int:
+        try:
+            rc = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"wscat still running after {timeout}s; the terminal shows: {self.lines()!r}") from None
+        self._reader.join(timeout=5)
+        return rc
+
+    def _keys(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(data)
+        self.process.stdin.flush()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            stop_process_group(self.process, grace=2.0)
+
+
+@pytest.fixture
+def terminal(local_stack: RunningStack, tmp_path: Path) -> Iterator[Callable[..., TerminalWscat]]:
+    assert WSCAT.exists(), f"{WSCAT} is missing: run npm ci"
+    assert shutil.which("script") and shutil.which("timeout"), "needs util-linux script and coreutils timeout"
+    local_stack.wait_no_connections(timeout=5.0)  # broadcast counts are exact
+    opened: list[TerminalWscat] = []
+
+    def open_terminal(*commands: str) -> TerminalWscat:
+        opened.append(TerminalWscat(local_stack, commands, tmp_path))
+        return opened[-1]
+
+    try:
+        yield open_terminal
+    finally:
+        for session in opened:
+            session.kill()
+
+
+def test_readme_walkthrough_seed_000_header_token_and_default_echo(local_stack: RunningStack,
+                                                                   terminal: Callable[..., TerminalWscat]) -> None:
+    """Seed 000: authorization header, ?clientQueryParameter and clientHeader echoed back by $default."""
+    dev = tests_stack.stage_environment("dev")
+    assert (dev["CONTEXT_QUERY_PARAMS"], dev["CONTEXT_HEADERS"]) == ("clientQueryParameter", "clientHeader")
+    assert STACK_SETTINGS == {"CONTEXT_QUERY_PARAMS": "clientQueryParameter", "CONTEXT_HEADERS": "clientHeader"}
+    assert SEED_000_FRAME in _readme()
+    session = terminal(*SEED_000)
+    session.wait_connected()
+    session.type_line(SEED_000_FRAME)
+    echo = session.next_frame(0)
+    assert session.lines()[:3] == [CONNECTED, f"> {SEED_000_FRAME}", "< " + json.dumps(echo, separators=(",", ":"))]
+    assert (echo["type"], echo["message"]) == ("echo", {"hello": "world"})
+    connection = echo["connection"]
+    assert connection["username"] == "alice" and connection["tokenSource"] == "header"
+    assert connection["claims"]["token_use"] == "access" and connection["claims"]["username"] == "alice"
+    assert connection["clientParams"] == {"query_clientQueryParameter": "clientQueryParameterValue",
+                                          "header_clientheader": "clientHeaderValue"}
+    assert connection["sourceIp"] == "127.0.0.1" and connection["userAgent"] == ""  # as the README shows
+    assert set(connection) == {"connectionId", "userId", "username", "claims", "connectedAt", "sourceIp",
+                               "userAgent", "clientParams", "tokenSource"}
+    item = local_stack.connection_item(connection["connectionId"])
+    assert item is not None and item["clientParams"]["M"] == {
+        "query_clientQueryParameter": {"S": "clientQueryParameterValue"},
+        "header_clientheader": {"S": "clientHeaderValue"}}
+    assert session.ctrl_c() == 0
+    local_stack.wait_no_connections([connection["connectionId"]])
+
+
+def test_readme_walkthrough_seed_003_id_token_query_and_sendmessage(local_stack: RunningStack,
+                                                                    terminal: Callable[..., TerminalWscat]) -> None:
+    """Seed 003: ?ID_Token= in two terminals; the seed's sendmessage frame in one reaches the other."""
+    assert SEED_003_FRAME in _readme()
+    first = terminal(*_seed_003("alice"))
+    first.wait_connected()
+    second = terminal(*_seed_003("bob"))
+    second.wait_connected()
+    second.type_line(SEED_003_FRAME)
+    ack = second.next_frame(0)
+    assert ack == {"type": "ack", "action": "sendmessage", "delivered": 1, "gone": 0, "failed": 0}
+    assert second.lines()[:3] == [CONNECTED, f"> {SEED_003_FRAME}",
+                                  '< {"type":"ack","action":"sendmessage","delivered":1,"gone":0,"failed":0}']
+    message = first.next_frame(0)
+    assert message["from"]["username"] == "bob"
+    assert _without_timestamp(message) == {"type": "message", "from": message["from"], "data": "hello world"}
+    assert first.lines()[:2] == [CONNECTED, "< " + json.dumps(message, separators=(",", ":"))]
+    # The ids of the two connections, to see them go after Ctrl-C.
+    ids = local_stack.stored_connection_ids()
+    assert len(ids) == 2
+    items = [local_stack.connection_item(i) for i in ids]
+    users = {item["username"]["S"]: item for item in items if item is not None}
+    assert set(users) == {"alice", "bob"}
+    assert {u["tokenSource"]["S"] for u in users.values()} == {"query"}
+    assert users["bob"]["userId"]["S"] == message["from"]["userId"]
+    assert first.ctrl_c() == 0 and second.ctrl_c() == 0
+    local_stack.wait_no_connections(ids)
+
+
+def test_readme_walkthrough_seed_003_invalid_token_is_401(local_stack: RunningStack,
+                                                           terminal: Callable[..., TerminalWscat]) -> None:
+    session = terminal(SEED_003_BAD)
+    assert session.wait_exit() != 0
+    assert WSCAT_401 in session.lines()
+    assert CONNECTED not in session.lines()

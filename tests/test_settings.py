@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.settings import SettingsError, load_settings
+from chalicelib.settings import DEFAULT_TOKEN_SOURCES, Settings, SettingsError, load_settings
 
 BASE = {
     "COGNITO_USER_POOL_ID": "eu-west-1_AbC123",
@@ -45,7 +45,7 @@ def test_several_pools_region_override_and_jwks_override() -> None:
     ({"COGNITO_TOKEN_USE": "refresh"}, "COGNITO_TOKEN_USE"),
     ({"TOKEN_SOURCES": "header,carrier-pigeon"}, "TOKEN_SOURCES"),
     ({"TOKEN_SOURCES": "header,header"}, "TOKEN_SOURCES"),
-    ({"ALLOWED_ORIGINS": None}, "ALLOWED_ORIGINS"),
+    ({"ALLOWED_ORIGINS": None, "TOKEN_SOURCES": "header,cookie"}, "ALLOWED_ORIGINS"),
     ({"ALLOWED_ORIGINS": "app.example.com"}, "ALLOWED_ORIGINS"),
     ({"CONNECTIONS_TABLE": None}, "CONNECTIONS_TABLE"),
     ({"JWT_LEEWAY_SECONDS": "ten"}, "JWT_LEEWAY_SECONDS"),
@@ -66,3 +66,72 @@ def test_origins_not_required_without_cookie_source() -> None:
     s = load_settings(env(ALLOWED_ORIGINS=None, TOKEN_SOURCES="query,header"))
     assert s.token_sources == ("query", "header")
     assert s.allowed_origins == frozenset()
+
+
+MINIMAL = {
+    "COGNITO_USER_POOL_ID": "us-east-1_Min123",
+    "COGNITO_APP_CLIENT_IDS": "client1",
+    "CONNECTIONS_TABLE": "connections",
+}
+
+
+def test_minimal_configuration_loads_without_cookie_auth() -> None:
+    s = load_settings(dict(MINIMAL))
+    assert s.user_pool_ids == ("us-east-1_Min123",)
+    assert s.app_client_ids == {"client1"}
+    assert s.connections_table == "connections"
+    assert s.token_sources == ("header", "query", "protocol") == DEFAULT_TOKEN_SOURCES
+    assert s.allowed_origins == frozenset()
+    assert s.token_uses == {"access", "id"}
+    assert (s.context_query_params, s.context_headers, s.context_claims) == ((), (), ())
+
+
+@pytest.mark.parametrize("unset", [None, "", "  "])
+def test_cookie_is_a_default_source_only_with_allowed_origins(unset: str | None) -> None:
+    sources = {} if unset is None else {"TOKEN_SOURCES": unset}
+    without = load_settings({**MINIMAL, **sources})
+    assert without.token_sources == ("header", "query", "protocol")
+    with_origins = load_settings({**MINIMAL, **sources, "ALLOWED_ORIGINS": "https://app.example.com/"})
+    assert with_origins.token_sources == ("header", "query", "protocol", "cookie")
+    assert with_origins.allowed_origins == {"https://app.example.com"}
+
+
+def test_explicit_sources_are_kept_as_given_with_or_without_origins() -> None:
+    assert load_settings({**MINIMAL, "TOKEN_SOURCES": "header"}).token_sources == ("header",)
+    s = load_settings({**MINIMAL, "TOKEN_SOURCES": "Query,header", "ALLOWED_ORIGINS": "https://app.example.com"})
+    assert s.token_sources == ("query", "header")  # origins alone do not add cookie to an explicit list
+
+
+@pytest.mark.parametrize("sources", ["cookie", "header,query,protocol,cookie", "COOKIE,header"])
+def test_explicit_cookie_without_origins_names_both_variables(sources: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({**MINIMAL, "TOKEN_SOURCES": sources})
+    assert info.value.variable == "ALLOWED_ORIGINS"
+    message = str(info.value)
+    assert message.startswith("ALLOWED_ORIGINS:")
+    assert "TOKEN_SOURCES" in message and "cookie" in message
+
+
+def test_settings_dataclass_default_sources_have_no_cookie() -> None:
+    s = Settings(user_pool_ids=("us-east-1_Min123",), issuers={}, app_client_ids=frozenset({"c"}),
+                 token_uses=frozenset({"access"}))
+    assert s.token_sources == DEFAULT_TOKEN_SOURCES
+    assert "cookie" not in s.token_sources
+
+
+def test_every_stage_in_chalice_config_loads_and_dev_has_the_seed_allow_lists() -> None:
+    """The stages' own environment (global, then stage), as Chalice merges it."""
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(__file__).resolve().parents[1] / ".chalice" / "config.json").read_text())
+    assert "TOKEN_SOURCES" not in config.get("environment_variables", {})
+    loaded = {}
+    for stage, stage_config in config["stages"].items():
+        stage_env = {**config.get("environment_variables", {}), **stage_config.get("environment_variables", {})}
+        loaded[stage] = load_settings(stage_env)
+    for stage in ("dev", "prod"):
+        assert loaded[stage].token_sources == ("header", "query", "protocol", "cookie"), stage
+        assert loaded[stage].allowed_origins, stage
+    assert loaded["dev"].context_query_params == ("clientQueryParameter",)
+    assert loaded["dev"].context_headers == ("clientheader",)  # matched case-insensitively

@@ -3,8 +3,9 @@
 A pytest plugin. Fixtures:
 
 * ``local_stack`` (session): a ``RunningStack``. The stack runs as a subprocess
-  in its own process group, exactly as ``make run`` runs it, started once per
-  session with ``STACK_SETTINGS`` and stopped with SIGTERM (SIGKILL if it hangs).
+  in its own process group, exactly as ``make run`` runs it (stage ``dev``, the
+  app's settings from ``.chalice/config.json``, see ``STACK_SETTINGS``), started
+  once per session and stopped with SIGTERM (SIGKILL if it hangs).
 * ``ws_clients``: a ``ClientFactory`` opening Python ``websockets`` clients; it
   waits for the connections table to be empty first (so broadcast counts are
   exact) and, at teardown, closes its clients and waits for their items to go.
@@ -49,8 +50,22 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 WSCAT = ROOT / "node_modules" / ".bin" / "wscat"
 _PROMPTS = re.compile(r"^(> )+")  # readline prompts wscat writes to stdout
-# App settings for the one session stack: the seeds' ?clientQueryParameter=... is stored.
-STACK_SETTINGS = {"CONTEXT_QUERY_PARAMS": "clientQueryParameter"}
+STACK_STAGE = "dev"
+
+
+def stage_environment(stage: str) -> dict[str, str]:
+    """A stage's ``environment_variables`` in .chalice/config.json, global then stage's, as Chalice merges them."""
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return {**config.get("environment_variables", {}), **config["stages"][stage].get("environment_variables", {})}
+
+
+# The session stack overrides nothing in the app's settings beyond what
+# devtools.stack points at local services: like `make run`, its app reads the dev
+# stage's environment, whose allow-lists store the seeds' ?clientQueryParameter=...
+# and clientHeader: ... (the README's walkthrough relies on them).
+STACK_OVERRIDES: dict[str, str] = {}
+STACK_SETTINGS = {name: value for name, value in {**stage_environment(STACK_STAGE), **STACK_OVERRIDES}.items()
+                  if name in ("CONTEXT_QUERY_PARAMS", "CONTEXT_HEADERS")}
 # Process environment of the session stack: connections that ask for it (by a
 # header, see devtools.gateway) lose their $disconnect when dropped.
 STACK_ENV = {LOSE_DISCONNECTS_ENV: "1"}
@@ -92,8 +107,10 @@ class _OutputPump:
 class RunningStack:
     """A started stack: its state (see devtools.stack), users, and a DynamoDB view of its table."""
 
-    def __init__(self, state: dict[str, Any], process: subprocess.Popen[str], output: _OutputPump) -> None:
+    def __init__(self, state: dict[str, Any], process: subprocess.Popen[str], output: _OutputPump,
+                 state_file: Path | None = None) -> None:
         self.state = state
+        self.state_file = state_file  # what `make token` reads (devtools.token --state-file)
         self.process = process
         self.output = output
         self.ws_url: str = state["ws_url"]
@@ -191,8 +208,9 @@ def run_stack(settings: dict[str, str] | None = None, env: dict[str, str] | None
     added to the stack process's own environment.
     """
     with tempfile.TemporaryDirectory(prefix="e2e-stack-") as tmp:
-        command = [sys.executable, "-m", "devtools.stack", "--port", "0", "--state-file",
-                   str(Path(tmp) / "stack.json")]
+        state_file = Path(tmp) / "stack.json"
+        command = [sys.executable, "-m", "devtools.stack", "--stage", STACK_STAGE, "--port", "0",
+                   "--state-file", str(state_file)]
         for key, value in (settings or {}).items():
             command += ["--set", f"{key}={value}"]
         process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -200,7 +218,7 @@ def run_stack(settings: dict[str, str] | None = None, env: dict[str, str] | None
         output = _OutputPump(process.stdout)
         try:
             state = _wait_ready(process, output, timeout)
-            yield RunningStack(state, process, output)
+            yield RunningStack(state, process, output, state_file)
         finally:
             stop_process_group(process, STOP_TIMEOUT)
 
@@ -226,7 +244,7 @@ def _wait_ready(process: subprocess.Popen[str], output: _OutputPump, timeout: fl
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[RunningStack]:
     try:
-        with run_stack(STACK_SETTINGS, STACK_ENV) as stack:
+        with run_stack(STACK_OVERRIDES, STACK_ENV) as stack:
             yield stack
     except StackStartError as error:
         pytest.fail(str(error), pytrace=False)
