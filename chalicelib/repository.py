@@ -216,10 +216,15 @@ def _error_code(error: BaseException) -> str:
 
 class ConnectionRepository:
     def __init__(self, table_name: str, client: Any | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, query_page_size: int | None = None) -> None:
+        """``query_page_size``: items per Query request (the paginator's ``PageSize``, DynamoDB's
+        ``Limit``); None lets DynamoDB fill its 1 MB pages."""
         if not isinstance(table_name, str) or not table_name:
             raise ValueError("table_name must be a non-empty string")
+        if query_page_size is not None and (not isinstance(query_page_size, int) or query_page_size < 1):
+            raise ValueError("query_page_size must be a positive integer or None")
         self.table_name = table_name
+        self._query_pages = {"PageSize": query_page_size} if query_page_size else {}
         self._client_obj = client
         self._client_lock = threading.Lock()
         self._sleep = sleep
@@ -279,26 +284,27 @@ class ConnectionRepository:
         return keys
 
     def _batch_delete(self, keys: list[dict[str, Any]]) -> int:
-        """BatchWriteItem in chunks of 25, retrying UnprocessedItems with capped backoff.
+        """BatchWriteItem in chunks of 25; returns how many deletes DynamoDB accepted.
 
-        Returns how many deletes DynamoDB accepted. Anything still unprocessed after
-        the last try is logged and left for TTL to remove, so a throttled cleanup
-        never fails a $disconnect or a broadcast.
+        botocore retries throttled calls, not the ``UnprocessedItems`` of a call that
+        succeeded: DynamoDB leaves resending those to the caller, so they are resent
+        here with capped, jittered backoff. Whatever is still unprocessed after the
+        last try is logged and left for TTL, so a throttled cleanup never fails a
+        ``$disconnect`` or a broadcast.
         """
         deleted = 0
         for start in range(0, len(keys), BATCH_WRITE_LIMIT):
-            chunk = keys[start:start + BATCH_WRITE_LIMIT]
-            pending: list[dict[str, Any]] = [{"DeleteRequest": {"Key": key}} for key in chunk]
+            pending = [{"DeleteRequest": {"Key": key}} for key in keys[start:start + BATCH_WRITE_LIMIT]]
             for attempt in range(MAX_BATCH_ATTEMPTS):
+                if attempt:
+                    self._sleep(min(1.0, 0.05 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
                 response = self.client.batch_write_item(RequestItems={self.table_name: pending})
-                left = (response.get("UnprocessedItems") or {}).get(self.table_name) or []
-                deleted += len(pending) - len(left)
-                pending = left
+                unprocessed = (response.get("UnprocessedItems") or {}).get(self.table_name) or []
+                deleted += len(pending) - len(unprocessed)
+                pending = unprocessed
                 if not pending:
                     break
-                if attempt + 1 < MAX_BATCH_ATTEMPTS:
-                    self._sleep(min(1.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2))
-            if pending:
+            else:
                 logger.warning("batch delete left %d items unprocessed after %d attempts; TTL will remove them",
                                len(pending), MAX_BATCH_ATTEMPTS)
         return deleted
@@ -404,21 +410,16 @@ class ConnectionRepository:
             return False
 
         def scan(segment: int) -> None:
-            request: dict[str, Any] = {
-                "TableName": self.table_name, "Segment": segment, "TotalSegments": segments,
-                "Limit": page_size, "FilterExpression": "sk = :meta",
-                "ExpressionAttributeValues": {":meta": {"S": META_SK}},
-                "ProjectionExpression": "connectionId",
-            }
             try:
-                while not stop.is_set():
-                    response = client.scan(**request)
-                    ids = [_s(item, "connectionId") for item in response.get("Items", [])]
-                    if ids and not offer(("page", ids)):
+                for page in client.get_paginator("scan").paginate(
+                        TableName=self.table_name, Segment=segment, TotalSegments=segments,
+                        FilterExpression="sk = :meta", ExpressionAttributeValues={":meta": {"S": META_SK}},
+                        ProjectionExpression="connectionId", PaginationConfig={"PageSize": page_size}):
+                    ids = [_s(item, "connectionId") for item in page.get("Items", [])]
+                    if ids:
+                        offer(("page", ids))
+                    if stop.is_set():  # closed: no further page is requested
                         return
-                    if "LastEvaluatedKey" not in response:
-                        break
-                    request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
             except BaseException as error:  # handed to the consumer, which re-raises it
                 offer(("error", error))
                 return
@@ -444,13 +445,11 @@ class ConnectionRepository:
     # -- helpers -------------------------------------------------------------------
 
     def _query_all(self, **request: Any) -> Iterator[dict[str, Any]]:
-        request["TableName"] = self.table_name
-        while True:
-            response = self.client.query(**request)
-            yield from response.get("Items", [])
-            if "LastEvaluatedKey" not in response:
-                return
-            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        """Every item of a Query, through boto3's paginator (it follows ``LastEvaluatedKey``)."""
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table_name, PaginationConfig=self._query_pages, **request)
+        for page in pages:
+            yield from page.get("Items", [])
 
 
 __all__ = [

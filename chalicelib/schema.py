@@ -24,7 +24,7 @@ This module does not import boto3: callers pass a client in.
 """
 from __future__ import annotations
 
-import time
+import math
 from typing import Any
 
 TTL_ATTRIBUTE = "ttl"
@@ -142,20 +142,35 @@ def create_table(client: Any, table_name: str, timeout: float = 60.0) -> None:
     client.update_time_to_live(TableName=table_name, TimeToLiveSpecification=ttl_specification())
 
 
+# Seconds between DescribeTable calls. The waiter's default is 20 s; botocore documents Delay as
+# an integer (a float happens to work), and 1 s costs nothing locally: DynamoDB Local answers
+# CreateTable with the table and its indexes already ACTIVE, so the first describe succeeds.
+WAIT_DELAY = 1
+
+
 def _wait_active(client: Any, table_name: str, timeout: float) -> None:
-    """Poll DescribeTable; boto3's waiter sleeps 20 s between tries, far too slow locally."""
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while True:
-        table = client.describe_table(TableName=table_name)["Table"]
-        indexes = table.get("GlobalSecondaryIndexes") or []
-        if table.get("TableStatus") == "ACTIVE" and all(i.get("IndexStatus") == "ACTIVE" for i in indexes):
-            return
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"table {table_name!r} not ACTIVE after {timeout:.0f} s "
-                               f"(status {table.get('TableStatus')})")
-        time.sleep(delay)
-        delay = min(delay * 2, 2.0)
+    """The ``table_exists`` waiter, then a check that every GSI is ACTIVE too.
+
+    Indexes created with the table are ACTIVE once the table is (on AWS and in
+    DynamoDB Local alike); only an index added later by UpdateTable can still be
+    CREATING (backfilling) on an ACTIVE table, which this refuses to use.
+    """
+    from botocore.exceptions import WaiterError  # botocore is loaded already: the client is
+
+    try:
+        client.get_waiter("table_exists").wait(
+            TableName=table_name,
+            WaiterConfig={"Delay": WAIT_DELAY, "MaxAttempts": max(1, math.ceil(timeout / WAIT_DELAY))})
+    except WaiterError as error:
+        if "Max attempts exceeded" not in str(error):
+            raise
+        status = (error.last_response.get("Table") or {}).get("TableStatus") or "not found"
+        raise TimeoutError(f"table {table_name!r} not ACTIVE after {timeout:.0f} s (status {status})") from None
+    indexes = client.describe_table(TableName=table_name)["Table"].get("GlobalSecondaryIndexes") or []
+    pending = {i["IndexName"]: i.get("IndexStatus") for i in indexes if i.get("IndexStatus") != "ACTIVE"}
+    if pending:
+        raise RuntimeError(f"table {table_name!r} is ACTIVE but not all its indexes are: {pending} "
+                           "(an index added after creation is still being built; try again once it is ACTIVE)")
 
 
 __all__ = [

@@ -168,3 +168,119 @@ def test_deploy_refuses_an_unknown_stage(deployment: Deployment) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "nope" in done.stderr and "error" in done.stderr
+
+
+# -- the waiters and paginators, one call at a time ------------------------------------------
+
+def _offline_client(service: str) -> Any:
+    """A real client that never sends a request: a Stubber scripts its answers."""
+    import boto3
+
+    return boto3.client(service, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def _stack(status: str, outputs: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"Stacks": [{"StackName": "s", "CreationTime": "2026-01-01T00:00:00Z", "StackStatus": status,
+                        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in (outputs or {}).items()]}]}
+
+
+def test_stack_create_update_delete_against_moto(moto_session: Any) -> None:
+    from devtools.deploy.stack import delete_stack, deploy_stack
+
+    cfn = moto_session.client("cloudformation")
+    lines: list[str] = []
+    template: dict[str, Any] = {"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+                                "Outputs": {"QueueName": {"Value": {"Fn::GetAtt": ["Queue", "QueueName"]}}}}
+    created = deploy_stack(cfn, "waiters", template, {"app": "t"}, lines.append)
+    assert created.changed and created.outputs["QueueName"]
+    assert "    stack waiters: CREATE_COMPLETE" in lines
+
+    template["Outputs"]["Extra"] = {"Value": "x"}
+    updated = deploy_stack(cfn, "waiters", template, {"app": "t"}, lines.append)
+    assert updated.changed and updated.outputs == {"QueueName": created.outputs["QueueName"], "Extra": "x"}
+    assert "    stack waiters: UPDATE_COMPLETE" in lines
+    assert not deploy_stack(cfn, "waiters", template, {"app": "t"}, lines.append).changed
+
+    assert delete_stack(cfn, "waiters", lines.append) is True
+    assert lines[-1] == "    stack waiters: DELETE_COMPLETE"
+    assert delete_stack(cfn, "waiters", lines.append) is False
+
+
+def test_a_create_that_rolls_back_names_the_failed_resources() -> None:
+    from botocore.stub import Stubber
+
+    from devtools.deploy.errors import StackFailed
+    from devtools.deploy.stack import deploy_stack
+
+    cfn = _offline_client("cloudformation")
+    stub = Stubber(cfn)
+    stub.add_client_error("describe_stacks", "ValidationError", "Stack with id s does not exist")
+    stub.add_response("create_stack", {"StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1"})
+    stub.add_response("describe_stacks", _stack("ROLLBACK_COMPLETE"))  # the waiter: a failure state
+    stub.add_response("describe_stacks", _stack("ROLLBACK_COMPLETE"))
+    stub.add_response("describe_stack_events", {"StackEvents": [
+        {"StackId": "s", "EventId": "2", "StackName": "s", "Timestamp": "2026-01-01T00:01:00Z",
+         "LogicalResourceId": "s", "ResourceStatus": "ROLLBACK_COMPLETE"},
+        {"StackId": "s", "EventId": "1", "StackName": "s", "Timestamp": "2026-01-01T00:00:30Z",
+         "LogicalResourceId": "ConnectionsTable", "ResourceStatus": "CREATE_FAILED",
+         "ResourceStatusReason": "Table already exists"}]})
+    lines: list[str] = []
+    expected = "stack s ended ROLLBACK_COMPLETE: ConnectionsTable: Table already exists"
+    with stub, pytest.raises(StackFailed, match=expected):
+        deploy_stack(cfn, "s", {"Resources": {}}, {}, lines.append)
+    assert "    stack s: ROLLBACK_COMPLETE" in lines
+
+
+def test_a_rolled_back_stack_is_deleted_then_created_again() -> None:
+    from botocore.stub import Stubber
+
+    from devtools.deploy.stack import deploy_stack
+
+    cfn = _offline_client("cloudformation")
+    stub = Stubber(cfn)
+    stub.add_response("describe_stacks", _stack("ROLLBACK_COMPLETE"))
+    stub.add_response("delete_stack", {})
+    stub.add_client_error("describe_stacks", "ValidationError", "Stack with id s does not exist")  # waiter: gone
+    stub.add_client_error("describe_stacks", "ValidationError", "Stack with id s does not exist")
+    stub.add_response("create_stack", {"StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/2"})
+    stub.add_response("describe_stacks", _stack("CREATE_COMPLETE", {"Out": "1"}))  # waiter: success
+    stub.add_response("describe_stacks", _stack("CREATE_COMPLETE", {"Out": "1"}))
+    lines: list[str] = []
+    with stub:
+        result = deploy_stack(cfn, "s", {"Resources": {}}, {}, lines.append)
+    assert result.changed and result.outputs == {"Out": "1"}
+    progress = [line for line in lines if line.startswith("    stack s: ")]
+    assert progress == ["    stack s: DELETE_COMPLETE", "    stack s: CREATE_COMPLETE"]
+
+
+def test_a_stack_still_in_progress_at_the_timeout_fails_clearly() -> None:
+    from botocore.stub import Stubber
+
+    from devtools.deploy.errors import StackFailed
+    from devtools.deploy.stack import deploy_stack
+
+    cfn = _offline_client("cloudformation")
+    stub = Stubber(cfn)
+    stub.add_client_error("describe_stacks", "ValidationError", "Stack with id s does not exist")
+    stub.add_response("create_stack", {"StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1"})
+    stub.add_response("describe_stacks", _stack("CREATE_IN_PROGRESS"))
+    lines: list[str] = []
+    with stub, pytest.raises(StackFailed, match=r"stack s still CREATE_IN_PROGRESS after 1 s"):
+        deploy_stack(cfn, "s", {"Resources": {}}, {}, lines.append, timeout=1)
+    assert "    stack s: CREATE_IN_PROGRESS" in lines
+
+
+def test_all_items_follows_next_token_across_pages() -> None:
+    from botocore.stub import Stubber
+
+    from devtools.deploy.aws import all_items
+
+    api = _offline_client("apigatewayv2")
+    stub = Stubber(api)
+    stub.add_response("get_routes", {"Items": [{"RouteKey": "$connect"}, {"RouteKey": "$default"}],
+                                     "NextToken": "page-2"}, {"ApiId": "a1"})
+    stub.add_response("get_routes", {"Items": [{"RouteKey": "$disconnect"}]}, {"ApiId": "a1", "NextToken": "page-2"})
+    with stub:
+        routes = all_items(api, "get_routes", ApiId="a1")
+    assert [r["RouteKey"] for r in routes] == ["$connect", "$default", "$disconnect"]

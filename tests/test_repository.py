@@ -1,9 +1,11 @@
 """ConnectionRepository against a real DynamoDB Local (one per session, a table per test)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
+from botocore.stub import Stubber
 
 from chalicelib import schema
 from chalicelib.repository import (
@@ -13,14 +15,19 @@ from tests.support.dynamodb import make_record
 
 
 def _all_items(client: Any, table: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
-    while True:
-        response = client.scan(**request)
-        items.extend(response["Items"])
-        if "LastEvaluatedKey" not in response:
-            return items
-        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    pages = client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
+    return [item for page in pages for item in page["Items"]]
+
+
+def _counting_client(dynamodb_local: Any, operation: str) -> tuple[Any, list[str]]:
+    """A client of its own for the same DynamoDB Local, and the list its ``operation`` requests land in."""
+    import boto3
+
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_local.endpoint_url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    requests: list[str] = []
+    client.meta.events.register(f"before-call.dynamodb.{operation}", lambda **_: requests.append(operation))
+    return client, requests
 
 
 def _seed(client: Any, table: str, records: list[ConnectionRecord], topic: str | None = None) -> None:
@@ -119,23 +126,31 @@ def test_user_and_username_queries_return_only_that_users_connections(repository
     assert repository.connection_ids_for_username("sub-alice") == []  # a sub is not a username
 
 
-def test_user_query_paginates(repository: ConnectionRepository, dynamodb_client: Any,
-                              connections_table: str) -> None:
-    # Real pages end at 1 MB; a small Limit forces the same LastEvaluatedKey path.
-    _seed(dynamodb_client, connections_table, [make_record(f"c{n:03}", "u1", "alice") for n in range(30)])
-    calls: list[dict[str, Any]] = []
+def test_queries_spanning_several_pages_return_every_item(dynamodb_local: Any, dynamodb_client: Any,
+                                                          connections_table: str) -> None:
+    # Real pages end at 1 MB; a small page size takes the same LastEvaluatedKey path with 30 items.
+    records = [make_record(f"c{n:03}", "u1", "alice") for n in range(30)]
+    _seed(dynamodb_client, connections_table, records, topic="news")
+    topics = [f"t{n:02}" for n in range(30)]
+    for topic in topics:
+        ConnectionRepository(connections_table, client=dynamodb_client).subscribe("c000", topic)
+    client, queries = _counting_client(dynamodb_local, "Query")
+    paged = ConnectionRepository(connections_table, client=client, query_page_size=7)
+    ids = [r.connection_id for r in records]
 
-    class Paging:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(dynamodb_client, name)
+    assert sorted(paged.connection_ids_for_user("u1")) == ids
+    assert len(queries) >= 5  # 30 items, 7 a page: it really paged
+    assert sorted(paged.connection_ids_for_username("alice")) == ids
+    assert sorted(paged.subscriber_ids("news")) == ids
+    assert sorted(paged.topics_for("c000")) == sorted(topics + ["news"])
+    assert paged.delete_connection("c000") == 32  # META + 31 subscriptions, found over 5 pages
+    assert paged.topics_for("c000") == [] and "c000" not in paged.subscriber_ids("news")
 
-        def query(self, **request: Any) -> Any:
-            calls.append(request)
-            return dynamodb_client.query(Limit=7, **request)
 
-    paged = ConnectionRepository(connections_table, client=Paging())
-    assert sorted(paged.connection_ids_for_user("u1")) == [f"c{n:03}" for n in range(30)]
-    assert len(calls) >= 5
+def test_query_page_size_must_be_positive() -> None:
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="query_page_size"):
+            ConnectionRepository("tbl", query_page_size=bad)  # type: ignore[arg-type]
 
 
 # -- subscriptions -------------------------------------------------------------------
@@ -282,13 +297,24 @@ def test_iter_connection_ids_on_empty_table_and_early_close(repository: Connecti
     pages.close()  # stops the workers; must not hang
 
 
-def test_iter_connection_ids_raises_scan_errors() -> None:
-    class Broken:
-        def scan(self, **request: Any) -> Any:
-            raise RuntimeError("scan failed")
+def test_closing_iter_connection_ids_stops_the_scan(dynamodb_local: Any, dynamodb_client: Any,
+                                                    connections_table: str) -> None:
+    _seed(dynamodb_client, connections_table, [make_record(f"c{n:03}") for n in range(400)])
+    client, scans = _counting_client(dynamodb_local, "Scan")
+    pages = ConnectionRepository(connections_table, client=client).iter_connection_ids(segments=2, page_size=5)
+    next(pages)
+    pages.close()
+    time.sleep(0.5)  # let the workers finish the page they were on
+    stopped_at = len(scans)
+    time.sleep(0.3)
+    assert len(scans) == stopped_at  # no page is asked for after close
+    assert stopped_at < 30  # a full scan takes 80+ requests
 
-    with pytest.raises(RuntimeError, match="scan failed"):
-        list(ConnectionRepository("tbl", client=Broken()).iter_connection_ids(segments=3))
+
+def test_iter_connection_ids_raises_scan_errors(dynamodb_client: Any) -> None:
+    missing = ConnectionRepository("no-such-table", client=dynamodb_client)
+    with pytest.raises(dynamodb_client.exceptions.ResourceNotFoundException):
+        list(missing.iter_connection_ids(segments=3))
 
 
 # -- validation ----------------------------------------------------------------------
@@ -356,6 +382,51 @@ def test_created_table_matches_the_schema(dynamodb_client: Any, connections_tabl
     assert indexes["byUserId"]["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["connectionId"]}
 
     schema.create_table(dynamodb_client, connections_table)  # idempotent: no error the second time
+
+
+def _table(name: str, status: str, index_status: str = "ACTIVE") -> dict[str, Any]:
+    return {"Table": {"TableName": name, "TableStatus": status, "GlobalSecondaryIndexes": [
+        {"IndexName": index, "IndexStatus": index_status}
+        for index in (schema.BY_USER_ID_INDEX, schema.BY_USERNAME_INDEX, schema.BY_TOPIC_INDEX)]}}
+
+
+def _stubbed_client() -> tuple[Any, Stubber]:
+    """A real DynamoDB client whose answers the test scripts (a table stuck CREATING cannot be made locally)."""
+    import boto3
+
+    client = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+    return client, Stubber(client)
+
+
+def test_create_table_waits_until_the_table_is_active() -> None:
+    client, stub = _stubbed_client()
+    stub.add_response("create_table", {})
+    stub.add_response("describe_table", _table("tbl", "CREATING", "CREATING"))
+    stub.add_response("describe_table", _table("tbl", "ACTIVE"))
+    stub.add_response("describe_table", _table("tbl", "ACTIVE"))
+    stub.add_response("describe_time_to_live", {"TimeToLiveDescription": {"TimeToLiveStatus": "DISABLED"}})
+    stub.add_response("update_time_to_live", {"TimeToLiveSpecification": schema.ttl_specification()})
+    with stub:
+        schema.create_table(client, "tbl")
+    stub.assert_no_pending_responses()
+
+
+def test_create_table_times_out_naming_the_status() -> None:
+    client, stub = _stubbed_client()
+    stub.add_response("create_table", {})
+    stub.add_response("describe_table", _table("tbl", "CREATING", "CREATING"))
+    with stub, pytest.raises(TimeoutError, match=r"'tbl' not ACTIVE after 1 s \(status CREATING\)"):
+        schema.create_table(client, "tbl", timeout=1)
+
+
+def test_create_table_refuses_an_existing_table_whose_index_is_still_building() -> None:
+    client, stub = _stubbed_client()
+    stub.add_client_error("create_table", "ResourceInUseException")
+    stub.add_response("describe_table", _table("tbl", "ACTIVE", "CREATING"))
+    stub.add_response("describe_table", _table("tbl", "ACTIVE", "CREATING"))
+    with stub, pytest.raises(RuntimeError, match="not all its indexes are.*byTopic.*CREATING"):
+        schema.create_table(client, "tbl")
 
 
 def test_cloudformation_properties_match_the_table_definition() -> None:

@@ -6,7 +6,7 @@ stand-in such as moto's server; nothing here special-cases it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .errors import NoCredentials, NoRegion
 
@@ -51,13 +51,11 @@ def error_code(error: BaseException) -> str:
     return str((response.get("Error") or {}).get("Code") or "")
 
 
-def all_items(call: Callable[..., dict[str, Any]], **kwargs: Any) -> list[dict[str, Any]]:
-    """Every ``Items`` entry of a paginated API Gateway v2 listing."""
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        page = call(**kwargs, **({"NextToken": token} if token else {}))
-        items.extend(page.get("Items") or [])
-        token = page.get("NextToken")
-        if not token:
-            return items
+def all_items(client: Any, operation: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every ``Items`` entry of an API Gateway v2 listing (``get_apis``, ``get_routes``, ...).
+
+    boto3's paginator follows ``NextToken``. Every listing the deploy reads has one,
+    so there is no hand-written fallback: an operation without one raises
+    ``OperationNotPageableError``.
+    """
+    return client.get_paginator(operation).paginate(**kwargs).build_full_result().get("Items") or []

@@ -85,7 +85,7 @@ def seed_websocket_api(aws: Aws, project_dir: Path, app_name: str, stage: str, a
     """
     api = aws.client("apigatewayv2")
     name = f"{app_name}-{stage}-websocket-api"
-    existing = [item for item in all_items(api.get_apis) if item.get("Name") == name]
+    existing = [item for item in all_items(api, "get_apis") if item.get("Name") == name]
     if existing:
         api_id = str(existing[0]["ApiId"])
         report(f"    reusing {name} ({api_id})")

@@ -7,7 +7,7 @@ CloudFormation's "No updates are to be performed" is treated the same way.
 from __future__ import annotations
 
 import json
-import time
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,9 +16,11 @@ from .errors import StackFailed
 
 Report = Callable[[str], None]
 
+# Seconds between the waiters' DescribeStacks calls (their default is 30). moto, used by the
+# tests, finishes each operation within the call, so there the first describe already succeeds.
+POLL_DELAY = 5
+
 _DONE_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
-_DONE_BAD = {"CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED",
-             "UPDATE_ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED", "UPDATE_FAILED"}
 
 
 @dataclass(frozen=True)
@@ -46,21 +48,55 @@ def _outputs(stack: dict[str, Any]) -> dict[str, str]:
     return {o["OutputKey"]: str(o["OutputValue"]) for o in stack.get("Outputs") or []}
 
 
-def _wait(cfn: Any, name: str, timeout: float, report: Report) -> dict[str, Any] | None:
-    deadline = time.monotonic() + timeout
-    delay, last = 0.2, ""
-    while True:
-        stack = _describe(cfn, name)
-        status = stack["StackStatus"] if stack else "DELETE_COMPLETE"
-        if status != last:
+def _status(described: dict[str, Any]) -> str | None:
+    """The stack status in a DescribeStacks response; DELETE_COMPLETE once the stack is gone."""
+    error = described.get("Error") or {}
+    if error:
+        gone = error.get("Code") == "ValidationError" and "does not exist" in str(error.get("Message"))
+        return "DELETE_COMPLETE" if gone else None
+    stacks = described.get("Stacks") or []
+    return stacks[0].get("StackStatus") if stacks else "DELETE_COMPLETE"
+
+
+def _wait(cfn: Any, name: str, waiter_name: str, timeout: float, report: Report) -> dict[str, Any] | None:
+    """Run CloudFormation's ``waiter_name`` waiter; the stack at the end (None once deleted).
+
+    Progress for work that takes minutes: each status the waiter's DescribeStacks
+    calls see is reported when it changes (botocore's ``after-call`` event). A
+    terminal failure state (e.g. ROLLBACK_COMPLETE) is returned, not raised: the
+    caller reports it with the stack's failed events.
+    """
+    from botocore.exceptions import WaiterError
+
+    last: str | None = None
+
+    def progress(parsed: dict[str, Any], **_: Any) -> None:
+        nonlocal last
+        status = _status(parsed)
+        if status and status != last:
             report(f"    stack {name}: {status}")
             last = status
-        if not status.endswith("_IN_PROGRESS"):
-            return stack
-        if time.monotonic() >= deadline:
-            raise StackFailed(f"stack {name} still {status} after {timeout:.0f} s")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 10.0)
+
+    event, hook_id = "after-call.cloudformation.DescribeStacks", f"deploy-progress-{name}"
+    cfn.meta.events.register(event, progress, unique_id=hook_id)
+    try:
+        cfn.get_waiter(waiter_name).wait(StackName=name, WaiterConfig={
+            "Delay": POLL_DELAY, "MaxAttempts": max(1, math.ceil(timeout / POLL_DELAY))})
+    except WaiterError as error:
+        if "Max attempts exceeded" in str(error):
+            raise StackFailed(f"stack {name} still {last or 'not described'} after {timeout:.0f} s") from None
+        if _status(error.last_response) is None:  # an error answer (access denied...), not a stack state
+            raise StackFailed(f"waiting for stack {name}: {error}") from None
+    finally:
+        cfn.meta.events.unregister(event, unique_id=hook_id)
+    return _describe(cfn, name)
+
+
+def _delete_and_wait(cfn: Any, name: str, timeout: float, report: Report) -> None:
+    cfn.delete_stack(StackName=name)
+    stack = _wait(cfn, name, "stack_delete_complete", timeout, report)
+    if stack is not None and stack["StackStatus"] != "DELETE_COMPLETE":
+        raise StackFailed(f"stack {name} ended {stack['StackStatus']}: {_failure_reasons(cfn, name)}")
 
 
 def _failure_reasons(cfn: Any, name: str) -> str:
@@ -82,14 +118,13 @@ def deploy_stack(cfn: Any, name: str, template: dict[str, Any], tags: dict[str, 
     if existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE":
         # A stack whose creation failed cannot be updated; it holds nothing.
         report(f"    stack {name} is ROLLBACK_COMPLETE from a failed create; deleting it first")
-        cfn.delete_stack(StackName=name)
-        _wait(cfn, name, timeout, report)
+        _delete_and_wait(cfn, name, timeout, report)
         existing = None
     if existing is None:
         report(f"    creating stack {name}")
         cfn.create_stack(StackName=name, TemplateBody=body, Tags=tag_list,
                          Capabilities=["CAPABILITY_IAM"], OnFailure="ROLLBACK")
-        changed = True
+        waiter = "stack_create_complete"
     elif _deployed_template(cfn, name) == json.loads(body):
         report(f"    stack {name} is up to date")
         return StackResult(outputs=_outputs(existing), changed=False)
@@ -102,14 +137,14 @@ def deploy_stack(cfn: Any, name: str, template: dict[str, Any], tags: dict[str, 
                 report(f"    stack {name} is up to date")
                 return StackResult(outputs=_outputs(existing), changed=False)
             raise
-        changed = True
-    stack = _wait(cfn, name, timeout, report)
+        waiter = "stack_update_complete"
+    stack = _wait(cfn, name, waiter, timeout, report)
     status = stack["StackStatus"] if stack else "DELETE_COMPLETE"
     if status not in _DONE_OK:
         reasons = _failure_reasons(cfn, name)
         raise StackFailed(f"stack {name} ended {status}" + (f": {reasons}" if reasons else ""))
     assert stack is not None
-    return StackResult(outputs=_outputs(stack), changed=changed)
+    return StackResult(outputs=_outputs(stack), changed=True)
 
 
 def delete_stack(cfn: Any, name: str, report: Report, timeout: float = 1800.0) -> bool:
@@ -118,8 +153,5 @@ def delete_stack(cfn: Any, name: str, report: Report, timeout: float = 1800.0) -
         report(f"    stack {name} does not exist")
         return False
     report(f"    deleting stack {name}")
-    cfn.delete_stack(StackName=name)
-    stack = _wait(cfn, name, timeout, report)
-    if stack is not None and stack["StackStatus"] != "DELETE_COMPLETE":
-        raise StackFailed(f"stack {name} ended {stack['StackStatus']}: {_failure_reasons(cfn, name)}")
+    _delete_and_wait(cfn, name, timeout, report)
     return True

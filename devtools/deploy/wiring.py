@@ -35,7 +35,7 @@ def ensure_authorizer(api: Any, api_id: str, name: str, uri: str, sources: list[
                       routes: list[dict[str, Any]], report: Report) -> tuple[str, list[str]]:
     """Create or update the one authorizer called ``name``; remove stale duplicates."""
     changes: list[str] = []
-    ours = [a for a in all_items(api.get_authorizers, ApiId=api_id) if a.get("Name") == name]
+    ours = [a for a in all_items(api, "get_authorizers", ApiId=api_id) if a.get("Name") == name]
     wanted = {"AuthorizerType": "REQUEST", "AuthorizerUri": uri, "IdentitySource": sources}
     if ours:
         keep = ours[0]
@@ -121,7 +121,7 @@ def wire(aws: Aws, *, app_name: str, stage: str, api_stage: str, api_id: str, au
          env: Mapping[str, str], report: Report) -> WiringResult:
     api = aws.client("apigatewayv2")
     lam = aws.client("lambda")
-    routes = all_items(api.get_routes, ApiId=api_id)
+    routes = all_items(api, "get_routes", ApiId=api_id)
     name = templates.authorizer_name(app_name, stage)
     uri = templates.authorizer_uri(aws.partition, aws.region, authorizer_arn)
     authorizer_id, changes = ensure_authorizer(api, api_id, name, uri, templates.identity_sources(env), routes, report)
@@ -130,9 +130,9 @@ def wire(aws: Aws, *, app_name: str, stage: str, api_stage: str, api_id: str, au
     changes += ensure_invoke_permission(lam, authorizer_arn, permission_statement_id(app_name, stage), source_arn,
                                         report)
     # Authorizers left behind by older runs (ours by name, no longer on any route) go too.
-    routes = all_items(api.get_routes, ApiId=api_id)
+    routes = all_items(api, "get_routes", ApiId=api_id)
     in_use = {r.get("AuthorizerId") for r in routes}
-    for other in all_items(api.get_authorizers, ApiId=api_id):
+    for other in all_items(api, "get_authorizers", ApiId=api_id):
         if other.get("Name") == name and other["AuthorizerId"] != authorizer_id and other["AuthorizerId"] not in in_use:
             api.delete_authorizer(ApiId=api_id, AuthorizerId=other["AuthorizerId"])
             changes.append(f"deleted orphaned authorizer {other['AuthorizerId']}")
