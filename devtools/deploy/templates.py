@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from chalicelib import schema
+from chalicelib.settings import DEFAULT_TOKEN_SOURCES
 
 from .config import StageResources
 
@@ -179,7 +180,9 @@ def identity_sources(env: Mapping[str, str]) -> list[str]:
     a token can come from: exactly one source enabled (and, for ``query``,
     exactly one parameter name). Otherwise none: the Lambda sees every request.
     """
-    sources = [s.strip() for s in (env.get("TOKEN_SOURCES") or "header,query,protocol,cookie").split(",") if s.strip()]
+    sources = [s.strip() for s in (env.get("TOKEN_SOURCES") or "").split(",") if s.strip()]
+    if not sources:  # the app's default (settings.py): cookie joins only with ALLOWED_ORIGINS
+        sources = list(DEFAULT_TOKEN_SOURCES) + (["cookie"] if (env.get("ALLOWED_ORIGINS") or "").strip() else [])
     if len(sources) != 1:
         return []
     source = sources[0]
