@@ -10,9 +10,9 @@ import pytest
 
 from chalicelib.authorizer import MAX_CONTEXT_BYTES, authorize
 from chalicelib.errors import JwksUnavailable, TokenInvalid
-from chalicelib.settings import load_settings
+from tests.support.builders import request_event, settings
 
-ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/dev/$connect"
+ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/dev/$connect"  # builders.API's $connect ARN
 TOKEN = "aaa.bbb.ccc"
 
 
@@ -38,20 +38,11 @@ CLAIMS = {
 }
 
 
-def settings(**overrides: str) -> Any:
-    return load_settings({
-        "COGNITO_USER_POOL_ID": "us-east-1_Pool1", "COGNITO_APP_CLIENT_IDS": "c",
-        "CONNECTIONS_TABLE": "tbl", "ALLOWED_ORIGINS": "https://app.example.com", **overrides,
-    })
-
-
-def event(token: str = TOKEN, **query: str) -> dict[str, Any]:
-    return {
-        "type": "REQUEST", "methodArn": ARN,
-        "headers": {"Authorization": f"Bearer {token}", "clientHeader": "clientHeaderValue"},
-        "queryStringParameters": query or None,
-        "requestContext": {"connectionId": "abc=", "identity": {"sourceIp": "1.2.3.4"}},
-    }
+def event(token: str | None = TOKEN, **query: str) -> dict[str, Any]:
+    """The authorizer's input: ``token`` as a bearer header (None: no token), a client header, ``query``."""
+    authorization = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return request_event({**authorization, "clientHeader": "clientHeaderValue"}, query,
+                         connection_id="abc=", source_ip="1.2.3.4")
 
 
 def test_allow_policy_with_flat_context() -> None:
@@ -88,10 +79,8 @@ def test_invalid_token_raises_unauthorized(error: Exception) -> None:
 
 def test_missing_token_never_reaches_verifier() -> None:
     stub = StubVerifier(CLAIMS)
-    e = event()
-    e["headers"] = {}
     with pytest.raises(Exception, match="^Unauthorized$"):
-        authorize(e, settings(), stub)
+        authorize(event(token=None), settings(), stub)
     assert stub.seen == []
 
 

@@ -30,9 +30,10 @@ from websockets.sync.client import connect
 from devtools.gateway import LocalGateway
 from devtools.gateway.server import LOSE_DISCONNECT_HEADER, LOSE_DISCONNECTS_ENV
 from devtools.processes import stop_process_group
-from tests.support import stack as tests_stack
+from tests.support.builders import stage_environment
 from tests.support.stack import (ROOT, STACK_SETTINGS, WSCAT, Client, ClientFactory, RunningStack, User,
                                  WscatFactory)
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -460,11 +461,13 @@ class TerminalWscat:
         return [json.loads(line[2:]) for line in self.lines() if line.startswith("< ")]
 
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline or (self.process.poll() is not None and not condition()):
-                raise AssertionError(f"no {what} (rc {self.process.poll()}); the terminal shows: {self.lines()!r}")
-            time.sleep(0.05)
+        """Until ``condition`` holds; fails as soon as wscat exits without it."""
+        def shown() -> str:
+            return f"{what} (rc {self.process.poll()}); the terminal shows: {self.lines()!r}"
+
+        wait_until(lambda: condition() or self.process.poll() is not None, timeout, shown, interval=0.05)
+        if not condition():
+            raise AssertionError(f"no {shown()}")
 
     def wait_connected(self) -> None:
         self.wait_for(lambda: CONNECTED in self.lines(), repr(CONNECTED))
@@ -522,7 +525,7 @@ def terminal(local_stack: RunningStack, tmp_path: Path) -> Iterator[Callable[...
 def test_readme_walkthrough_seed_000_header_token_and_default_echo(local_stack: RunningStack,
                                                                    terminal: Callable[..., TerminalWscat]) -> None:
     """Seed 000: authorization header, ?clientQueryParameter and clientHeader echoed back by $default."""
-    dev = tests_stack.stage_environment("dev")
+    dev = stage_environment("dev")
     assert (dev["CONTEXT_QUERY_PARAMS"], dev["CONTEXT_HEADERS"]) == ("clientQueryParameter", "clientHeader")
     assert STACK_SETTINGS == {"CONTEXT_QUERY_PARAMS": "clientQueryParameter", "CONTEXT_HEADERS": "clientHeader"}
     assert SEED_000_FRAME in _readme()

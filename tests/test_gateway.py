@@ -41,6 +41,7 @@ from devtools.gateway import (
 from devtools.gateway.appload import load_app
 from devtools.gateway.invoke import AppInvoker
 from devtools.gateway.policy import AuthorizerRejection, evaluate
+from tests.support.waiting import wait_until
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -83,16 +84,6 @@ def management(handle: GatewayHandle) -> Any:
 def events(handle: GatewayHandle, kind: str) -> list[dict[str, Any]]:
     assert handle.app_module is not None
     return [event for k, event in list(handle.app_module.EVENTS) if k == kind]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def connection_id(handle: GatewayHandle) -> str:

@@ -16,12 +16,11 @@ from chalice.test import Client
 import app as app_module
 from chalicelib import aws, runtime
 from devtools.gateway.events import Api, ClientInfo, authorizer_event, connect_event, disconnect_event, message_event
+from tests.support.builders import ROOT, chalice_config, cookie_headers, settings_env
 from tests.support.jwt_factory import JwksServer, TokenFactory
 from tests.support.management_api import ManagementApiServer
 
-ROOT = Path(__file__).resolve().parent.parent
 API = Api(api_id="abcdef1234", stage="test")
-ORIGIN = "https://app.example.com"
 
 
 class Harness:
@@ -66,23 +65,23 @@ class Harness:
 @pytest.fixture
 def stage_env(jwks_server: JwksServer, connections_table: str, dynamodb_local: Any,
               management_api: ManagementApiServer, cognito_issuer: str, client_id: str) -> dict[str, str]:
-    return {
-        "COGNITO_USER_POOL_ID": cognito_issuer.rsplit("/", 1)[1],
-        "COGNITO_APP_CLIENT_IDS": client_id,
-        "COGNITO_JWKS_URL": jwks_server.url,
-        "CONNECTIONS_TABLE": connections_table,
-        "WEBSOCKET_MANAGEMENT_URL": management_api.endpoint_url,
-        "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_local.endpoint_url,
-        "ALLOWED_ORIGINS": ORIGIN,
-        "CONTEXT_QUERY_PARAMS": "clientQueryParameter",
-        "CONTEXT_HEADERS": "clientHeader",
-    }
+    """The shared test settings (cookie auth from ``builders.ORIGIN``) on this test's local services."""
+    return settings_env(
+        COGNITO_USER_POOL_ID=cognito_issuer.rsplit("/", 1)[1],
+        COGNITO_APP_CLIENT_IDS=client_id,
+        COGNITO_JWKS_URL=jwks_server.url,
+        CONNECTIONS_TABLE=connections_table,
+        WEBSOCKET_MANAGEMENT_URL=management_api.endpoint_url,
+        AWS_ENDPOINT_URL_DYNAMODB=dynamodb_local.endpoint_url,
+        CONTEXT_QUERY_PARAMS="clientQueryParameter",
+        CONTEXT_HEADERS="clientHeader",
+    )
 
 
 def _client(tmp_path: Path, env: dict[str, str]) -> Client:
     """A Chalice test client whose 'test' stage carries this test's settings."""
     (tmp_path / ".chalice").mkdir(exist_ok=True)
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    config = chalice_config()
     config["stages"] = {"test": {"api_gateway_stage": "test", "environment_variables": env}}
     (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
     runtime.reset()
@@ -163,10 +162,10 @@ def test_authorizer_denies_without_required_group(tmp_path: Path, stage_env: dic
 def test_authorizer_cookie_needs_csrf_and_origin(harness: Harness) -> None:
     token = harness.tokens.access_token(sub="cookie-user")
     cookie = f"JWT={token}; CSRF-TOKEN=c5rf"
-    good = ClientInfo(headers={"Cookie": cookie, "Origin": ORIGIN}, query={"csrf": "c5rf"})
+    good = ClientInfo(headers=cookie_headers(cookie), query={"csrf": "c5rf"})
     assert harness.authorize(good)["context"]["tokenSource"] == "cookie"
-    for bad in (ClientInfo(headers={"Cookie": cookie, "Origin": "https://evil.example"}, query={"csrf": "c5rf"}),
-                ClientInfo(headers={"Cookie": cookie, "Origin": ORIGIN}, query={"csrf": "nope"})):
+    for bad in (ClientInfo(headers=cookie_headers(cookie, "https://evil.example"), query={"csrf": "c5rf"}),
+                ClientInfo(headers=cookie_headers(cookie), query={"csrf": "nope"})):
         with pytest.raises(Exception, match="^Unauthorized$"):
             harness.authorize(bad)
 

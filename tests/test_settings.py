@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.settings import DEFAULT_TOKEN_SOURCES, Settings, SettingsError, load_settings
+from tests.support.builders import chalice_config, settings_env, stage_environment
 
 BASE = {
     "COGNITO_USER_POOL_ID": "eu-west-1_AbC123",
@@ -13,8 +14,7 @@ BASE = {
 
 
 def env(**overrides: str | None) -> dict[str, str]:
-    merged = {**BASE, **overrides}
-    return {k: v for k, v in merged.items() if v is not None}
+    return settings_env(BASE, **overrides)
 
 
 def test_defaults_and_derived_issuer() -> None:
@@ -121,15 +121,9 @@ def test_settings_dataclass_default_sources_have_no_cookie() -> None:
 
 def test_every_stage_in_chalice_config_loads_and_dev_has_the_seed_allow_lists() -> None:
     """The stages' own environment (global, then stage), as Chalice merges it."""
-    import json
-    from pathlib import Path
-
-    config = json.loads((Path(__file__).resolve().parents[1] / ".chalice" / "config.json").read_text())
+    config = chalice_config()
     assert "TOKEN_SOURCES" not in config.get("environment_variables", {})
-    loaded = {}
-    for stage, stage_config in config["stages"].items():
-        stage_env = {**config.get("environment_variables", {}), **stage_config.get("environment_variables", {})}
-        loaded[stage] = load_settings(stage_env)
+    loaded = {stage: load_settings(stage_environment(stage)) for stage in config["stages"]}
     for stage in ("dev", "prod"):
         assert loaded[stage].token_sources == ("header", "query", "protocol", "cookie"), stage
         assert loaded[stage].allowed_origins, stage

@@ -43,6 +43,8 @@ from websockets.sync.client import ClientConnection, connect
 from devtools import cognito_local
 from devtools.gateway.server import LOSE_DISCONNECTS_ENV
 from devtools.processes import stop_process_group
+from tests.support.builders import stage_environment
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "LOCAL_STACK_READY"
@@ -51,12 +53,6 @@ STOP_TIMEOUT = 15.0
 WSCAT = ROOT / "node_modules" / ".bin" / "wscat"
 _PROMPTS = re.compile(r"^(> )+")  # readline prompts wscat writes to stdout
 STACK_STAGE = "dev"
-
-
-def stage_environment(stage: str) -> dict[str, str]:
-    """A stage's ``environment_variables`` in .chalice/config.json, global then stage's, as Chalice merges them."""
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    return {**config.get("environment_variables", {}), **config["stages"][stage].get("environment_variables", {})}
 
 
 # The session stack overrides nothing in the app's settings beyond what
@@ -172,11 +168,8 @@ class RunningStack:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.02)
+        """``tests.support.waiting.wait_until``, for what this stack does in the background."""
+        wait_until(condition, timeout, what)
 
     def wait_no_connections(self, ids: list[str] | None = None, timeout: float = 5.0) -> None:
         """Until the given connections (or all) are no longer stored."""
