@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from .authorizer import read_context
 from .broadcaster import Broadcaster, DeliveryReport
 from .logs import Field, log_event
+from .push import Push, PushError, user_push
 from .protocol import DEFAULT_ROUTE, Frame, ProtocolError, encode, error_frame, now_ms, parse_frame, require
 from .repository import ConnectionExists, ConnectionNotFound, ConnectionRecord, ConnectionRepository
 from .settings import Settings
@@ -185,33 +187,53 @@ class ConnectionService:
         """The seeds' $default: echo the message with the data stored for the connection."""
         return {"type": "echo", "message": frame.body, "connection": self._sender(connection_id).identity()}
 
-    # -- notify (back-end services) -----------------------------------------------
+    # -- pushes from back-end services (notify, REST, EventBridge) ---------------
 
     def notify(self, payload: Mapping[str, Any]) -> NotifyResult:
         """Deliver ``data`` to every connection of one user (by sub or username)."""
-        if not isinstance(payload, Mapping):
-            return _notify_error("bad_request", "payload must be a JSON object")
-        user_id, username = payload.get("userId"), payload.get("username")
-        if "data" not in payload:
-            return _notify_error("missing_field", "notify needs 'data'")
-        if bool(user_id) == bool(username) or not isinstance(user_id or username, str):
-            return _notify_error("bad_request", "give exactly one of 'userId' or 'username' (a string)")
-        if user_id:
-            ids = self.repository.connection_ids_for_user(user_id)
-        else:
-            ids = self.repository.connection_ids_for_username(username)
         try:
-            message = encode({"type": "notification", "data": payload["data"], "timestamp": now_ms()})
-        except ProtocolError as error:
+            result = self.push(user_push(payload))
+        except PushError as error:
             return _notify_error(error.code, error.message)
-        if not ids:
-            return {"ok": True, "connections": 0, "delivered": 0, "gone": 0, "failed": 0}
-        endpoint = self._endpoint_for_connections(ids)
+        return {"ok": True, "connections": result.connections, **_counts(result.report)}
+
+    def push(self, push: Push) -> PushResult:
+        """Deliver one back-end message to its audience; raises PushError for bad input.
+
+        The frame is encoded (over 128 KB is refused, as API Gateway would) and
+        the audience's name validated before any post is sent.
+        """
+        try:
+            frame: Reply = {"type": push.frame_type, "data": push.data, "timestamp": now_ms()}
+            if push.kind == "topic":
+                frame["topic"] = push.value
+            message = encode(frame)
+        except ProtocolError as error:
+            raise PushError(error.code, error.message) from None  # not encodable, or over 128 KB
+        try:
+            ids = self._audience(push)
+        except ValueError as error:
+            raise PushError("bad_topic" if push.kind == "topic" else "bad_request", str(error)) from None
+        endpoint = self._endpoint_for_connections(ids) if ids else None
         if endpoint is None:
-            return {"ok": True, "connections": 0, "delivered": 0, "gone": 0, "failed": 0}
+            return PushResult(0, DeliveryReport())
         report = self._broadcaster_for(endpoint).broadcast(ids, message)
-        self._log("notify", None, user=user_id or username, **_counts(report))
-        return {"ok": True, "connections": len(ids), **_counts(report)}
+        self._log("push", None, audience=push.kind, target=push.value, **_counts(report))
+        return PushResult(len(ids), report)
+
+    def _audience(self, push: Push) -> list[str]:
+        if push.kind == "user":
+            return self.repository.connection_ids_for_user(push.value)
+        if push.kind == "username":
+            return self.repository.connection_ids_for_username(push.value)
+        if push.kind == "topic":
+            return self.repository.subscriber_ids(push.value)
+        return list(_flatten(self.repository.iter_connection_ids()))
+
+    def connections_of(self, user_id: str) -> list[ConnectionRecord]:
+        """The user's open connections, read through the user index (``GET /me``)."""
+        records = (self.repository.get_connection(i) for i in self.repository.connection_ids_for_user(user_id))
+        return [record for record in records if record is not None]
 
     def _endpoint_for_connections(self, ids: Iterable[str]) -> str | None:
         if self.settings.management_url:
@@ -238,6 +260,17 @@ def _counts(report: DeliveryReport) -> dict[str, int]:
 def _flatten(pages: Iterable[list[str]]) -> Iterable[str]:
     for page in pages:
         yield from page
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """A push's outcome: how many connections the audience had, and what happened to each."""
+
+    connections: int
+    report: DeliveryReport
+
+    def to_dict(self) -> dict[str, int | list[str] | dict[str, str]]:
+        return {"connections": self.connections, **self.report.to_dict()}
 
 
 def _notify_error(code: str, message: str) -> NotifyResult:
