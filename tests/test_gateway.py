@@ -8,6 +8,7 @@ port (its own fresh copy of the toy app module).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import base64
 import json
@@ -72,12 +73,13 @@ def gateway(start_gateway: Callable[..., GatewayHandle]) -> GatewayHandle:
     return start_gateway()
 
 
-def management(handle: GatewayHandle) -> Any:
+def management(handle: GatewayHandle, retries: bool = True) -> Any:
+    """``retries=False``: not even botocore's one retry (with backoff) of a 429."""
     return boto3.client(
         "apigatewaymanagementapi",
         endpoint_url=handle.management_url,
         region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}),
+        config=Config(retries={"max_attempts": 1} if retries else {"total_max_attempts": 1}),
     )
 
 
@@ -522,6 +524,238 @@ def test_shutdown_disconnects_every_connection(start_gateway: Callable[..., Gate
     assert run(scenario()) == [1001, 1001, 1001]
     codes = [e["requestContext"]["disconnectStatusCode"] for e in events(handle, "disconnect")]
     assert codes == [1001, 1001, 1001]
+
+
+# ------------------------------------------------ one bad client slows nobody
+SECRET = "s3cr3t-header-value-"
+
+
+async def connect_stalled(url: str) -> Any:
+    """A real client that stops reading: a tiny socket receive buffer, and
+    ``websockets`` stops reading its socket once one frame waits unread."""
+    host, port = re.match(r"ws://([^:/]+):(\d+)", url).groups()  # type: ignore[union-attr]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.setblocking(False)
+    return await websockets.connect(url, sock=sock, max_queue=1, ping_interval=None, close_timeout=1)
+
+
+def disconnect_of(handle: GatewayHandle, cid: str) -> list[dict[str, Any]]:
+    return [e for e in events(handle, "disconnect") if e["requestContext"]["connectionId"] == cid]
+
+
+async def timed(awaitable: Any, limit: float = 10) -> tuple[Any, float]:
+    started = time.monotonic()
+    result = await asyncio.wait_for(awaitable, limit)
+    return result, time.monotonic() - started
+
+
+def test_posts_to_a_client_that_stops_reading_never_wait(start_gateway: Callable[..., GatewayHandle]) -> None:
+    """POSTs answer at once (200, then 429 once its queue is full); the client is dropped, then 410."""
+    handle = start_gateway(limits=Limits(write_timeout=1.0))
+    client = management(handle, retries=False)
+
+    def post(cid: str) -> str:
+        try:
+            client.post_to_connection(ConnectionId=cid, Data=b"x" * 65536)
+        except client.exceptions.LimitExceededException:
+            return "limit"
+        except client.exceptions.GoneException:
+            return "gone"
+        return "ok"
+
+    async def scenario() -> None:
+        stalled = await connect_stalled(handle.url + "?token=good")
+        cid = connection_id(handle)
+        outcomes: list[str] = []
+        slowest = 0.0
+        for _ in range(400):  # 400 x 64 KB: far more than socket buffers plus the 1 MiB queue
+            outcome, seconds = await timed(asyncio.to_thread(post, cid))
+            outcomes.append(outcome)
+            slowest = max(slowest, seconds)
+            if outcome != "ok":
+                break
+        assert outcomes[-1] == "limit", outcomes
+        assert slowest < 2, f"a POST waited {slowest:.1f} s on a client that is not reading"
+        # Still stalled: after write_timeout the gateway drops it, with $disconnect.
+        (event,) = await asyncio.to_thread(wait_until, lambda: disconnect_of(handle, cid), 10)
+        assert event["requestContext"]["disconnectStatusCode"] == 1006
+        assert await asyncio.to_thread(post, cid) == "gone"
+        assert cid not in handle.connection_ids()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(stalled.close(), 5)
+
+    run(scenario())
+
+
+def test_client_that_stops_reading_stalls_no_one(start_gateway: Callable[..., GatewayHandle]) -> None:
+    """Every handler thread broadcasting to a stalled client: others' round trips,
+    POSTs to others and new connections stay fast; the stalled client is dropped.
+
+    The hostile-client probe's case: POSTs that waited on the stalled socket
+    held every handler thread, so acks and new connections waited too.
+    """
+    workers = 4
+    handle = start_gateway(handler_workers=workers, limits=Limits(write_timeout=1.0))
+    url = handle.url + "?token=good"
+    client = management(handle)
+
+    async def scenario() -> None:
+        stalled = await connect_stalled(url)
+        stalled_id = connection_id(handle)
+        async with websockets.connect(url) as other:
+            other_id = connection_id(handle)
+            broadcasters = [await websockets.connect(url) for _ in range(workers)]
+            # 4 x 40 x 64 KB = 10 MB for a client that takes almost none of it.
+            flood = json.dumps({"action": "flood", "target": stalled_id, "count": 40, "size": 65536})
+            for ws in broadcasters:
+                await ws.send(flood)
+            await other.send("ping")
+            reply, round_trip = await timed(other.recv())
+            assert reply == "echo:ping" and round_trip < 2, round_trip
+            _, post_time = await timed(
+                asyncio.to_thread(client.post_to_connection, ConnectionId=other_id, Data=b"direct")
+            )
+            assert await asyncio.wait_for(other.recv(), 5) == "direct" and post_time < 2, post_time
+            fresh, connect_time = await timed(websockets.connect(url))
+            assert connect_time < 2, connect_time
+            await fresh.send("new")
+            assert await asyncio.wait_for(fresh.recv(), 5) == "echo:new"
+            await fresh.close()
+            refused = 0
+            for ws in broadcasters:
+                text, _ = await timed(ws.recv())
+                report = json.loads(text.removeprefix("flood:"))
+                assert report["error"] == 0, report
+                assert report["delivered"] + report["limit"] + report["gone"] == 40, report
+                assert report["seconds"] < 5, report
+                refused += report["limit"] + report["gone"]
+                await ws.close()
+            assert refused > 0  # 10 MB did not fit: refused (429, then 410), never waited on
+        (event,) = await asyncio.to_thread(wait_until, lambda: disconnect_of(handle, stalled_id), 10)
+        assert event["requestContext"]["disconnectStatusCode"] == 1006
+        with pytest.raises(client.exceptions.GoneException):
+            await asyncio.to_thread(client.post_to_connection, ConnectionId=stalled_id, Data=b"late")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(stalled.close(), 5)
+
+    run(scenario())
+
+
+def test_slow_message_handlers_do_not_delay_new_connections(
+    start_gateway: Callable[..., GatewayHandle],
+) -> None:
+    """Every message worker busy: the authorizer and $connect have their own pool."""
+    handle = start_gateway(handler_workers=2)
+    url = handle.url + "?token=good"
+
+    async def scenario() -> float:
+        busy = [await websockets.connect(url) for _ in range(2)]
+        for ws in busy:
+            await ws.send(json.dumps({"action": "sleep", "seconds": 4}))
+        await asyncio.to_thread(wait_until, lambda: len(events(handle, "message")) == 2)
+        fresh, seconds = await timed(websockets.connect(url))
+        await fresh.close()
+        for ws in busy:
+            await ws.close()
+        return seconds
+
+    assert run(scenario()) < 2
+    assert len(events(handle, "connect")) == 3
+
+
+def test_frames_queued_by_a_client_that_left_are_dropped(gateway: GatewayHandle) -> None:
+    async def scenario() -> None:
+        ws = await websockets.connect(gateway.url + "?token=good")
+        for index in range(200):  # 10 s of handler time, queued behind each other
+            await ws.send(json.dumps({"action": "sleep", "seconds": 0.05, "n": index}))
+        await ws.close()
+
+    run(scenario())
+    (event,) = wait_until(lambda: events(gateway, "disconnect"), timeout=3)
+    assert event["requestContext"]["disconnectStatusCode"] == 1000
+    ran = len(events(gateway, "message"))
+    time.sleep(0.5)
+    assert len(events(gateway, "message")) == ran <= 5
+
+
+def test_message_sent_just_before_close_still_runs(gateway: GatewayHandle) -> None:
+    """Only a backlog is dropped: a frame that arrived while nothing was running has started."""
+    async def scenario() -> None:
+        ws = await websockets.connect(gateway.url + "?token=good")
+        await ws.send("last words")
+        await ws.close()
+
+    run(scenario())
+    wait_until(lambda: events(gateway, "disconnect"))
+    assert [e["body"] for e in events(gateway, "message")] == ["last words"]
+
+
+def test_full_incoming_queue_closes_with_1013(start_gateway: Callable[..., GatewayHandle]) -> None:
+    handle = start_gateway(limits=Limits(max_inbox_messages=5))
+
+    async def scenario() -> int | None:
+        ws = await websockets.connect(handle.url + "?token=good")
+        with pytest.raises(ConnectionClosed):
+            for _ in range(50):
+                await ws.send(json.dumps({"action": "sleep", "seconds": 0.2}))
+                await asyncio.sleep(0.01)
+            await asyncio.wait_for(ws.recv(), 5)
+        return ws.close_code
+
+    assert run(scenario()) == 1013
+    (event,) = wait_until(lambda: events(handle, "disconnect"))
+    assert event["requestContext"]["disconnectStatusCode"] == 1013
+    assert len(events(handle, "message")) <= 3
+
+
+@pytest.mark.parametrize(
+    "case,status",
+    [
+        ("one-header", 431),  # over the limit alone: refused by the HTTP parser
+        ("many-headers", 431),  # each under it, together over it: refused by the gateway
+        ("long-url", 414),
+    ],
+)
+def test_oversize_upgrade_headers_refused_without_echo(
+    gateway: GatewayHandle, caplog: pytest.LogCaptureFixture, case: str, status: int
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = gateway.url + "?token=good"
+    headers: list[tuple[str, str]] = []
+    if case == "one-header":
+        headers = [("Authorization", "Bearer " + SECRET * 600)]
+    elif case == "many-headers":
+        headers = [(f"X-Part-{index}", SECRET * 40) for index in range(15)]
+    else:
+        url += "&ID_Token=" + SECRET * 500
+
+    async def scenario() -> Any:
+        with pytest.raises(InvalidStatus) as info:
+            async with websockets.connect(url, additional_headers=headers):
+                pass
+        return info.value.response
+
+    response = run(scenario())
+    assert response.status_code == status
+    assert SECRET.encode() not in response.body
+    assert json.loads(response.body)["message"] in ("Request Header Fields Too Large", "Request-URI Too Long")
+    formatter = logging.Formatter()
+    server_logs = [formatter.format(r) for r in caplog.records if r.name.startswith(("devtools", "aiohttp"))]
+    assert server_logs and not any(SECRET in line for line in server_logs)
+    assert events(gateway, "authorizer") == []
+
+
+def test_header_under_the_limit_connects(gateway: GatewayHandle) -> None:
+    """10,240 bytes of headers, as API Gateway: more than aiohttp's own 8,190 per header."""
+    async def scenario() -> None:
+        headers = [("X-Large", "a" * 9000)]
+        async with websockets.connect(gateway.url + "?token=good", additional_headers=headers) as ws:
+            await ws.send("ok")
+            assert await ws.recv() == "echo:ok"
+
+    run(scenario())
 
 
 # ------------------------------------------------- environment and startup

@@ -45,6 +45,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-lifetime", type=float, default=Limits.max_lifetime, help="seconds")
     parser.add_argument("--max-message-bytes", type=int, default=Limits.max_message_bytes)
     parser.add_argument(
+        "--write-timeout",
+        type=float,
+        default=Limits.write_timeout,
+        help="seconds a write may wait on a client that is not reading before it is dropped",
+    )
+    parser.add_argument(
+        "--max-outbox-bytes",
+        type=int,
+        default=Limits.max_outbox_bytes,
+        help="per-connection outgoing queue; a POST over it answers 429",
+    )
+    parser.add_argument(
+        "--max-inbox-messages",
+        type=int,
+        default=Limits.max_inbox_messages,
+        help="per-connection queue of messages awaiting a handler; over it the connection closes (1013)",
+    )
+    parser.add_argument("--max-inbox-bytes", type=int, default=Limits.max_inbox_bytes)
+    parser.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=Limits.max_header_bytes,
+        help="upgrade request headers, combined; over it the answer is 431",
+    )
+    parser.add_argument(
         "--post-latency-ms",
         type=float,
         default=0.0,
@@ -65,7 +90,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="environment override for the app (repeatable)",
     )
-    parser.add_argument("--workers", type=int, default=32, help="handler thread pool size")
+    parser.add_argument(
+        "--workers", type=int, default=32, help="thread pool for message handlers and $disconnect"
+    )
+    parser.add_argument(
+        "--connect-workers", type=int, default=16, help="thread pool for the authorizer and $connect"
+    )
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     return parser.parse_args(argv)
 
@@ -83,10 +113,16 @@ async def serve(args: argparse.Namespace) -> None:
             idle_timeout=args.idle_timeout,
             max_lifetime=args.max_lifetime,
             post_latency=args.post_latency_ms / 1000.0,
+            write_timeout=args.write_timeout,
+            max_outbox_bytes=args.max_outbox_bytes,
+            max_inbox_messages=args.max_inbox_messages,
+            max_inbox_bytes=args.max_inbox_bytes,
+            max_header_bytes=args.max_header_bytes,
         ),
         env_from_config=args.env_from_config,
         env=dict(args.overrides),
         handler_workers=args.workers,
+        connect_workers=args.connect_workers,
     )
     await gateway.start()
     print(f"Serving {gateway.url} management {gateway.management_url}", flush=True)

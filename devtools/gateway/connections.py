@@ -1,7 +1,17 @@
 """Per-connection state, owned by the gateway's event loop thread.
 
-Everything here is touched only from the loop, so there are no locks beyond
-the one serialising frame writes (two management POSTs may interleave).
+Everything here is touched only from the loop, so there are no locks. Each
+open connection has two bounded queues (see ``Limits``):
+
+* ``inbox``: frames received and not yet handed to a handler; one worker
+  task per connection takes them in order. Once the connection is closing,
+  queued frames are dropped instead of run (``Inbound.started`` marks the
+  one frame that arrived while the worker was idle: it counts as started,
+  as it would have on API Gateway, which invokes a message as it arrives).
+* ``outbox``: frames to send (management POSTs, the gateway's error frames);
+  one writer task per connection writes them in order, each write bounded
+  by ``write_timeout``. Nobody else waits on a client's socket, so a client
+  that stops reading stalls nothing but its own writer.
 """
 from __future__ import annotations
 
@@ -29,6 +39,23 @@ class ConnectionGone(Exception):
     """The connection is not open: the management API answers 410."""
 
 
+class OutboxFull(Exception):
+    """The connection's outgoing queue is full: the management API answers 429."""
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One received frame; ``started`` if it arrived while the worker was idle."""
+
+    frame: Frame
+    size: int
+    started: bool = False
+
+
+def frame_size(frame: Frame) -> int:
+    return len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8"))
+
+
 @dataclass(frozen=True)
 class CloseInfo:
     """Why a connection ended: the close frame's code and reason, and a log note."""
@@ -44,12 +71,18 @@ class Connection:
     client: ClientInfo
     state: State = State.CONNECTING
     ws: web.WebSocketResponse | None = None
+    transport: asyncio.BaseTransport | None = None  # the socket, to abort a stalled client
     opened_at: float = field(default_factory=time.monotonic)
     last_active: float = field(default_factory=time.monotonic)
     last_active_ms: int = field(default_factory=now_ms)
     close_info: CloseInfo | None = None
-    inbox: asyncio.Queue[Frame | None] = field(default_factory=asyncio.Queue)
-    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    max_outbox_bytes: int = 1024 * 1024
+    inbox: asyncio.Queue[Inbound | None] = field(default_factory=asyncio.Queue)
+    inbox_bytes: int = 0
+    handling: bool = False  # the worker is running (or about to run) a frame
+    dropped: int = 0  # queued frames not run because the connection closed
+    outbox: asyncio.Queue[tuple[Frame, int]] = field(default_factory=asyncio.Queue)
+    outbox_bytes: int = 0  # queued plus being written
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -69,16 +102,52 @@ class Connection:
             self.state = State.CLOSING
         return True
 
-    async def send(self, frame: Frame) -> None:
-        """Write one frame to the client, or raise ConnectionGone."""
+    def receive(self, frame: Frame) -> None:
+        """Queue a received frame for the worker (bounds are the caller's job).
+
+        Sizes are ``len(frame)``: bytes for binary, characters for text.
+        """
+        size = len(frame)
+        started = not self.handling and self.inbox.empty()
+        self.inbox_bytes += size
+        self.inbox.put_nowait(Inbound(frame, size, started))
+
+    def offer(self, frame: Frame, size: int | None = None) -> None:
+        """Queue one frame for the client, or raise ConnectionGone / OutboxFull.
+
+        Never waits for the client: the writer task sends it. ``size`` is the
+        frame's length in bytes (computed if not given). An empty queue always
+        takes the frame, whatever its size.
+        """
         ws = self.ws
         if self.state is not State.OPEN or ws is None or ws.closed:
             raise ConnectionGone(self.connection_id)
-        async with self.send_lock:
-            try:
-                if isinstance(frame, bytes):
-                    await ws.send_bytes(frame)
-                else:
-                    await ws.send_str(frame)
-            except (ConnectionError, RuntimeError) as error:
-                raise ConnectionGone(self.connection_id) from error
+        if size is None:
+            size = frame_size(frame)
+        if self.outbox_bytes and self.outbox_bytes + size > self.max_outbox_bytes:
+            raise OutboxFull(self.connection_id)
+        self.outbox_bytes += size
+        self.outbox.put_nowait((frame, size))
+
+    async def write(self, frame: Frame) -> None:
+        """Write one frame to the socket (the writer task's job; may wait on a slow client)."""
+        ws = self.ws
+        assert ws is not None
+        if isinstance(frame, bytes):
+            await ws.send_bytes(frame)
+        else:
+            await ws.send_str(frame)
+
+    def written(self, size: int) -> None:
+        """The writer is done with a frame of ``size`` bytes (sent or discarded)."""
+        self.outbox_bytes -= size
+        self.outbox.task_done()
+
+    def discard_outbox(self) -> int:
+        """Forget every frame not yet written; returns how many."""
+        count = 0
+        while not self.outbox.empty():
+            _, size = self.outbox.get_nowait()
+            self.written(size)
+            count += 1
+        return count

@@ -4,6 +4,12 @@ Each call gets a fresh ``chalice.local.LambdaContext`` with the function's
 configured memory size and timeout. Timeouts are reported by the context
 (``get_remaining_time_in_millis``) but not enforced: a handler that overruns
 keeps its worker thread.
+
+Two thread pools: the authorizer and ``$connect`` run on ``connect_executor``,
+everything else (``$default`` and custom routes, ``$disconnect``, Lambda
+Invoke) on ``executor``. On AWS each is its own Lambda function with its own
+concurrency, so a flood of slow message handlers never queues a new
+connection's authorizer behind it; the separate pool keeps that true here.
 """
 from __future__ import annotations
 
@@ -32,10 +38,12 @@ class AppInvoker:
         authorizer: str | None,
         executor: ThreadPoolExecutor,
         project_config: ProjectConfig | None = None,
+        connect_executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.app = app
         self.stage = stage
         self.executor = executor
+        self.connect_executor = connect_executor or executor
         self._config = project_config
         self._settings: dict[str, FunctionSettings] = {}
         self.routes: dict[str, str] = {
@@ -89,11 +97,13 @@ class AppInvoker:
             max_runtime_ms=settings.timeout_seconds * 1000,
         )
 
-    async def _call(self, name: str, event: dict[str, Any]) -> Any:
+    async def _call(
+        self, name: str, event: dict[str, Any], executor: ThreadPoolExecutor | None = None
+    ) -> Any:
         handler = self.app.handler_map[name]
         context = self._context(name)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, handler, event, context)
+        return await loop.run_in_executor(executor or self.executor, handler, event, context)
 
     async def invoke(self, name: str, event: Any) -> Any:
         """Any function of the app by its handler_map name (Lambda's Invoke API)."""
@@ -101,10 +111,11 @@ class AppInvoker:
 
     async def authorize(self, event: dict[str, Any]) -> Any:
         assert self.authorizer is not None
-        return await self._call(self.authorizer, event)
+        return await self._call(self.authorizer, event, self.connect_executor)
 
     async def route(self, route_key: str, event: dict[str, Any]) -> Any:
-        return await self._call(self.routes[route_key], event)
+        executor = self.connect_executor if route_key == "$connect" else self.executor
+        return await self._call(self.routes[route_key], event, executor)
 
 
 def proxy_status(result: Any) -> int:

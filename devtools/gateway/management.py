@@ -8,6 +8,13 @@ into ``client.exceptions.GoneException``, ``PayloadTooLargeException``...
 
 Requests are not SigV4-verified: any credentials are accepted. POSTed data is
 sent as a text frame when it is valid UTF-8, else as a binary frame.
+
+A POST never waits on the client's socket: it queues the frame on the
+connection's outgoing queue and answers 200, so a client that stops reading
+cannot hold the poster (a handler thread) hostage. A full queue answers 429
+``LimitExceededException`` ("the WebSocket client side buffer is full", in
+API Gateway's words) and the frame is not sent; a connection dropped for not
+reading (``Limits.write_timeout``) answers 410 from then on.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .connections import CloseInfo, Connection, ConnectionGone, State
+from .connections import CloseInfo, Connection, ConnectionGone, OutboxFull, State
 from .events import iso8601, new_request_id
 
 CloseFn = Callable[[Connection, CloseInfo], Awaitable[None]]
@@ -115,9 +122,13 @@ class ManagementApi:
         except UnicodeDecodeError:
             frame = data
         try:
-            await connection.send(frame)
+            connection.offer(frame, len(data))
         except ConnectionGone:
             return self._logged(request, started, gone(connection.connection_id))
+        except OutboxFull:
+            return self._logged(
+                request, started, error_response(429, "LimitExceededException", "Limit Exceeded")
+            )
         return self._logged(request, started, web.Response(status=200))
 
     def _target(self, request: web.Request) -> Connection | web.Response:

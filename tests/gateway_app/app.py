@@ -10,8 +10,11 @@ $connect: ``?reject=1`` answers 403; ``?post_during_connect=1`` tries to post
 to itself; offers of ``chat.v1`` are selected; ``?header=1`` adds a header.
 $default frames (JSON ``{"action": ...}`` or plain text):
 ``sleep`` (``seconds``), ``info`` (GET own connection), ``close`` (DELETE
-self), ``boom`` (raise), ``env`` (report env); everything is echoed back as
-``echo:<body>``.
+self), ``boom`` (raise), ``env`` (report env), ``flood`` (POST ``count``
+frames of ``size`` bytes to connection ``target``, then answer
+``flood:{"delivered": n, "limit": n, "gone": n, "error": n, "seconds": s}``,
+the outcomes of those POSTs and how long they took); everything else is
+echoed back as ``echo:<body>``.
 """
 from __future__ import annotations
 
@@ -32,22 +35,28 @@ _client_lock = threading.Lock()
 _clients: dict[str, Any] = {}
 
 
-def management() -> Any:
-    """One boto3 client per endpoint (botocore clients are thread-safe)."""
+def management(retries: bool = True) -> Any:
+    """One boto3 client per endpoint (botocore clients are thread-safe).
+
+    ``retries=False``: a client that never retries (each call's own outcome,
+    a 429 included, reaches the caller at once).
+    """
     endpoint = os.environ["WEBSOCKET_MANAGEMENT_URL"]
+    key = endpoint if retries else f"{endpoint} no-retries"
     with _client_lock:
-        client = _clients.get(endpoint)
+        client = _clients.get(key)
         if client is None:
             import boto3
             from botocore.config import Config
 
+            policy = {"max_attempts": 1} if retries else {"total_max_attempts": 1}
             client = boto3.client(
                 "apigatewaymanagementapi",
                 endpoint_url=endpoint,
                 region_name=os.environ.get("AWS_REGION", "us-east-1"),
-                config=Config(max_pool_connections=64, retries={"max_attempts": 1}),
+                config=Config(max_pool_connections=64, retries=policy),
             )
-            _clients[endpoint] = client
+            _clients[key] = client
         return client
 
 
@@ -133,6 +142,24 @@ def message(event: WebsocketEvent) -> dict[str, Any]:
             "identity": info["Identity"],
         }
         client.post_to_connection(ConnectionId=event.connection_id, Data=json.dumps(reply).encode())
+        return {"statusCode": 200}
+    elif action == "flood":
+        flooder = management(retries=False)
+        outcomes = {"delivered": 0, "limit": 0, "gone": 0, "error": 0}
+        payload = b"f" * int(body.get("size", 1024))
+        started = time.monotonic()
+        for _ in range(int(body.get("count", 1))):
+            try:
+                flooder.post_to_connection(ConnectionId=body["target"], Data=payload)
+                outcomes["delivered"] += 1
+            except flooder.exceptions.LimitExceededException:
+                outcomes["limit"] += 1
+            except flooder.exceptions.GoneException:
+                outcomes["gone"] += 1
+            except Exception:  # noqa: BLE001 - a timeout: what a stalled gateway gives
+                outcomes["error"] += 1
+        reply = {**outcomes, "seconds": round(time.monotonic() - started, 3)}
+        client.post_to_connection(ConnectionId=event.connection_id, Data=f"flood:{json.dumps(reply)}".encode())
         return {"statusCode": 200}
     elif action == "env":
         names = ("TOY_GLOBAL", "TOY_SHARED", "TOY_EXTRA", "WEBSOCKET_MANAGEMENT_URL", "AWS_REGION")
