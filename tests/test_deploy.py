@@ -2,10 +2,14 @@
 
 The product makes the calls it makes against AWS, through ``AWS_ENDPOINT_URL``.
 Moto 5.2 lacks API Gateway v2 deployments, stage updates and authorizer
-listing, and CloudFormation's Cognito resources: ``tests.support.moto_extensions``
-adds them inside the moto server process (test harness only, never product
-code). That harness also records which routes each deployment published, so
-these tests check what the *stage* serves, not just the API's draft.
+listing, CloudFormation's Cognito resources, and a Swagger 2.0 import of a
+REST API with its custom authorizers (Chalice's REST deploy):
+``tests.support.moto_extensions`` adds them inside the moto server process
+(test harness only, never product code). That harness also records which
+routes each deployment published, so these tests check what the *stage*
+serves, not just the API's draft. The REST API, the EventBridge rule, their
+invoke permissions and each role's inline policy are read back from moto as
+Chalice deployed them.
 """
 from __future__ import annotations
 
@@ -19,9 +23,13 @@ from typing import Any
 
 import pytest
 
+from chalicelib.push import event_pattern
+
 ROOT = Path(__file__).resolve().parent.parent
 APP = "ws-cognito"
 STAGE = "dev"
+ACCOUNT_ARN = "arn:aws:{service}:us-east-1:123456789012"
+LOGS_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -57,6 +65,20 @@ class Deployment:
     def function_names(self) -> set[str]:
         lam = self.session.client("lambda")
         return {f["FunctionName"] for f in lam.list_functions()["Functions"]}
+
+    def role_policy(self, function: str) -> dict[str, Any]:
+        """The inline policy Chalice put on the function's own role (what AWS would enforce)."""
+        iam = self.session.client("iam")
+        role = f"{APP}-{STAGE}-{function}"
+        names = iam.list_role_policies(RoleName=role)["PolicyNames"]
+        assert names == [role], names
+        document: dict[str, Any] = iam.get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"]
+        return document
+
+    def invoke_statements(self, function_name: str) -> list[dict[str, Any]]:
+        policy = json.loads(self.session.client("lambda").get_policy(FunctionName=function_name)["Policy"])
+        statements: list[dict[str, Any]] = policy["Statement"]
+        return statements
 
 
 @pytest.fixture
@@ -97,6 +119,71 @@ def _assert_wired(d: Deployment, api_id: str) -> str:
     return str(authorizer["AuthorizerId"])
 
 
+def _listed(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _grants(policy: dict[str, Any]) -> dict[str, set[str]]:
+    """action -> the resources the policy allows it on."""
+    grants: dict[str, set[str]] = {}
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        for action in _listed(statement["Action"]):
+            grants.setdefault(action, set()).update(_listed(statement["Resource"]))
+    return grants
+
+
+def _assert_rest_api_and_rule(d: Deployment, ws_api_id: str, table: str) -> None:
+    """The REST API behind its authorizer, the EventBridge rule, their permissions and the policies."""
+    apigateway = d.session.client("apigateway")
+    (rest,) = [a for a in apigateway.get_rest_apis()["items"] if a["name"] == APP]
+    (authorizer,) = apigateway.get_authorizers(restApiId=rest["id"])["items"]
+    assert (authorizer["name"], authorizer["type"]) == ("rest_authorizer", "TOKEN")
+    assert f"function:{APP}-{STAGE}-rest_authorizer/invocations" in authorizer["authorizerUri"]
+    assert authorizer["identitySource"] == "method.request.header.Authorization"
+    methods = {(r["path"], verb): m for r in apigateway.get_resources(restApiId=rest["id"], embed=["methods"])["items"]
+               for verb, m in (r.get("resourceMethods") or {}).items()}
+    assert ("/me", "GET") in methods and ("/messages", "POST") in methods, sorted(methods)
+    assert all((m["authorizationType"], m["authorizerId"]) == ("CUSTOM", authorizer["id"]) for m in methods.values())
+    assert [s["stageName"] for s in apigateway.get_stages(restApiId=rest["id"])["item"]] == [STAGE]
+    rest_source = f"{ACCOUNT_ARN.format(service='execute-api')}:{rest['id']}/*"
+    for function in (f"{APP}-{STAGE}", f"{APP}-{STAGE}-rest_authorizer"):  # Chalice names the REST handler <app>-<stage>
+        grants = [(s["Principal"], s["Condition"]["ArnLike"]["AWS:SourceArn"]) for s in d.invoke_statements(function)]
+        assert grants == [({"Service": "apigateway.amazonaws.com"}, rest_source)], (function, grants)
+
+    events = d.session.client("events")
+    (rule,) = [r for r in events.list_rules()["Rules"] if r["Name"].startswith(f"{APP}-{STAGE}-")]
+    assert rule["Name"] == f"{APP}-{STAGE}-eventbridge_push-event"
+    assert (rule["State"], rule["EventBusName"]) == ("ENABLED", "default")
+    assert json.loads(rule["EventPattern"]) == event_pattern(APP)
+    function_arn = f"{ACCOUNT_ARN.format(service='lambda')}:function:{APP}-{STAGE}-eventbridge_push"
+    assert [t["Arn"] for t in events.list_targets_by_rule(Rule=rule["Name"])["Targets"]] == [function_arn]
+    statements = d.invoke_statements(f"{APP}-{STAGE}-eventbridge_push")
+    assert [(s["Principal"], s["Action"], s["Condition"]["ArnLike"]["AWS:SourceArn"]) for s in statements] == [
+        ({"Service": "events.amazonaws.com"}, "lambda:InvokeFunction", rule["Arn"])]
+
+    # Least privilege per function, as deployed on each role.
+    functions = d.config()["stages"][STAGE]["lambda_functions"]
+    assert {name: f["iam_policy_file"] for name, f in functions.items()} == {
+        "ws_authorizer": f"policy-{STAGE}-authorizer.json", "rest_authorizer": f"policy-{STAGE}-authorizer.json",
+        "api_handler": f"policy-{STAGE}-push.json", "eventbridge_push": f"policy-{STAGE}-push.json"}
+    for authorizer_function in ("ws_authorizer", "rest_authorizer"):
+        assert set(_grants(d.role_policy(authorizer_function))) == LOGS_ACTIONS, authorizer_function
+    table_arn = f"{ACCOUNT_ARN.format(service='dynamodb')}:table/{table}"
+    post = f"{ACCOUNT_ARN.format(service='execute-api')}:{ws_api_id}/{STAGE}/POST/@connections/*"
+    for push_function in ("api_handler", "eventbridge_push"):
+        grants = _grants(d.role_policy(push_function))
+        assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
+            "dynamodb:GetItem": {table_arn}, "dynamodb:Scan": {table_arn}, "dynamodb:BatchWriteItem": {table_arn},
+            "dynamodb:Query": {table_arn, f"{table_arn}/index/*"}, "execute-api:ManageConnections": {post}}, \
+            push_function
+    for function in ("ws_authorizer", "rest_authorizer", "api_handler", "eventbridge_push", "notify",
+                     "websocket_connect", "websocket_message", "websocket_disconnect"):
+        actions = set(_grants(d.role_policy(function)))
+        assert not any(a.startswith("events:") or a.endswith("*") for a in actions), (function, actions)
+        assert "lambda:InvokeFunction" not in actions, function
+
+
 def test_deploy_twice_then_delete(deployment: Deployment) -> None:
     d = deployment
     out = d.run("deploy")
@@ -113,9 +200,12 @@ def test_deploy_twice_then_delete(deployment: Deployment) -> None:
 
     # Lambdas, and the authorizer wired and published.
     assert {f"{APP}-{STAGE}-{n}" for n in ("ws_authorizer", "notify", "websocket_connect", "websocket_message",
-                                            "websocket_disconnect")} <= d.function_names()
+                                            "websocket_disconnect", "rest_authorizer", "eventbridge_push")
+            } | {f"{APP}-{STAGE}"} <= d.function_names()
     api_id = d.api_id()
     first_authorizer = _assert_wired(d, api_id)
+    _assert_rest_api_and_rule(d, api_id, env["CONNECTIONS_TABLE"])
+    assert "REST API https://" in out
     first_deployment = d.published(api_id)["stages"][STAGE]["deploymentId"]
 
     # Least privilege: this table and its indexes, this API's connections.
@@ -131,18 +221,23 @@ def test_deploy_twice_then_delete(deployment: Deployment) -> None:
     # the wiring puts the same authorizer back and publishes; nothing else changes.
     config_before = (d.project / ".chalice" / "config.json").read_text()
     policy_before = (d.project / ".chalice" / f"policy-{STAGE}.json").read_text()
+    push_policy_before = (d.project / ".chalice" / f"policy-{STAGE}-push.json").read_text()
     out = d.run("deploy")
     assert "is up to date" in out
     assert "created authorizer" not in out
     assert _assert_wired(d, api_id) == first_authorizer
+    _assert_rest_api_and_rule(d, api_id, env["CONNECTIONS_TABLE"])  # no second rule, permission or authorizer
     assert d.published(api_id)["stages"][STAGE]["deploymentId"] != first_deployment
     assert (d.project / ".chalice" / "config.json").read_text() == config_before
     assert (d.project / ".chalice" / f"policy-{STAGE}.json").read_text() == policy_before
+    assert (d.project / ".chalice" / f"policy-{STAGE}-push.json").read_text() == push_policy_before
 
     # Delete removes everything deploy made.
     d.run("delete")
     assert not any(name.startswith(f"{APP}-{STAGE}-") for name in d.function_names())
     assert api_id not in {a["ApiId"] for a in d.session.client("apigatewayv2").get_apis()["Items"]}
+    assert APP not in {a["name"] for a in d.session.client("apigateway").get_rest_apis()["items"]}
+    assert not [r for r in d.session.client("events").list_rules()["Rules"] if r["Name"].startswith(f"{APP}-")]
     assert env["CONNECTIONS_TABLE"] not in dynamodb.list_tables()["TableNames"]
     pools = d.session.client("cognito-idp").list_user_pools(MaxResults=60)["UserPools"]
     assert pool["Id"] not in {p["Id"] for p in pools}

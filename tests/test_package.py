@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from chalicelib.push import event_pattern
+from devtools.deploy import functions as app_functions
 from devtools.deploy import package as packaging
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +122,87 @@ def test_deployment_is_remade_when_routes_or_authorizer_change(template: dict[st
     rerouted = copy.deepcopy(template)
     rerouted["Resources"][packaging.CONNECT_ROUTE]["Properties"]["AuthorizationType"] = "NONE"
     assert packaging.deployment_logical_id(rerouted)[0] != logical_id
+
+
+def test_every_function_is_pointed_at_the_templates_own_resources(template: dict[str, Any]) -> None:
+    functions = app_functions.load(ROOT)
+    assert {"rest_authorizer", "api_handler", "eventbridge_push"} <= set(functions.all)
+    lambdas = _of_type(template, "AWS::Serverless::Function")
+    assert set(lambdas) == {app_functions.function_logical_id(name) for name in functions.all}
+    for name, function in lambdas.items():
+        env = function["Properties"]["Environment"]["Variables"]
+        assert env["CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}, name
+        assert env["COGNITO_USER_POOL_ID"] == {"Ref": "UserPool"}, name
+
+
+def test_rest_api_routes_are_all_behind_the_token_authorizer(template: dict[str, Any]) -> None:
+    (api,) = _of_type(template, "AWS::Serverless::Api").values()
+    swagger = api["Properties"]["DefinitionBody"]
+    authorizer = swagger["securityDefinitions"]["rest_authorizer"]
+    assert authorizer["x-amazon-apigateway-authtype"] == "custom"
+    assert (authorizer["in"], authorizer["name"]) == ("header", "Authorization")
+    settings = authorizer["x-amazon-apigateway-authorizer"]
+    assert settings["type"] == "token"
+    assert "${RestAuthorizer.Arn}" in settings["authorizerUri"]["Fn::Sub"]
+    methods = {(path, verb): m for path, item in swagger["paths"].items() for verb, m in item.items()}
+    assert ("/me", "get") in methods and ("/messages", "post") in methods, sorted(methods)
+    for key, method in methods.items():
+        assert method["security"] == [{"rest_authorizer": []}], key
+        assert "${APIHandler.Arn}" in method["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"], key
+    for permission, function in (("APIHandlerInvokePermission", {"Ref": "APIHandler"}),
+                                 ("RestAuthorizerInvokePermission", {"Fn::GetAtt": ["RestAuthorizer", "Arn"]})):
+        properties = template["Resources"][permission]["Properties"]
+        assert (properties["FunctionName"], properties["Principal"]) == (function, "apigateway.amazonaws.com")
+        assert "${RestAPIId}/*" in properties["SourceArn"]["Fn::Sub"][0]
+        assert properties["SourceArn"]["Fn::Sub"][1] == {"RestAPIId": {"Ref": packaging.REST_API}}
+
+
+def test_eventbridge_rule_targets_the_push_handler(template: dict[str, Any]) -> None:
+    """SAM turns the function's CloudWatchEvent source into the rule and its invoke permission."""
+    handler = template["Resources"]["EventbridgePush"]["Properties"]
+    (source,) = handler["Events"].values()
+    assert source == {"Type": "CloudWatchEvent", "Properties": {"Pattern": event_pattern("ws-cognito")}}
+    assert handler["Handler"] == "app.eventbridge_push"
+
+
+def _grants(document: dict[str, Any]) -> dict[str, list[Any]]:
+    grants: dict[str, list[Any]] = {}
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow"
+        for action in statement["Action"]:
+            resources = statement["Resource"]
+            grants.setdefault(action, []).extend(resources if isinstance(resources, list) else [resources])
+    return grants
+
+
+def _role_policy(template: dict[str, Any], function: str) -> dict[str, Any]:
+    (policy,) = template["Resources"][app_functions.role_logical_id(function)]["Properties"]["Policies"]
+    document: dict[str, Any] = policy["PolicyDocument"]
+    return document
+
+
+def test_each_role_gets_least_privilege(template: dict[str, Any]) -> None:
+    logs = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    for authorizer in ("ws_authorizer", "rest_authorizer"):
+        assert set(_grants(_role_policy(template, authorizer))) == logs, authorizer
+    post = {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+                       "${WebsocketAPI}/prod/POST/@connections/*"}
+    for pusher in ("api_handler", "eventbridge_push"):
+        grants = _grants(_role_policy(template, pusher))
+        assert {a: r for a, r in grants.items() if a not in logs} == {
+            "dynamodb:GetItem": [{"Fn::GetAtt": ["ConnectionsTable", "Arn"]}],
+            "dynamodb:Scan": [{"Fn::GetAtt": ["ConnectionsTable", "Arn"]}],
+            "dynamodb:BatchWriteItem": [{"Fn::GetAtt": ["ConnectionsTable", "Arn"]}],
+            "dynamodb:Query": [{"Fn::GetAtt": ["ConnectionsTable", "Arn"]},
+                               {"Fn::Sub": "${ConnectionsTable.Arn}/index/*"}],
+            "execute-api:ManageConnections": [post]}, pusher
+    roles = _of_type(template, "AWS::IAM::Role")
+    assert set(roles) == {app_functions.role_logical_id(n) for n in app_functions.load(ROOT).all}
+    for name, role in roles.items():
+        (policy,) = role["Properties"]["Policies"]
+        actions = set(_grants(policy["PolicyDocument"]))
+        assert not any(a.startswith("events:") or a.endswith("*") for a in actions), (name, actions)
+        assert "lambda:InvokeFunction" not in actions, name
 
 
 def test_zip_holds_runtime_code_and_linux_wheels_only(packaged: Path) -> None:

@@ -108,10 +108,35 @@ class ProjectConfig:
             raise DeployError(f"stage {stage!r} must set \"autogen_policy\": false and \"iam_policy_file\"")
         return self.project_dir / ".chalice" / str(name)
 
-    def authorizer_policy_file(self, stage: str) -> Path | None:
+    def function_policy_name(self, stage: str, function: str) -> str | None:
+        """The ``iam_policy_file`` ``lambda_functions.<function>`` names, if any."""
         functions = self.stage(stage).get("lambda_functions") or {}
-        name = (functions.get("ws_authorizer") or {}).get("iam_policy_file")
-        return self.project_dir / ".chalice" / str(name) if name else None
+        name = (functions.get(function) or {}).get("iam_policy_file")
+        return str(name) if name else None
+
+    def authorizer_policy_name(self, stage: str) -> str:
+        """The authorizers' policy file: ws_authorizer's, else ``policy-<stage>-authorizer.json``."""
+        return self.function_policy_name(stage, "ws_authorizer") or f"policy-{stage}-authorizer.json"
+
+    def push_policy_name(self, stage: str) -> str:
+        """The push handlers' policy file: api_handler's, else ``policy-<stage>-push.json``."""
+        return self.function_policy_name(stage, "api_handler") or f"policy-{stage}-push.json"
+
+    def assign_policy_files(self, stage: str, files: Mapping[str, str]) -> bool:
+        """Point ``lambda_functions.<name>.iam_policy_file`` at ``files[name]``; True if the file changed.
+
+        Other settings of each function (memory, timeout...) are kept.
+        """
+        functions = self.stage(stage).setdefault("lambda_functions", {})
+        changed = False
+        for function, filename in files.items():
+            entry = functions.setdefault(function, {})
+            if entry.get("iam_policy_file") != filename:
+                entry["iam_policy_file"] = filename
+                changed = True
+        if changed:
+            self.save()
+        return changed
 
     def resources(self, stage: str) -> StageResources:
         settings = self.stage(stage).get("stage_resources") or {}

@@ -11,6 +11,8 @@ from .aws import Aws, all_items, connect, error_code
 from .chalice_cli import deployed_path, read_deployed, run_chalice
 from .config import ProjectConfig
 from .errors import DeployError
+from .functions import AppFunctions
+from .functions import load as load_functions
 from .stack import delete_stack, deploy_stack
 from .wiring import wire
 
@@ -28,6 +30,7 @@ class DeploySummary:
     authorizer_id: str = ""
     deployment_id: str = ""
     websocket_url: str = ""
+    rest_api_url: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
     wiring_changes: tuple[str, ...] = ()
 
@@ -43,17 +46,30 @@ def _write_json_if_changed(path: Path, document: dict[str, Any]) -> bool:
     return True
 
 
-def write_policies(config: ProjectConfig, stage: str, aws: Aws, table_name: str, api_id: str | None) -> bool:
-    """The stage's policy files from known ARNs; True if either changed."""
-    handler = templates.handler_policy(
-        partition=aws.partition, region=aws.region, account_id=aws.account_id, app_name=config.app_name,
-        stage=stage, table_name=table_name, api_id=api_id, api_stage=config.api_gateway_stage(stage))
-    changed = _write_json_if_changed(config.policy_file(stage), handler)
-    authorizer_file = config.authorizer_policy_file(stage)
-    if authorizer_file is not None:
-        authorizer = templates.authorizer_policy(partition=aws.partition, region=aws.region,
-                                                 account_id=aws.account_id, app_name=config.app_name, stage=stage)
-        changed = _write_json_if_changed(authorizer_file, authorizer) or changed
+def write_policies(config: ProjectConfig, stage: str, aws: Aws, table_name: str, api_id: str | None,
+                   functions: AppFunctions) -> bool:
+    """The stage's policy files from known ARNs, and which function uses which; True if any changed.
+
+    Three files: the stage's (WebSocket handlers, notify), the authorizers'
+    (logs only) and the push handlers' (REST handler, EventBridge handlers:
+    read the table, post to this API). ``lambda_functions`` in
+    ``.chalice/config.json`` is pointed at them for every function the app has
+    (see ``functions``), so a new authorizer or rule cannot fall back to the
+    stage's wider policy.
+    """
+    where = {"partition": aws.partition, "region": aws.region, "account_id": aws.account_id,
+             "app_name": config.app_name, "stage": stage}
+    api = {"table_name": table_name, "api_id": api_id, "api_stage": config.api_gateway_stage(stage)}
+    changed = _write_json_if_changed(config.policy_file(stage), templates.handler_policy(**where, **api))
+    authorizer_name, push_name = config.authorizer_policy_name(stage), config.push_policy_name(stage)
+    files = {**{name: authorizer_name for name in functions.authorizers},
+             **{name: push_name for name in functions.pushers}}
+    changed = config.assign_policy_files(stage, files) or changed
+    policy_dir = config.policy_file(stage).parent
+    if functions.authorizers:
+        changed = _write_json_if_changed(policy_dir / authorizer_name, templates.authorizer_policy(**where)) or changed
+    if functions.pushers:
+        changed = _write_json_if_changed(policy_dir / push_name, templates.push_policy(**where, **api)) or changed
     return changed
 
 
@@ -111,6 +127,7 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
     config = ProjectConfig.load(project_dir)
     config.stage(stage)
     config.policy_file(stage)
+    functions = load_functions(project_dir)
     aws = aws or connect()
     summary = DeploySummary(stage=stage)
     report(f"==> deploying {config.app_name} stage {stage!r} to account {aws.account_id} in {aws.region}")
@@ -135,11 +152,16 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
     else:
         report(f"    {api_id} (from .chalice/deployed/{stage}.json)")
 
-    report("[3/5] IAM policy (least privilege: this table and its indexes, this API's connections)")
-    summary.policy_changed = write_policies(config, stage, aws, table_name, api_id)
-    report(f"    {config.policy_file(stage).name} " + ("written" if summary.policy_changed else "unchanged"))
+    report("[3/5] IAM policies (least privilege: this table and its indexes, this API's connections)")
+    summary.policy_changed = write_policies(config, stage, aws, table_name, api_id, functions)
+    names = [config.policy_file(stage).name]
+    names += [config.authorizer_policy_name(stage)] if functions.authorizers else []
+    names += [config.push_policy_name(stage)] if functions.pushers else []
+    report(f"    {', '.join(names)} " + ("written" if summary.policy_changed else "unchanged"))
 
-    report(f"[4/5] chalice deploy --stage {stage} (Lambdas, roles, routes in the API's draft)")
+    report(f"[4/5] chalice deploy --stage {stage} (Lambdas, roles, routes in the API's draft"
+           + (", the REST API and its authorizer" if functions.rest_api else "")
+           + (", EventBridge rules" if functions.event_rules else "") + ")")
     run_chalice(project_dir, ["deploy", "--stage", stage])
     summary.chalice_runs += 1
     deployed = read_deployed(project_dir, stage)
@@ -147,6 +169,7 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
         raise DeployError(f"chalice deploy did not use the websocket API {api_id} "
                           f"(.chalice/deployed/{stage}.json says {deployed and deployed.websocket_api_id!r})")
     summary.api_id = deployed.websocket_api_id
+    summary.rest_api_url = deployed.rest_api_url
 
     report("[5/5] authorizer wiring: REQUEST authorizer on $connect, invoke permission, then the stage")
     wiring = wire(aws, app_name=config.app_name, stage=stage, api_stage=config.api_gateway_stage(stage),
@@ -158,6 +181,8 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
     summary.websocket_url = (f"wss://{deployed.websocket_api_id}.execute-api.{aws.region}.amazonaws.com/"
                              f"{config.api_gateway_stage(stage)}")
     report(f"==> done: {summary.websocket_url}")
+    if summary.rest_api_url:
+        report(f"    REST API {summary.rest_api_url}")
     report(f"    user pool {result.outputs.get('UserPoolId')}, app client {result.outputs.get('UserPoolClientId')}, "
            f"table {table_name}")
     if result.outputs.get("HostedUiDomain"):

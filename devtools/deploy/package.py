@@ -1,12 +1,16 @@
 """``make package STAGE=S``: one CloudFormation (SAM) template with everything the stage needs.
 
 ``chalice package --merge-template`` writes ``dist/<stage>/sam.json`` and
-``deployment.zip``. The merge template (``dist/<stage>.merge.json``) adds the
-table, the user pool, client, domain and groups, the REQUEST authorizer, its
-invoke permission and outputs; it patches ``$connect`` to ``CUSTOM`` with the
-authorizer, the roles' policies (least privilege, by reference to the
-template's own table and API) and the env vars that name the pool, client and
-table.
+``deployment.zip``. Chalice itself packages the REST API (``AWS::Serverless::Api``
+with its TOKEN authorizer and their invoke permissions) and each
+``on_cw_event`` rule (a SAM ``CloudWatchEvent`` event source of its function,
+which SAM turns into the rule and its invoke permission). The merge template
+(``dist/<stage>.merge.json``) adds the table, the user pool, client, domain
+and groups, the WebSocket REQUEST authorizer, its invoke permission and
+outputs; it patches ``$connect`` to ``CUSTOM`` with the authorizer, every
+role's policy (least privilege, by reference to the template's own table and
+API: see ``devtools.deploy.functions`` for who gets which) and every
+function's env vars that name the pool, client and table.
 
 Chalice's merge can add and override but not remove, so one step follows it:
 Chalice's ``WebsocketAPIDeployment`` (made with no dependency on the routes)
@@ -27,6 +31,8 @@ from . import templates
 from .chalice_cli import run_chalice
 from .config import ProjectConfig
 from .errors import DeployError
+from .functions import AppFunctions, function_logical_id, role_logical_id
+from .functions import load as load_functions
 
 Report = Callable[[str], None]
 
@@ -38,6 +44,7 @@ AUTHORIZER = "WebsocketAuthorizer"
 AUTHORIZER_PERMISSION = "WebsocketAuthorizerInvokePermission"
 AUTHORIZER_FUNCTION = "WsAuthorizer"
 HANDLER_FUNCTIONS = ("WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "Notify")
+REST_API = "RestAPI"
 
 
 def _handler_policy(app_stage: str) -> dict[str, Any]:
@@ -52,6 +59,20 @@ def _handler_policy(app_stage: str) -> dict[str, Any]:
     ]}
 
 
+def _push_policy(app_stage: str) -> dict[str, Any]:
+    """The REST and EventBridge handlers: read the table and its indexes, POST to this API's connections."""
+    return {"Version": "2012-10-17", "Statement": [
+        _logs_statement(),
+        {"Sid": "ReadConnections", "Effect": "Allow", "Action": list(templates.PUSH_TABLE_ACTIONS),
+         "Resource": [{"Fn::GetAtt": [templates.TABLE, "Arn"]}]},
+        {"Sid": "QueryIndexes", "Effect": "Allow", "Action": list(templates.PUSH_INDEX_ACTIONS),
+         "Resource": [{"Fn::Sub": "${%s.Arn}/index/*" % templates.TABLE}]},
+        {"Sid": "PostToConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
+         "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+                                  "${%s}/%s/POST/@connections/*" % (API, app_stage)}]},
+    ]}
+
+
 def _logs_statement() -> dict[str, Any]:
     return {"Sid": "Logs", "Effect": "Allow",
             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
@@ -59,7 +80,7 @@ def _logs_statement() -> dict[str, Any]:
                                     "log-group:/aws/lambda/${AWS::StackName}-*"}}
 
 
-def merge_template(config: ProjectConfig, stage: str) -> dict[str, Any]:
+def merge_template(config: ProjectConfig, stage: str, functions: AppFunctions) -> dict[str, Any]:
     settings = config.resources(stage)
     env = config.environment(stage)
     api_stage = config.api_gateway_stage(stage)
@@ -92,14 +113,14 @@ def merge_template(config: ProjectConfig, stage: str) -> dict[str, Any]:
         "COGNITO_APP_CLIENT_IDS": {"Ref": templates.USER_POOL_CLIENT},
         "CONNECTIONS_TABLE": {"Ref": templates.TABLE},
     }
-    for function in (AUTHORIZER_FUNCTION, *HANDLER_FUNCTIONS):
-        resources[function] = {"Properties": {"Environment": {"Variables": variables}}}
-    resources[f"{AUTHORIZER_FUNCTION}Role"] = {"Properties": {"Policies": [{
-        "PolicyName": f"{AUTHORIZER_FUNCTION}RolePolicy",
-        "PolicyDocument": {"Version": "2012-10-17", "Statement": [_logs_statement()]}}]}}
-    for function in HANDLER_FUNCTIONS:
-        resources[f"{function}Role"] = {"Properties": {"Policies": [{
-            "PolicyName": f"{function}RolePolicy", "PolicyDocument": _handler_policy(api_stage)}]}}
+    for name in functions.all:
+        resources[function_logical_id(name)] = {"Properties": {"Environment": {"Variables": variables}}}
+    documents = {name: {"Version": "2012-10-17", "Statement": [_logs_statement()]} for name in functions.authorizers}
+    documents.update({name: _push_policy(api_stage) for name in functions.pushers})
+    documents.update({name: _handler_policy(api_stage) for name in functions.handlers})
+    for name, document in documents.items():
+        role = role_logical_id(name)
+        resources[role] = {"Properties": {"Policies": [{"PolicyName": f"{role}Policy", "PolicyDocument": document}]}}
     outputs = templates.stage_outputs()
     outputs["HostedUiDomain"] = {"Value": {"Fn::Sub": "https://${%s}.auth.${AWS::Region}.amazoncognito.com"
                                                       % templates.USER_POOL_DOMAIN}}
@@ -142,6 +163,7 @@ def finish_template(template: dict[str, Any]) -> dict[str, Any]:
 def package(project_dir: Path, stage: str, report: Report = print) -> Path:
     config = ProjectConfig.load(project_dir)
     config.stage(stage)
+    functions = load_functions(project_dir)
     dist = project_dir / "dist"
     out = dist / stage
     merge_path = dist / f"{stage}.merge.json"
@@ -150,8 +172,9 @@ def package(project_dir: Path, stage: str, report: Report = print) -> Path:
     if out.exists():
         shutil.rmtree(out)
     report(f"[1/3] merge template {merge_path.relative_to(project_dir)}: table, user pool, client, domain, "
-           "authorizer on $connect, invoke permission, policies, outputs")
-    merge_path.write_text(json.dumps(merge_template(config, stage), indent=2) + "\n")
+           "authorizer on $connect, invoke permission, policies of all "
+           f"{len(functions.all)} functions, outputs")
+    merge_path.write_text(json.dumps(merge_template(config, stage, functions), indent=2) + "\n")
     report(f"[2/3] chalice package --stage {stage} --merge-template {merge_path.relative_to(project_dir)}")
     # Packaging needs no credentials, but Chalice insists on a region; the template uses AWS::Region.
     os.environ.setdefault("AWS_DEFAULT_REGION", os.environ.get("AWS_REGION") or "us-east-1")

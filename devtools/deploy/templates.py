@@ -164,6 +164,40 @@ def handler_policy(*, partition: str, region: str, account_id: str, app_name: st
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+# What a push reads: the audience from the indexes (a user's or a topic's connections),
+# a connection's record (its endpoint; GET /me) and, for a broadcast, a Scan of the table.
+# Query/BatchWriteItem on the table: the broadcaster deletes the record of a
+# connection that answered 410 Gone (its item and subscriptions, by key).
+PUSH_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchWriteItem")
+PUSH_INDEX_ACTIONS = ("dynamodb:Query",)
+
+
+def push_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str,
+                table_name: str, api_id: str | None, api_stage: str) -> dict[str, Any]:
+    """The REST handler's and the EventBridge handler's policy: read the table, post to this API.
+
+    They only deliver back-end messages: the one write they may make is the
+    delete of a connection that answered 410 Gone (the broadcaster's clean-up);
+    no GET or DELETE of connections, and no ``events:PutEvents`` (publishing is
+    the back-end services' business).
+    ``api_id`` None leaves out the execute-api statement, as in ``handler_policy``.
+    """
+    table_arn = f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"
+    # Chalice names the REST handler <app>-<stage>, with no suffix: its log group is that name.
+    groups = f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}"
+    statements: list[dict[str, Any]] = [
+        _logs_statement([f"{groups}-*", groups, f"{groups}:*"]),
+        {"Sid": "ReadConnections", "Effect": "Allow", "Action": list(PUSH_TABLE_ACTIONS), "Resource": [table_arn]},
+        {"Sid": "QueryIndexes", "Effect": "Allow", "Action": list(PUSH_INDEX_ACTIONS),
+         "Resource": [f"{table_arn}/index/*"]},
+    ]
+    if api_id:
+        statements.append({
+            "Sid": "PostToConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
+            "Resource": [f"arn:{partition}:execute-api:{region}:{account_id}:{api_id}/{api_stage}/POST/@connections/*"]})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
 def authorizer_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str) -> dict[str, Any]:
     """The authorizer reads only the JWKS over HTTPS: logs, nothing else."""
     return {"Version": "2012-10-17", "Statement": [

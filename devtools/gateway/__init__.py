@@ -15,8 +15,20 @@ code runs unchanged in both places:
   Gateway's answers (410 Gone, 413 over 128 KB...), so a boto3
   ``apigatewaymanagementapi`` client works against ``WEBSOCKET_MANAGEMENT_URL``
   (set for the app to ``http://<host>:<port>/<stage>`` unless already set).
+* Lambda's ``Invoke`` (``lambda_api``) for the app's pure functions, and
+  EventBridge's ``PutEvents`` (``eventbridge_api``: ``POST /`` with
+  ``X-Amz-Target: AWSEvents.PutEvents``) for its ``on_cw_event`` rules, so
+  boto3 ``lambda``/``events`` clients and the AWS CLI work with
+  ``--endpoint-url http://<host>:<port>``.
 * Limits (``Limits``): 128 KB messages (1009 close), 10-minute idle and
-  2-hour lifetime (1001 close), all configurable.
+  2-hour lifetime (1001 close), all configurable. One bad client slows
+  nobody: a write to a client that is not reading may wait 10 s, then the
+  connection is dropped (1006, ``$disconnect``, 410 after); each connection's
+  outgoing queue holds 1 MiB (a POST over it answers 429
+  ``LimitExceededException``) and its incoming queue 1,000 messages / 8 MiB
+  (over it: close 1013); frames queued when a connection closes are dropped;
+  the authorizer and ``$connect`` run on their own thread pool; upgrade
+  headers over 10,240 bytes get a 431 that echoes nothing.
 * One log line per CONNECT/MESSAGE/DISCONNECT/management request:
   ``127.0.0.1 CONNECT $connect L0SM9cOFvHcCIhw= 200 3.1ms``. No headers or
   query strings are logged (they carry tokens).
@@ -41,8 +53,9 @@ Programmatic::
 
 ``LocalGateway(project_dir=".", *, app_module="app", app=None, stage="dev",
 host="127.0.0.1", port=8000, authorizer="ws_authorizer", limits=None,
-env_from_config=True, env=None, handler_workers=32, api_id="localwsapi",
-account_id="123456789012", logger=None, lose_disconnects=None)``:
+env_from_config=True, env=None, handler_workers=32, connect_workers=16,
+api_id="localwsapi", account_id="123456789012", logger=None,
+lose_disconnects=None)``:
 ``authorizer=""``/``None`` runs without one; ``app`` skips importing; ``env``
 overrides variables last.
 

@@ -10,7 +10,18 @@ Lifecycle of one connection, as on API Gateway:
    an oversize message closes with 1009; idle and lifetime limits close with
    1001; a failing handler makes the gateway send AWS's
    ``{"message": "Internal server error", ...}`` frame;
-4. any close -> ``$disconnect`` (exactly once).
+4. any close -> ``$disconnect`` (exactly once); frames still queued when the
+   connection closes are dropped, not run after the client left.
+
+One bad client slows nobody else: the authorizer and ``$connect`` have their
+own thread pool (``connect_workers``), so slow message handlers cannot delay
+new connections; frames to a client go through its own bounded outgoing
+queue and writer task, so a client that stops reading holds no poster and no
+other connection (a write stuck for ``Limits.write_timeout`` drops it, with
+``$disconnect``; a full queue answers POSTs 429); a client flooding frames
+faster than its handler is closed (1013) once its incoming queue is over
+``Limits.max_inbox_messages``/``max_inbox_bytes``; an upgrade request's
+headers over ``Limits.max_header_bytes`` get a 431 that echoes nothing.
 
 A handler's *return body* is never sent to the client: API Gateway only does
 that for two-way routes with a route response, and Chalice's ``$default`` has
@@ -34,7 +45,7 @@ from aiohttp import WSMsgType, web
 from chalice import Chalice
 
 from .appload import GatewayConfigError, ProjectConfig, load_app
-from .connections import CloseInfo, Connection, ConnectionGone, Frame, State
+from .connections import CloseInfo, Connection, ConnectionGone, Frame, OutboxFull, State
 from .events import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_API_ID,
@@ -48,7 +59,9 @@ from .events import (
     new_connection_id,
     now_ms,
 )
+from .httpserver import GatewayRunner, headers_too_large, runner_options
 from .invoke import AppInvoker, proxy_headers, proxy_status
+from .eventbridge_api import EventBridgeApi
 from .lambda_api import LambdaInvokeApi
 from .limits import Limits
 from .management import ManagementApi, error_response
@@ -61,6 +74,12 @@ LIFETIME = CloseInfo(code=1001, reason="Going away", cause="max connection lifet
 SHUTDOWN = CloseInfo(code=1001, reason="Going away", cause="gateway shutdown")
 TOO_BIG = CloseInfo(code=1009, reason="Message too big", cause="message over the size limit")
 LOST = CloseInfo(code=1006, reason="Connection lost", cause="connection lost")
+# The client took no data for Limits.write_timeout: the socket is aborted (no
+# close frame could get through), so the client sees 1006 and so does $disconnect.
+WRITE_TIMEOUT = CloseInfo(code=1006, reason="Connection lost", cause="write timeout: client not reading")
+INBOX_FULL = CloseInfo(code=1013, reason="Try again later", cause="incoming queue full")
+# How long a close handshake may take once the close frame is written.
+CLOSE_HANDSHAKE_SECONDS = 5.0
 
 # Off by default. When on, a connection whose upgrade request carried
 # LOSE_DISCONNECT_HEADER and that ends without a close frame gets no
@@ -112,6 +131,7 @@ class LocalGateway:
         env_from_config: bool = True,
         env: Mapping[str, str] | None = None,
         handler_workers: int = 32,
+        connect_workers: int = 16,
         api_id: str = DEFAULT_API_ID,
         account_id: str = DEFAULT_ACCOUNT_ID,
         logger: logging.Logger | None = None,
@@ -126,6 +146,7 @@ class LocalGateway:
         self.env_from_config = env_from_config
         self.env_overrides = dict(env or {})
         self.handler_workers = handler_workers
+        self.connect_workers = connect_workers
         self.api_id = api_id
         self.account_id = account_id
         self.log = logger or LOG
@@ -135,6 +156,7 @@ class LocalGateway:
         self._connections: dict[str, Connection] = {}
         self._runner: web.AppRunner | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._connect_executor: ThreadPoolExecutor | None = None
         self._invoker: AppInvoker | None = None
         self._saved_env: dict[str, str | None] = {}
         self._applied_env: dict[str, str] = {}
@@ -181,8 +203,12 @@ class LocalGateway:
         lambda_api = LambdaInvokeApi(stage=self.stage, app=lambda: self.app, call=self._invoke_function,
                                      log=self.log)
         web_app.add_routes(lambda_api.routes())
+        web_app.add_routes(EventBridgeApi(app=lambda: self.app, call=self._invoke_function, log=self.log,
+                                          account_id=self.account_id, region=lambda: self.region).routes())
         web_app.add_routes([web.get("/{stage}", self._upgrade), web.route("*", "/{tail:.*}", self._unknown)])
-        runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        runner = GatewayRunner(
+            web_app, access_log=None, handle_signals=False, **runner_options(self.limits.max_header_bytes)
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, backlog=2048, shutdown_timeout=1.0)
         try:
@@ -199,11 +225,15 @@ class LocalGateway:
             self._executor = ThreadPoolExecutor(
                 max_workers=self.handler_workers, thread_name_prefix="gateway-handler"
             )
+            self._connect_executor = ThreadPoolExecutor(
+                max_workers=self.connect_workers, thread_name_prefix="gateway-connect"
+            )
             self._invoker = AppInvoker(
                 self.app,
                 stage=self.stage,
                 authorizer=self._authorizer_name,
                 executor=self._executor,
+                connect_executor=self._connect_executor,
                 project_config=config,
             )
         except BaseException:
@@ -238,8 +268,11 @@ class LocalGateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._executor is not None:
-            executor, self._executor = self._executor, None
+        for name in ("_executor", "_connect_executor"):
+            executor = getattr(self, name)
+            if executor is None:
+                continue
+            setattr(self, name, None)
             if wait:
                 await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
             else:
@@ -360,6 +393,11 @@ class LocalGateway:
             return web.json_response({"message": "Upgrade Required"}, status=426)
         if self._stopping:
             return web.json_response({"message": "Service Unavailable"}, status=503)
+        header_bytes = sum(len(name) + len(value) for name, value in request.raw_headers)
+        if header_bytes > self.limits.max_header_bytes:
+            self._log_line(request.remote, "CONNECT", "-", "-", 431, started,
+                           f"request headers over {self.limits.max_header_bytes} bytes")
+            return headers_too_large()
         invoker = self._invoker
         assert invoker is not None
         api = self._api(request)
@@ -377,7 +415,7 @@ class LocalGateway:
                 rejection = rejection_for_exception(error)
                 return self._refuse(request, cid, started, rejection.status, rejection.detail)
 
-        connection = Connection(api=api, client=client)
+        connection = Connection(api=api, client=client, max_outbox_bytes=self.limits.max_outbox_bytes)
         self._connections[cid] = connection
         protocols: tuple[str, ...] = ()
         extra_headers: list[tuple[str, str]] = []
@@ -418,6 +456,7 @@ class LocalGateway:
             self._drop(connection)
             raise
         connection.ws = ws
+        connection.transport = request.transport
         connection.state = State.OPEN
         connection.touch()
         self._log_line(request.remote, "CONNECT", "$connect", cid, 200, started)
@@ -475,6 +514,7 @@ class LocalGateway:
 
     # ------------------------------------------------------- open connection
     async def _serve(self, connection: Connection) -> None:
+        writer = asyncio.ensure_future(self._write_loop(connection))
         worker = asyncio.ensure_future(self._work(connection))
         try:
             await self._read(connection)
@@ -482,16 +522,19 @@ class LocalGateway:
             connection.state = State.CLOSED
             self._connections.pop(connection.connection_id, None)
             connection.inbox.put_nowait(None)
-            await asyncio.shield(worker)
+            writer.cancel()
+            await asyncio.shield(worker)  # drops what is queued; a running handler finishes
+            connection.discard_outbox()
         await self._finish(connection)
 
     async def _read(self, connection: Connection) -> None:
         ws = connection.ws
         assert ws is not None
+        limits = self.limits
         while True:
             now = time.monotonic()
-            idle_left = connection.last_active + self.limits.idle_timeout - now
-            life_left = connection.opened_at + self.limits.max_lifetime - now
+            idle_left = connection.last_active + limits.idle_timeout - now
+            life_left = connection.opened_at + limits.max_lifetime - now
             if min(idle_left, life_left) <= 0:
                 await self._close_now(connection, IDLE if idle_left <= life_left else LIFETIME)
                 return
@@ -499,9 +542,21 @@ class LocalGateway:
                 msg = await ws.receive(timeout=min(idle_left, life_left))
             except asyncio.TimeoutError:
                 continue
+            except (ConnectionError, RuntimeError):  # e.g. an automatic pong to a dropped socket
+                connection.decide_close(LOST)
+                return
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 connection.touch()
-                connection.inbox.put_nowait(msg.data)
+                if connection.state is not State.OPEN:
+                    continue  # closing: nothing more is run
+                queued = connection.inbox.qsize()
+                if queued and (
+                    queued >= limits.max_inbox_messages
+                    or connection.inbox_bytes + len(msg.data) > limits.max_inbox_bytes
+                ):
+                    await self._close_now(connection, INBOX_FULL)
+                    return
+                connection.receive(msg.data)
             elif msg.type is WSMsgType.CLOSE:
                 code = int(msg.data) if msg.data is not None else 1005
                 reason = msg.extra or ""
@@ -522,13 +577,40 @@ class LocalGateway:
                 connection.decide_close(LOST)
                 return
 
+    def _abort(self, connection: Connection, info: CloseInfo) -> None:
+        """Drop the socket without a close handshake (the client is not reading one)."""
+        connection.decide_close(info)
+        transport = connection.transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()  # the read loop sees the loss and ends; $disconnect follows
+        connection.discard_outbox()
+
     async def _close_now(self, connection: Connection, info: CloseInfo) -> None:
+        """Close with a close frame, after what is already queued for the client.
+
+        Bounded: the queued frames get ``write_timeout`` (the writer drops a
+        stalled client by itself), the close frame and handshake another
+        ``write_timeout`` plus ``CLOSE_HANDSHAKE_SECONDS``; past that the
+        socket is aborted.
+        """
         connection.decide_close(info)
         ws = connection.ws
-        if ws is not None and not ws.closed:
-            chosen = connection.close_info or info
-            with contextlib.suppress(Exception):
-                await ws.close(code=chosen.code, message=chosen.reason.encode())
+        if ws is None or ws.closed:
+            return
+        chosen = connection.close_info or info
+        timeout = self.limits.write_timeout
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(connection.outbox.join(), timeout)
+        if ws.closed:
+            return
+        try:
+            await asyncio.wait_for(
+                ws.close(code=chosen.code, message=chosen.reason.encode()), timeout + CLOSE_HANDSHAKE_SECONDS
+            )
+        except asyncio.TimeoutError:
+            self._abort(connection, chosen)
+        except Exception:  # noqa: BLE001 - the socket is gone already
+            pass
 
     async def _request_close(self, connection: Connection, info: CloseInfo) -> None:
         """Close from outside the read loop (DELETE, shutdown) without waiting for it."""
@@ -538,13 +620,41 @@ class LocalGateway:
         if connection.decide_close(info):
             self._spawn(self._close_now(connection, info))
 
-    async def _work(self, connection: Connection) -> None:
-        """Run one connection's messages in arrival order."""
+    async def _write_loop(self, connection: Connection) -> None:
+        """Write one connection's outgoing frames in order; drop the client if one stalls."""
         while True:
-            frame = await connection.inbox.get()
-            if frame is None:
+            frame, size = await connection.outbox.get()
+            try:
+                await asyncio.wait_for(connection.write(frame), self.limits.write_timeout)
+            except asyncio.TimeoutError:
+                self.log.warning(
+                    "%s: a write waited %.1f s (client not reading); connection dropped",
+                    connection.connection_id,
+                    self.limits.write_timeout,
+                )
+                self._abort(connection, WRITE_TIMEOUT)
                 return
-            await self._dispatch(connection, frame)
+            except (ConnectionError, RuntimeError):  # closing or closed under us
+                connection.discard_outbox()
+                return
+            finally:
+                connection.written(size)
+
+    async def _work(self, connection: Connection) -> None:
+        """Run one connection's messages in arrival order; once it closes, drop the rest."""
+        while True:
+            item = await connection.inbox.get()
+            if item is None:
+                return
+            connection.inbox_bytes -= item.size
+            if connection.state is not State.OPEN and not item.started:
+                connection.dropped += 1
+                continue
+            connection.handling = True
+            try:
+                await self._dispatch(connection, item.frame)
+            finally:
+                connection.handling = False
 
     async def _dispatch(self, connection: Connection, frame: Frame) -> None:
         started = time.perf_counter()
@@ -571,8 +681,8 @@ class LocalGateway:
     ) -> None:
         request_id = (event or {}).get("requestContext", {}).get("requestId")
         body = {"message": message, "connectionId": connection.connection_id, "requestId": request_id}
-        with contextlib.suppress(ConnectionGone):
-            await connection.send(json.dumps(body))
+        with contextlib.suppress(ConnectionGone, OutboxFull):
+            connection.offer(json.dumps(body))
 
     async def _finish(self, connection: Connection) -> None:
         """Run $disconnect once, after the connection's last message."""
@@ -584,7 +694,8 @@ class LocalGateway:
         info = connection.close_info or LOST
         invoker = self._invoker
         started = time.perf_counter()
-        if info.code == LOST.code and self._loses_disconnect(connection):
+        dropped = f"; {connection.dropped} queued messages dropped" if connection.dropped else ""
+        if info == LOST and self._loses_disconnect(connection):
             self._log_line(connection.client.source_ip, "DISCONNECT", "-", connection.connection_id, 0, started,
                            f"{info.code} {info.cause}; $disconnect lost on purpose ({LOSE_DISCONNECT_HEADER})")
             return
@@ -603,7 +714,7 @@ class LocalGateway:
             connection.connection_id,
             status,
             started,
-            f"{info.code} {info.cause}",
+            f"{info.code} {info.cause}{dropped}",
         )
 
     def _loses_disconnect(self, connection: Connection) -> bool:

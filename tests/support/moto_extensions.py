@@ -15,6 +15,18 @@ already supports behaves:
   would be None). Minimal models for UserPool, UserPoolClient, UserPoolDomain
   and UserPoolGroup are added, creating the pools through moto's own
   cognito-idp backend, so the stage template deploys unchanged.
+- API Gateway (REST) imports only OpenAPI 3 documents (``ImportRestApi`` and
+  ``PutRestApi`` refuse Swagger 2.0, and ``ImportRestApi`` fails with a 500
+  on a document without ``info.description``), and it ignores
+  ``securityDefinitions``. Chalice deploys its REST API as Swagger 2.0 with
+  its ``@app.authorizer`` functions there. Swagger 2.0 documents are let
+  through moto's own import (same paths, methods and integrations), and
+  their ``x-amazon-apigateway-authorizer`` definitions become moto
+  authorizers attached to the methods that name them in ``security``, as
+  API Gateway does on import.
+- EventBridge rules and targets, and ``lambda:AddPermission`` for
+  ``events.amazonaws.com`` (what Chalice deploys for ``on_cw_event``), need
+  nothing: moto has them.
 """
 from __future__ import annotations
 
@@ -25,6 +37,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote
 
+from moto.apigateway import models as rest_models
 from moto.apigatewayv2 import models as apigw_models
 from moto.apigatewayv2 import urls as apigw_urls
 from moto.apigatewayv2.responses import ApiGatewayV2Response
@@ -169,6 +182,69 @@ def _harness_view(request: Any, full_url: str, headers: Any) -> Any:
 
 
 moto_api_urls.url_paths["{0}/moto-api/harness/apigatewayv2/(?P<api_id>[^/]+)$"] = _harness_view
+
+
+# --- API Gateway (REST): Swagger 2.0 import with custom authorizers ---------------------------
+
+_original_import_rest_api = rest_models.APIGatewayBackend.import_rest_api
+_original_put_rest_api = rest_models.APIGatewayBackend.put_rest_api
+
+
+def _is_swagger2(api_doc: Any) -> bool:
+    return isinstance(api_doc, dict) and str(api_doc.get("swagger", "")).startswith("2")
+
+
+def _import_rest_api(self: Any, api_doc: dict[str, Any], fail_on_warnings: bool) -> Any:
+    if not _is_swagger2(api_doc):
+        return _original_import_rest_api(self, api_doc, fail_on_warnings)
+    info = api_doc.get("info") or {}
+    api = self.create_rest_api(name=info.get("title", ""), description=info.get("description", ""))
+    self.put_rest_api(api.id, api_doc, fail_on_warnings=fail_on_warnings)
+    return api
+
+
+def _put_rest_api(self: Any, function_id: str, api_doc: dict[str, Any], fail_on_warnings: bool,
+                  mode: str = "merge") -> Any:
+    if not _is_swagger2(api_doc):
+        return _original_put_rest_api(self, function_id, api_doc, fail_on_warnings, mode=mode)
+    # moto's path/method/integration reading is the same for both versions; only its
+    # version check and its OpenAPI 3 validator refuse Swagger 2.0.
+    as_openapi = {key: value for key, value in api_doc.items() if key != "swagger"}
+    as_openapi["openapi"] = "3.0.1"
+    api = _original_put_rest_api(self, function_id, as_openapi, False, mode=mode)
+    _apply_authorizers(self, api, api_doc)
+    return api
+
+
+def _apply_authorizers(backend: Any, api: Any, api_doc: dict[str, Any]) -> None:
+    """``securityDefinitions`` -> authorizers (replacing same-named ones); ``security`` -> CUSTOM methods."""
+    ids: dict[str, str] = {}
+    for name, definition in (api_doc.get("securityDefinitions") or {}).items():
+        settings = (definition or {}).get("x-amazon-apigateway-authorizer")
+        if not settings:
+            continue
+        for stale in [a for a in api.authorizers.values() if a.name == name]:
+            del api.authorizers[stale.id]
+        source = settings.get("identitySource") or (
+            f"method.request.{definition.get('in', 'header')}.{definition.get('name', 'Authorization')}")
+        authorizer = backend.create_authorizer(
+            api.id, name, str(settings.get("type", "token")).upper(),
+            auth_type=definition.get("x-amazon-apigateway-authtype"), authorizer_uri=settings.get("authorizerUri"),
+            authorizer_credentials=settings.get("authorizerCredentials"), identity_source=source,
+            authorizer_result_ttl=settings.get("authorizerResultTtlInSeconds"))
+        ids[name] = authorizer.id
+    for path, methods in (api_doc.get("paths") or {}).items():
+        resource = api.get_resource_for_path(path)
+        for verb, method_doc in (methods or {}).items():
+            method = resource.resource_methods.get(verb.upper()) if resource is not None else None
+            names = [name for requirement in (method_doc or {}).get("security") or [] for name in requirement]
+            if method is not None and names and names[0] in ids:
+                method.authorization_type = "CUSTOM"
+                method.authorizer_id = ids[names[0]]
+
+
+rest_models.APIGatewayBackend.import_rest_api = _import_rest_api
+rest_models.APIGatewayBackend.put_rest_api = _put_rest_api
 
 
 # --- CloudFormation: AWS::Cognito::* ---------------------------------------------------------
