@@ -1,6 +1,6 @@
 # The project's interface. Every target installs what it needs first, so each
 # works on a fresh clone: `make test`, `make run`, `make token USER=alice`,
-# `make deploy STAGE=dev`, `make delete STAGE=dev`, `make package STAGE=prod`,
+# `make local`, `make deploy STAGE=dev`, `make delete STAGE=dev`, `make package STAGE=prod`,
 # `make bench`.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,8 +11,15 @@ PORT ?= 8000
 # `make token USER=alice`: USER from the command line, else the demo user
 # (the shell's own $USER is not what anyone means here).
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),demo)
+# `make token USER=carol GROUPS=publishers`: pool groups to put the user in first
+# (command line only, like USER: bash has a GROUPS variable of its own).
+TOKEN_GROUPS := $(if $(filter command line,$(origin GROUPS)),$(GROUPS),)
+# `make local`: chalice local's port (default: the running stack's gateway port + 2)
+# and the stack's state file (default .local/stack.json).
+LOCAL_PORT ?=
+STATE_FILE ?=
 
-.PHONY: deps test run token deploy delete package bench clean
+.PHONY: deps test run token local deploy delete package bench clean
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	@echo "==> installing Python dependencies into $(VENV)"
@@ -39,7 +46,12 @@ run: deps
 	@$(BIN)/python -m devtools.stack --stage $(STAGE) --port $(PORT)
 
 token: deps
-	@$(BIN)/python -m devtools.token --user $(TOKEN_USER)
+	@$(BIN)/python -m devtools.token --user $(TOKEN_USER)$(if $(TOKEN_GROUPS), --groups $(TOKEN_GROUPS))
+
+# Runs exactly `chalice local --stage local --port <port>`, with the running
+# stack's ids and endpoints (.local/stack.json) in its environment.
+local: deps
+	@$(BIN)/python -m devtools.chalice_local$(if $(LOCAL_PORT), --port $(LOCAL_PORT))$(if $(STATE_FILE), --state-file $(STATE_FILE))
 
 deploy: deps
 	@$(BIN)/python -m devtools.deploy deploy --stage $(STAGE)

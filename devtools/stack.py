@@ -2,8 +2,10 @@
 
 Starts DynamoDB Local (the connections table created from ``chalicelib.schema``,
 the definition deployment uses), a local Cognito on moto's server (a user
-pool, an app client and a demo user), and the WebSocket gateway serving
-``app.py`` with the stage's settings pointed at those two. Ctrl-C stops all of it.
+pool, an app client and a demo user), the WebSocket gateway serving
+``app.py`` with the stage's settings pointed at those two, and the app's REST
+API (Chalice's local server, ``devtools.chalice_local.RestServer``) on the
+gateway's port + 1 with the same settings. Ctrl-C stops all of it.
 The running stack's endpoints are written to ``.local/stack.json`` for
 ``make token`` and the end-to-end tests.
 """
@@ -40,19 +42,22 @@ def _say(message: str) -> None:
 
 
 class LocalStack:
-    """The three local services, started in order and stopped in reverse."""
+    """The local services, started in order and stopped in reverse."""
 
     def __init__(self, stage: str, host: str, port: int, demo_user: str, state_file: Path,
-                 env_overrides: dict[str, str] | None = None) -> None:
+                 env_overrides: dict[str, str] | None = None, rest_port: int | None = None) -> None:
         self.stage = stage
         self.host = host
         self.port = port
+        # The REST API: the gateway's port + 1, or any free port when the gateway's is.
+        self.rest_port = rest_port
         self.demo_user = demo_user
         self.state_file = state_file
         self.env_overrides = env_overrides or {}
         self.dynamodb: Any = None
         self.moto: Any = None
         self.gateway: Any = None
+        self.rest: Any = None
 
     async def start(self) -> dict[str, Any]:
         from devtools.dynamodb_local import DynamoDBLocal
@@ -98,12 +103,19 @@ class LocalStack:
         if "ALLOWED_ORIGINS" not in self.env_overrides:
             os.environ["ALLOWED_ORIGINS"] = ",".join(sorted(origins))
 
+        from devtools.chalice_local import RestServer
+
+        rest_port = self.rest_port if self.rest_port is not None else (self.gateway.port + 1 if self.port else 0)
+        self.rest = RestServer(self.stage, self.host, rest_port).start()
+        _say(f"REST API at {self.rest.url} (the same settings)")
+
         state = {
             "pid": os.getpid(),
             "stage": self.stage,
             "ws_url": self.gateway.url,
             "http_url": f"http://{self.host}:{self.gateway.port}",
             "management_url": self.gateway.management_url,
+            "rest_url": self.rest.url,
             "dynamodb_endpoint": self.dynamodb.endpoint_url,
             "table": table,
             "cognito": {"endpoint_url": pool.endpoint_url, "region": pool.region,
@@ -116,6 +128,8 @@ class LocalStack:
         return state
 
     async def stop(self) -> None:
+        if self.rest is not None:
+            self.rest.stop()
         if self.gateway is not None:
             await self.gateway.stop()
         for service in (self.moto, self.dynamodb):
@@ -130,7 +144,9 @@ def _banner(state: dict[str, Any]) -> str:
 Local stack ready (stage {state['stage']}).
   WebSocket URL    {state['ws_url']}
   Management API   {state['management_url']}
+  REST API         {state['rest_url']}  (GET /me; POST /users/<sub>/messages, /topics/<t>/messages, /messages)
   Lambda invoke    {state['http_url']}  (aws lambda invoke --endpoint-url ... --function-name notify)
+  EventBridge      {state['http_url']}  (aws events put-events --endpoint-url ... : PutEvents for the app's rules)
   Cognito          {pool['endpoint_url']}  pool {pool['pool_id']}  client {pool['client_id']}
   DynamoDB Local   {state['dynamodb_endpoint']}  table {state['table']}
 
@@ -140,13 +156,15 @@ Connect:
   TOKEN=$(make -s token USER={state['demo_user']} | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   npx wscat -c "{state['ws_url']}" -H "Authorization: Bearer $TOKEN"
   > {{"action":"sendmessage","data":"hello"}}
+Who am I, over REST:
+  curl -H "Authorization: Bearer $TOKEN" {state['rest_url']}/me
 Ctrl-C stops everything.
 """
 
 
 async def _run(args: argparse.Namespace) -> int:
     stack = LocalStack(args.stage, args.host, args.port, args.demo_user, args.state_file,
-                       dict(kv.split("=", 1) for kv in args.set))
+                       dict(kv.split("=", 1) for kv in args.set), args.rest_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -172,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")),
                         help="gateway port (0 = any free port)")
+    parser.add_argument("--rest-port", type=int, default=None,
+                        help="REST API port (default: the gateway's port + 1; any free port with --port 0)")
     parser.add_argument("--demo-user", default="demo")
     parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -1,7 +1,9 @@
 """``make token USER=alice``: sign a user up and in against the local Cognito.
 
 Prints ``{"id_token": ..., "access_token": ...}`` as one JSON line, so it can be
-piped: ``make token USER=alice | jq -r .access_token``.
+piped: ``make token USER=alice | jq -r .access_token``. ``GROUPS=publishers``
+(comma-separated) puts the user in those pool groups first (created if
+missing), so the tokens carry ``cognito:groups``.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--user", default="demo", help="user name (signed up on first use)")
     parser.add_argument("--password", default=cognito_local.DEFAULT_PASSWORD)
+    parser.add_argument("--groups", default="", help="comma-separated pool groups to put the user in first")
     parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE)
     args = parser.parse_args(argv)
     try:
@@ -26,7 +29,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     pool = cognito_local.LocalPool(**state["cognito"])
+    groups = [group.strip() for group in args.groups.split(",") if group.strip()]
     try:
+        if groups:
+            cognito_local.sign_up(pool, args.user, args.password)
+            for group in groups:
+                cognito_local.ensure_group(pool, group, args.user)
         tokens = cognito_local.tokens_for(pool, args.user, args.password)
     except Exception as error:  # the CLI's last line of defence: say what failed
         print(f"error: could not get a token for {args.user!r}: {error}", file=sys.stderr)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.settings import DEFAULT_TOKEN_SOURCES, Settings, SettingsError, load_settings
+from devtools.chalice_local import FROM_STACK, LOCAL_STAGE, stack_environment
 from tests.support.builders import chalice_config, settings_env, stage_environment
 
 BASE = {
@@ -10,6 +11,15 @@ BASE = {
     "COGNITO_APP_CLIENT_IDS": "client1, client2",
     "CONNECTIONS_TABLE": "connections",
     "ALLOWED_ORIGINS": "https://app.example.com",
+}
+
+
+# What `make run` writes to .local/stack.json (the fields `make local` reads).
+SAMPLE_STACK = {
+    "ws_url": "ws://127.0.0.1:8000/dev", "management_url": "http://127.0.0.1:8000/dev",
+    "dynamodb_endpoint": "http://127.0.0.1:45678", "table": "ws-cognito-dev-connections",
+    "cognito": {"endpoint_url": "http://127.0.0.1:45679", "region": "us-east-1",
+                "pool_id": "us-east-1_0123456789abcdef", "client_id": "abcdef0123456789abcdef0123"},
 }
 
 
@@ -123,9 +133,37 @@ def test_every_stage_in_chalice_config_loads_and_dev_has_the_seed_allow_lists() 
     """The stages' own environment (global, then stage), as Chalice merges it."""
     config = chalice_config()
     assert "TOKEN_SOURCES" not in config.get("environment_variables", {})
-    loaded = {stage: load_settings(stage_environment(stage)) for stage in config["stages"]}
+    # The local stage gets the running stack's ids and endpoints from `make local`, as here.
+    loaded = {stage: load_settings({**(stack_environment(SAMPLE_STACK) if stage == LOCAL_STAGE else {}),
+                                    **stage_environment(stage)})
+              for stage in config["stages"]}
+    assert set(loaded) == {"dev", "prod", LOCAL_STAGE}
+    assert loaded["dev"].push_groups == loaded[LOCAL_STAGE].push_groups == frozenset({"publishers"})
+    assert not loaded["prod"].push_groups and not loaded["prod"].push_scopes
     for stage in ("dev", "prod"):
         assert loaded[stage].token_sources == ("header", "query", "protocol", "cookie"), stage
         assert loaded[stage].allowed_origins, stage
     assert loaded["dev"].context_query_params == ("clientQueryParameter",)
     assert loaded["dev"].context_headers == ("clientheader",)  # matched case-insensitively
+
+
+def test_push_permissions_are_any_of_lists_and_default_to_nobody() -> None:
+    assert (load_settings(env()).push_groups, load_settings(env()).push_scopes) == (frozenset(), frozenset())
+    loaded = load_settings(env(PUSH_GROUPS="publishers, ops", PUSH_SCOPES="ws-cognito/push"))
+    assert loaded.push_groups == frozenset({"publishers", "ops"})
+    assert loaded.push_scopes == frozenset({"ws-cognito/push"})
+
+
+def test_the_local_stage_leaves_the_stacks_values_to_make_local() -> None:
+    """Chalice puts a stage's environment_variables over the process's: a local stage naming one of
+    these would override what `make local` reads from .local/stack.json."""
+    local = chalice_config()["stages"][LOCAL_STAGE]
+    assert not set(local.get("environment_variables", {})) & set(FROM_STACK)
+    assert not set(chalice_config().get("environment_variables", {})) & set(FROM_STACK)
+    loaded = load_settings({**stack_environment(SAMPLE_STACK), **stage_environment(LOCAL_STAGE)})
+    assert loaded.user_pool_ids == ("us-east-1_0123456789abcdef",)
+    assert loaded.issuers == {
+        "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_0123456789abcdef":
+            "http://127.0.0.1:45679/us-east-1_0123456789abcdef/.well-known/jwks.json"}
+    assert loaded.management_url == "http://127.0.0.1:8000/dev"
+    assert loaded.connections_table == "ws-cognito-dev-connections"
