@@ -2,20 +2,29 @@
 
 Lambdas: ``ws_authorizer`` (the WebSocket API's REQUEST authorizer), the
 ``$connect``/``$default``/``$disconnect`` handlers, and ``notify`` for other
-back-end services. Importing this module must stay cheap and must not import
-boto3: the authorizer Lambda imports it on every cold start.
+back-end services; ``eventbridge_push``, the target of an EventBridge rule on
+``<app>.push`` events, delivers the same way. Importing this module must stay
+cheap and must not import boto3: the authorizer Lambda imports it on every
+cold start.
+
+The REST API (``rest_authorizer``, a TOKEN authorizer on the same verifier;
+``GET /me`` and the push routes, served by Chalice's ``api_handler``) is for
+back-end services over HTTPS and for quick checks with ``chalice local``.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from chalice import Chalice
-from chalice.app import WebsocketEvent
+from chalice.app import AuthRequest, AuthResponse, CloudWatchEvent, WebsocketEvent
+from chalice.app import Response as RestResponse
 
 from chalicelib import runtime
+from chalicelib.push import event_pattern
 
 if TYPE_CHECKING:  # names only: the authorizer's cold start imports nothing it does not run
     from chalicelib.authorizer import Policy
+    from chalicelib.push_events import PushEventResult
     from chalicelib.service import NotifyResult, Response
 
 app = Chalice(app_name="ws-cognito")
@@ -45,7 +54,51 @@ def disconnect(event: WebsocketEvent) -> Response:
     return runtime.service().on_disconnect(event.to_dict())
 
 
+# -- REST API: the same verifier and settings; pushes need PUSH_GROUPS / PUSH_SCOPES --------
+
+
+# ttl_seconds=0: API Gateway calls the authorizer on every request, so a token's
+# expiry is honoured to the second (a cached Allow would outlive it).
+@app.authorizer(ttl_seconds=0, header="Authorization")
+def rest_authorizer(auth_request: AuthRequest) -> AuthResponse | Policy:
+    """TOKEN authorizer: raises 'Unauthorized' (401), or a Deny (403), or the routes allowed."""
+    return runtime.rest_authorize(auth_request)
+
+
+@app.route("/me", methods=["GET"], authorizer=rest_authorizer)
+def me() -> RestResponse:
+    """The verified identity and the caller's own open WebSocket connections."""
+    return runtime.rest_me(app.current_request)
+
+
+@app.route("/users/{userId}/messages", methods=["POST"], authorizer=rest_authorizer)
+def push_to_user(userId: str) -> RestResponse:  # noqa: N803 (Chalice passes the path parameter by name)
+    """``{"data": ...}`` to every connection of one user (by sub, or ``?by=username``)."""
+    return runtime.rest_push(app.current_request, "user", userId)
+
+
+@app.route("/topics/{topic}/messages", methods=["POST"], authorizer=rest_authorizer)
+def push_to_topic(topic: str) -> RestResponse:
+    """``{"data": ...}`` to the topic's subscribers."""
+    return runtime.rest_push(app.current_request, "topic", topic)
+
+
+@app.route("/messages", methods=["POST"], authorizer=rest_authorizer)
+def push_to_all() -> RestResponse:
+    """``{"data": ...}`` to every connection."""
+    return runtime.rest_push(app.current_request, "all")
+
+
 @app.lambda_function(name="notify")
 def notify(event: dict[str, Any], context: object) -> NotifyResult:
     """``{"userId"|"username": ..., "data": ...}`` -> pushed to all that user's connections."""
     return runtime.service().notify(event)
+
+
+@app.on_cw_event(event_pattern(app.app_name), name="eventbridge_push")
+def eventbridge_push(event: CloudWatchEvent) -> PushEventResult:
+    """EventBridge ``<app>.push`` events (UserNotification, TopicMessage, Broadcast): notify's delivery.
+
+    Bad detail is logged and dropped, never raised: Lambda would retry it.
+    """
+    return runtime.push_event(event.to_dict())

@@ -31,6 +31,7 @@ MANAGEMENT_READ_TIMEOUT = 5.0
 # (throttling) or ~25 ms and ~50 ms (5xx) on average; a reply or a fan-out in
 # a Lambda invocation would rather report one post failed than wait longer.
 MANAGEMENT_MAX_ATTEMPTS = 3
+NO_RETRY_AFTER_SEND_ID = "ws-cognito-no-retry-after-send"
 
 _EXECUTE_API = re.compile(
     r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$", re.IGNORECASE)
@@ -74,10 +75,11 @@ def management_client(endpoint_url: str) -> Any:
     its keep-alive connections and shares one retry quota. The connection pool
     holds ``BROADCAST_WORKERS`` connections, one per broadcast thread. Retries
     are botocore's ``standard`` mode: throttling (``LimitExceededException``,
-    429) and 5xx/connection errors are retried with jittered exponential
-    backoff, a 410 ``GoneException`` or a 4xx is not; ``adaptive`` mode would
-    add a client-side rate limiter that, once tripped, blocks every later post
-    of the container on a token bucket. Parameter validation is off: the
+    429), 5xx and connection errors are retried with jittered exponential
+    backoff, a 410 ``GoneException`` or a 4xx is not, and a post that may
+    already have been delivered is not either (``_refuse_retry_after_send``);
+    ``adaptive`` mode would add a client-side rate limiter that, once tripped,
+    blocks every later post of the container on a token bucket. Parameter validation is off: the
     Broadcaster always passes a str id and bytes, and validation is a
     measurable share of each post's CPU when thousands of posts share one GIL.
     """
@@ -99,8 +101,42 @@ def management_client(endpoint_url: str) -> Any:
                 )
                 client = _boto3_session().client("apigatewaymanagementapi",
                                                  endpoint_url=endpoint_url, config=config)
+                service = client.meta.service_model.service_id.hyphenize()
+                client.meta.events.register_first(f"needs-retry.{service}", _refuse_retry_after_send,
+                                                  unique_id=NO_RETRY_AFTER_SEND_ID)
                 _management[endpoint_url] = client
     return client
+
+
+def _refuse_retry_after_send(caught_exception: BaseException | None = None, **_: Any) -> None:
+    """A ``needs-retry`` handler: no retry for a post that may already have been delivered.
+
+    botocore's ``standard`` mode retries every ``HTTPClientError``, the read
+    timeout included, and a post that timed out while API Gateway was still
+    answering has often been delivered: a slow reader got the same message
+    up to three times. Only what cannot have been delivered may be retried:
+    a ``ConnectionError`` (refused, connect timeout, TLS or proxy failure:
+    the request never left), throttling (429) and 5xx answers (not
+    exceptions; they reach the standard handler untouched). Any other
+    ``HTTPClientError`` (``ReadTimeoutError``, ``ConnectionClosedError``: the
+    request was sent, the answer lost) is re-raised here, which ends the call
+    with that error: the Broadcaster reports the post ``failed``.
+
+    Why this hook: ``Config(retries=...)`` has no per-error switch, and
+    replacing the standard handler (a custom ``RetryPolicy`` with a narrower
+    ``TransientRetryableChecker``) means rebuilding botocore's private
+    ``register_retry_handler`` wiring and the ``retry-config-<service>``
+    unique id it relies on. ``needs-retry.<service>`` is botocore's public
+    event for this decision; this handler is registered first, so it runs
+    before the standard one. It returns None otherwise ("no opinion"), and
+    raising, botocore's usual way for a handler to end a call, works the same
+    in every botocore version (newer ones also read a False answer as "do not
+    retry", older ones as "retry now"). A vetoed post takes no retry quota.
+    """
+    from botocore.exceptions import ConnectionError as NotSentError, HTTPClientError
+
+    if isinstance(caught_exception, HTTPClientError) and not isinstance(caught_exception, NotSentError):
+        raise caught_exception
 
 
 def reset_clients() -> None:

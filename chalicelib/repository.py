@@ -23,15 +23,17 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from .schema import (
     BY_TOPIC_INDEX, BY_USER_ID_INDEX, BY_USERNAME_INDEX, CONNECTION_PREFIX, META_SK, TOPIC_PREFIX,
 )
+from .validation import MAX_ID_LENGTH, MAX_TOPIC_LENGTH, check_id, check_topic
 
 logger = logging.getLogger("ws.repository")
 
 ClaimValue = str | int | float | bool
 
-MAX_TOPIC_LENGTH = 128
-MAX_ID_LENGTH = 1024  # keys are capped at 2048 bytes; stay well under it
 BATCH_WRITE_LIMIT = 25  # BatchWriteItem's per-call maximum
 MAX_BATCH_ATTEMPTS = 8
+# On the connection's META item: how many subscriptions it holds, kept by the
+# same transactions that write them, so a limit holds under concurrent Lambdas.
+SUBSCRIPTION_COUNT = "subscriptions"
 
 
 class ConnectionExists(Exception):
@@ -50,29 +52,20 @@ class ConnectionNotFound(Exception):
         self.connection_id = connection_id
 
 
+class SubscriptionLimitReached(Exception):
+    """The connection already holds as many subscriptions as allowed; nothing was written."""
+
+    def __init__(self, connection_id: str, limit: int) -> None:
+        super().__init__(f"connection {connection_id!r} already holds {limit} subscriptions")
+        self.connection_id = connection_id
+        self.limit = limit
+
+
 # -- validation ---------------------------------------------------------------------
 
-def _is_control(char: str) -> bool:
-    code = ord(char)
-    return code < 0x20 or 0x7F <= code < 0xA0
-
-
-def validate_topic(topic: Any) -> str:
-    if not isinstance(topic, str):
-        raise ValueError("topic must be a string")
-    if not 1 <= len(topic) <= MAX_TOPIC_LENGTH:
-        raise ValueError(f"topic must be 1-{MAX_TOPIC_LENGTH} characters long (got {len(topic)})")
-    if any(_is_control(c) for c in topic):
-        raise ValueError("topic must not contain control characters")
-    return topic
-
-
-def _validate_id(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{what} must be a non-empty string")
-    if len(value) > MAX_ID_LENGTH:
-        raise ValueError(f"{what} is too long ({len(value)} > {MAX_ID_LENGTH} characters)")
-    return value
+# Both raise validation.TextRefused (a ValueError) before any DynamoDB call.
+validate_topic = check_topic  # 1-MAX_TOPIC_LENGTH characters of safe text
+_validate_id = check_id  # connection ids, subs, usernames: 1-MAX_ID_LENGTH characters of safe text
 
 
 # -- typed attribute values ---------------------------------------------------------
@@ -214,6 +207,19 @@ def _error_code(error: BaseException) -> str:
     return str((response.get("Error") or {}).get("Code") or "")
 
 
+_CONDITION_FAILED = "ConditionalCheckFailed"
+
+
+def _cancellation_codes(error: BaseException) -> list[str] | None:
+    """Per-item reason codes of a cancelled two-item transaction (``"None"`` for an item that passed);
+    None when ``error`` is not a TransactionCanceledException."""
+    if _error_code(error) != "TransactionCanceledException":
+        return None
+    reasons = (getattr(error, "response", None) or {}).get("CancellationReasons") or []
+    codes = [str((reason or {}).get("Code") or "None") for reason in reasons]
+    return (codes + ["None", "None"])[:2]
+
+
 class ConnectionRepository:
     def __init__(self, table_name: str, client: Any | None = None,
                  sleep: Callable[[float], None] = time.sleep, query_page_size: int | None = None) -> None:
@@ -244,6 +250,8 @@ class ConnectionRepository:
     def put_connection(self, record: ConnectionRecord) -> None:
         _validate_id(record.connection_id, "connection_id")
         _validate_id(record.user_id, "user_id")
+        if record.username:
+            _validate_id(record.username, "username")
         try:
             self.client.put_item(TableName=self.table_name, Item=record.to_item(),
                                  ConditionExpression="attribute_not_exists(pk)")
@@ -329,14 +337,23 @@ class ConnectionRepository:
 
     # -- subscriptions -------------------------------------------------------------
 
-    def subscribe(self, connection_id: str, topic: str) -> None:
-        """Store the subscription only while the connection exists (one transaction).
+    def subscribe(self, connection_id: str, topic: str, max_subscriptions: int | None = None) -> None:
+        """Store the subscription only while the connection exists and is under its limit (one transaction).
 
+        One TransactWriteItems: an Update of the connection's META item that
+        counts the subscription (``subscriptions``; conditioned on the item
+        existing and, with ``max_subscriptions``, on the count being under it)
+        and a Put of the subscription conditioned on it not being stored yet.
+        The count therefore stays exact when one connection's frames run in
+        parallel Lambdas, and a refused subscribe writes nothing. Subscribing
+        twice is idempotent: the second Put's condition fails, nothing changes.
         The item copies the connection's ``ttl`` so TTL removes both together.
-        Subscribing twice overwrites the same item, so it is idempotent.
+        Raises ConnectionNotFound or SubscriptionLimitReached.
         """
         _validate_id(connection_id, "connection_id")
         validate_topic(topic)
+        if max_subscriptions is not None and (type(max_subscriptions) is not int or max_subscriptions < 1):
+            raise ValueError("max_subscriptions must be a positive integer or None")
         meta = self.client.get_item(TableName=self.table_name, Key=connection_key(connection_id),
                                     ConsistentRead=True, ProjectionExpression="#ttl",
                                     ExpressionAttributeNames={"#ttl": "ttl"}).get("Item")
@@ -349,27 +366,71 @@ class ConnectionRepository:
         }
         if "ttl" in meta:
             item["ttl"] = meta["ttl"]
+        condition = "attribute_exists(pk)"
+        values: dict[str, Any] = {":one": {"N": "1"}}
+        if max_subscriptions is not None:
+            condition += " AND (attribute_not_exists(#subs) OR #subs < :max)"
+            values[":max"] = {"N": str(max_subscriptions)}
         try:
             self.client.transact_write_items(TransactItems=[
-                {"ConditionCheck": {"TableName": self.table_name, "Key": connection_key(connection_id),
-                                    "ConditionExpression": "attribute_exists(pk)"}},
-                {"Put": {"TableName": self.table_name, "Item": item}},
+                {"Update": {"TableName": self.table_name, "Key": connection_key(connection_id),
+                            "UpdateExpression": "ADD #subs :one", "ConditionExpression": condition,
+                            "ExpressionAttributeNames": {"#subs": SUBSCRIPTION_COUNT},
+                            "ExpressionAttributeValues": values}},
+                {"Put": {"TableName": self.table_name, "Item": item,
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
             ])
         except Exception as error:
-            if _error_code(error) != "TransactionCanceledException":
+            codes = _cancellation_codes(error)
+            if codes is None:
                 raise
-            reasons = getattr(error, "response", {}).get("CancellationReasons") or []
-            if reasons and (reasons[0] or {}).get("Code") == "ConditionalCheckFailed":
+            counted, stored = codes[0] != _CONDITION_FAILED, codes[1] != _CONDITION_FAILED
+            if counted and stored:  # cancelled for another reason (a conflicting transaction)
+                raise
+            if not counted and not self._connection_exists(connection_id):
                 raise ConnectionNotFound(connection_id) from None
-            raise
+            if not stored:
+                return  # already subscribed (at the limit or not): nothing to change
+            if max_subscriptions is None:  # the META item vanished and came back: treat as gone
+                raise ConnectionNotFound(connection_id) from None
+            raise SubscriptionLimitReached(connection_id, max_subscriptions) from None
 
     def unsubscribe(self, connection_id: str, topic: str) -> bool:
-        """Remove the subscription; whether there was one."""
+        """Remove the subscription; whether there was one.
+
+        The delete and the count's decrement are one transaction, each
+        conditioned (the subscription exists; the count is positive), so the
+        count never drifts nor goes below zero. When only the count's side
+        fails (the connection is being removed, or its subscriptions predate
+        the count) the subscription is deleted on its own.
+        """
         _validate_id(connection_id, "connection_id")
         validate_topic(topic)
-        response = self.client.delete_item(TableName=self.table_name, Key=subscription_key(connection_id, topic),
-                                           ReturnValues="ALL_OLD")
+        key = subscription_key(connection_id, topic)
+        try:
+            self.client.transact_write_items(TransactItems=[
+                {"Delete": {"TableName": self.table_name, "Key": key,
+                            "ConditionExpression": "attribute_exists(pk)"}},
+                {"Update": {"TableName": self.table_name, "Key": connection_key(connection_id),
+                            "UpdateExpression": "ADD #subs :minus_one", "ConditionExpression": "#subs > :zero",
+                            "ExpressionAttributeNames": {"#subs": SUBSCRIPTION_COUNT},
+                            "ExpressionAttributeValues": {":minus_one": {"N": "-1"}, ":zero": {"N": "0"}}}},
+            ])
+            return True
+        except Exception as error:
+            codes = _cancellation_codes(error)
+            if codes is None:
+                raise
+            if codes[0] == _CONDITION_FAILED:
+                return False  # was not subscribed
+            if codes[1] != _CONDITION_FAILED:
+                raise
+        response = self.client.delete_item(TableName=self.table_name, Key=key, ReturnValues="ALL_OLD")
         return bool(response.get("Attributes"))
+
+    def _connection_exists(self, connection_id: str) -> bool:
+        return "Item" in self.client.get_item(TableName=self.table_name, Key=connection_key(connection_id),
+                                              ConsistentRead=True, ProjectionExpression="pk")
 
     def topics_for(self, connection_id: str) -> list[str]:
         _validate_id(connection_id, "connection_id")
@@ -454,5 +515,6 @@ class ConnectionRepository:
 
 __all__ = [
     "ConnectionRecord", "ConnectionRepository", "ConnectionExists", "ConnectionNotFound",
-    "validate_topic", "connection_key", "subscription_key",
+    "SubscriptionLimitReached", "validate_topic", "connection_key", "subscription_key",
+    "MAX_ID_LENGTH", "MAX_TOPIC_LENGTH",
 ]

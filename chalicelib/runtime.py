@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 from . import authorizer as _authorizer
 from .logs import configure as _configure_logs
@@ -18,6 +18,10 @@ from .settings import Settings, get_settings, reset_settings
 from .verifier import CognitoJwtVerifier
 
 if TYPE_CHECKING:  # the authorizer path must not import these (boto3 behind them)
+    from chalice.app import AuthRequest, AuthResponse, Request
+    from chalice.app import Response as RestResponse
+
+    from .push_events import PushEventResult
     from .service import ConnectionService
 
 _configure_logs(os.environ.get("LOG_LEVEL"))
@@ -54,6 +58,30 @@ def authorize(event: _authorizer.Event) -> _authorizer.Policy:
     return _authorizer.authorize(event, settings(), verifier(), deny_hook)
 
 
+def rest_authorize(request: AuthRequest) -> AuthResponse | _authorizer.Policy:
+    """The REST API's TOKEN authorizer: the same settings and verifier as ws_authorizer.
+
+    ``rest`` is imported here, not at the top: ws_authorizer's cold start never runs it.
+    """
+    from . import rest
+
+    return rest.authorize(request, settings, verifier)
+
+
+def rest_me(request: Request) -> RestResponse:
+    """``GET /me``."""
+    from . import rest
+
+    return rest.me(request, service())
+
+
+def rest_push(request: Request, kind: str, target: str = "") -> RestResponse:
+    """A REST push route (``kind``: user, topic or all), through ``ConnectionService.push``."""
+    from . import rest
+
+    return rest.push(request, service(), kind, target)
+
+
 def service() -> ConnectionService:
     """The ConnectionService, with a real DynamoDB and management API behind it."""
     global _service
@@ -61,6 +89,13 @@ def service() -> ConnectionService:
         if _service is None:
             _service = _build_service(settings())
         return _service
+
+
+def push_event(event: Mapping[str, Any]) -> PushEventResult:
+    """The EventBridge handler's answer for one push event (bad detail logged and dropped)."""
+    from .push_events import handle
+
+    return handle(event, service().push)
 
 
 def _build_service(s: Settings) -> ConnectionService:

@@ -8,18 +8,24 @@ client (acks, errors, echoes) goes back through the management API.
 from __future__ import annotations
 
 import logging
+import os
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from .authorizer import read_context
 from .broadcaster import Broadcaster, DeliveryReport
+from .errors import TokenInvalid
 from .logs import Field, log_event
-from .push import Push, PushError, user_push
-from .protocol import DEFAULT_ROUTE, Frame, ProtocolError, encode, error_frame, now_ms, parse_frame, require
-from .repository import ConnectionExists, ConnectionNotFound, ConnectionRecord, ConnectionRepository
+from .push import Push, PushError, user_push, validate_push
+from .protocol import DEFAULT_ROUTE, Frame, ProtocolError, error_frame, now_ms, outgoing, parse_frame, require
+from .repository import (
+    ConnectionExists, ConnectionNotFound, ConnectionRecord, ConnectionRepository, SubscriptionLimitReached,
+)
 from .settings import Settings
-from .tokens import offered_subprotocols
+from .tokens import offered_subprotocols, select_subprotocol
+from .validation import TextRefused, check_topic
 
 logger = logging.getLogger("ws.service")
 
@@ -51,26 +57,49 @@ class ConnectionService:
     # -- $connect -----------------------------------------------------------------
 
     def on_connect(self, event: Event) -> Response:
-        """Store the connection; refuse it when no authorizer vouched for it."""
+        """Store the connection; refuse it when no authorizer vouched for it.
+
+        Everything is checked before the item is written: the identity (safe
+        text, see ``validation``) and the subprotocol to select
+        (``tokens.select_subprotocol``), so a refused upgrade leaves nothing
+        in DynamoDB. A client that offered subprotocols is let in only with
+        one of them selected: browsers fail the handshake otherwise.
+        """
         request = event.get("requestContext") or {}
+        connection_id = request.get("connectionId")
+        try:
+            return self._connect(event, request, connection_id)
+        except Exception as error:  # noqa: BLE001 - one log line, no stack trace to the caller
+            self._log_failure("$connect", connection_id, error)
+            return _response(500)
+
+    def _connect(self, event: Event, request: Mapping[str, Any], connection_id: object) -> Response:
         authorizer = request.get("authorizer") or {}
         principal = authorizer.get("principalId")
-        connection_id = request.get("connectionId")
-        if not isinstance(principal, str) or not principal or not connection_id:
+        if not isinstance(principal, str) or not principal or not isinstance(connection_id, str) or not connection_id:
             # A $connect route deployed without the authorizer must fail closed.
-            self._log("connect_refused", connection_id, reason="no_principal")
+            self._log("connect_refused", _loggable(connection_id), reason="no_principal")
             return _response(403)
+        try:
+            offered = offered_subprotocols(event)
+        except TokenInvalid:
+            self._log("connect_refused", connection_id, reason="subprotocols_too_large")
+            return _response(400)
+        selected = select_subprotocol(offered, self.settings.protocol_marker)
+        if offered and selected is None:
+            self._log("connect_refused", connection_id, reason="no_selectable_subprotocol")
+            return _response(400)
         record = self._record(event, request, authorizer, principal)
         try:
             self.repository.put_connection(record)
         except ConnectionExists:
             self._log("connect_refused", connection_id, reason="duplicate_connection_id")
             return _response(409)
+        except TextRefused:  # an id or username that is not safe text: checked before the write
+            self._log("connect_refused", connection_id, reason="bad_identity")
+            return _response(403)
         self._log("connect", connection_id, user=principal, source=record.token_source)
-        headers = {}
-        if self.settings.protocol_marker in offered_subprotocols(event):
-            headers["Sec-WebSocket-Protocol"] = self.settings.protocol_marker
-        return _response(200, headers)
+        return _response(200, {"Sec-WebSocket-Protocol": selected} if selected else None)
 
     def _record(self, event: Event, request: Mapping[str, Any],
                 authorizer: Mapping[str, object], principal: str) -> ConnectionRecord:
@@ -101,28 +130,53 @@ class ConnectionService:
         """Remove the connection and its subscriptions; safe to run twice."""
         connection_id = (event.get("requestContext") or {}).get("connectionId")
         if connection_id:
-            removed = self.repository.delete_connection(connection_id)
+            try:
+                removed = self.repository.delete_connection(connection_id)
+            except Exception as error:  # noqa: BLE001 - TTL removes what is left; one log line
+                self._log_failure("$disconnect", connection_id, error)
+                return _response(500)
             self._log("disconnect", connection_id, removed=removed)
         return _response(200)
 
     # -- $default (all actions) ---------------------------------------------------
 
     def on_message(self, event: Event) -> Response:
+        """Run one frame; every frame gets a typed answer, never API Gateway's "Internal server error".
+
+        Bad input is a ProtocolError, answered with its error frame. The reply
+        is encoded inside the same guard (an echo can outgrow 128 KB). Anything
+        else a handler raises is logged as one line (exception type, where,
+        connection id; never the frame) and answered ``internal_error``.
+        Only a failure to reach the management API leaves the client unanswered.
+        """
         request = event.get("requestContext") or {}
-        connection_id = request["connectionId"]
-        endpoint = self._endpoint_for(request.get("domainName", ""), request.get("stage", ""),
-                                      request.get("apiId", ""))
-        broadcaster = self._broadcaster_for(endpoint)
+        connection_id = request.get("connectionId")
+        if not isinstance(connection_id, str) or not connection_id:
+            self._log("bad_event", None, reason="no_connection_id")
+            return _response(400)
         request_id = None
         try:
+            broadcaster = self._broadcaster_for(self._endpoint_for(
+                request.get("domainName", ""), request.get("stage", ""), request.get("apiId", "")))
+        except Exception as error:  # noqa: BLE001 - nobody can be answered without an endpoint
+            self._log_failure("$default", connection_id, error)
+            return _response(500)
+        try:
             frame = parse_frame(event.get("body"), bool(event.get("isBase64Encoded")))
-            request_id = frame.body.get("id")
+            request_id = frame.request_id
             reply = self._dispatch(frame, connection_id, broadcaster)
+            data = outgoing(reply) if reply is not None else None
         except ProtocolError as error:
             self._log("bad_message", connection_id, code=error.code)
-            reply = error_frame(error.code, error.message, request_id if request_id is not None else error.request_id)
-        if reply is not None:
-            broadcaster.send(connection_id, encode(reply))
+            data = outgoing(error_frame(error.code, error.message,
+                                        request_id if request_id is not None else error.request_id))
+        except Exception as error:  # noqa: BLE001 - a typed answer and one log line, not a Lambda error
+            self._log_failure("$default", connection_id, error)
+            data = outgoing(error_frame("internal_error", "the message could not be handled", request_id))
+        if data is not None:
+            broadcaster.send(connection_id, data)  # reports, never raises
+        # 200 even after internal_error: the client has its answer and the log
+        # line is written; API Gateway does nothing with a $default status.
         return _response(200)
 
     def _dispatch(self, frame: Frame, connection_id: str, broadcaster: Broadcaster) -> Reply | None:
@@ -137,30 +191,34 @@ class ConnectionService:
 
     def _ack(self, frame: Frame, report: DeliveryReport, **extra: str) -> Reply:
         ack = {"type": "ack", "action": frame.action, **extra, **_counts(report)}
-        if frame.body.get("id") is not None:
-            ack["id"] = frame.body["id"]
+        if frame.request_id is not None:
+            ack["id"] = frame.request_id  # validated and capped (128 characters): the ack stays small
         return ack
 
     def _action_sendmessage(self, frame: Frame, connection_id: str, broadcaster: Broadcaster) -> Reply:
-        sender = self._sender(connection_id)
         data = require(frame, "data", object)
-        message = encode({"type": "message", "from": _who(sender), "data": data, "timestamp": now_ms()})
+        sender = self._sender(connection_id)
+        message = outgoing({"type": "message", "from": _who(sender), "data": data, "timestamp": now_ms()})
         report = broadcaster.broadcast(_flatten(self.repository.iter_connection_ids()), message,
                                        exclude=(connection_id,))
         return self._ack(frame, report)
 
     def _action_subscribe(self, frame: Frame, connection_id: str, broadcaster: Broadcaster) -> Reply:
-        topic = require(frame, "topic")
+        topic = _topic(frame)
+        limit = self.settings.max_subscriptions_per_connection
         try:
-            self.repository.subscribe(connection_id, topic)
+            self.repository.subscribe(connection_id, topic, max_subscriptions=limit)
         except ValueError as error:
             raise ProtocolError("bad_field", str(error)) from None
         except ConnectionNotFound:
             raise ProtocolError("not_connected", "this connection is not registered") from None
+        except SubscriptionLimitReached:
+            raise ProtocolError("too_many_subscriptions",
+                                f"a connection may hold at most {limit} subscriptions; unsubscribe first") from None
         return {"type": "subscribed", "topic": topic}
 
     def _action_unsubscribe(self, frame: Frame, connection_id: str, broadcaster: Broadcaster) -> Reply:
-        topic = require(frame, "topic")
+        topic = _topic(frame)
         try:
             existed = self.repository.unsubscribe(connection_id, topic)
         except ValueError as error:
@@ -168,11 +226,11 @@ class ConnectionService:
         return {"type": "unsubscribed", "topic": topic, "wasSubscribed": existed}
 
     def _action_publish(self, frame: Frame, connection_id: str, broadcaster: Broadcaster) -> Reply:
-        topic = require(frame, "topic")
+        topic = _topic(frame)
         data = require(frame, "data", object)
         sender = self._sender(connection_id)
-        message = encode({"type": "publish", "topic": topic, "from": _who(sender), "data": data,
-                          "timestamp": now_ms()})
+        message = outgoing({"type": "publish", "topic": topic, "from": _who(sender), "data": data,
+                            "timestamp": now_ms()})
         try:
             subscribers = self.repository.subscriber_ids(topic)
         except ValueError as error:
@@ -190,24 +248,35 @@ class ConnectionService:
     # -- pushes from back-end services (notify, REST, EventBridge) ---------------
 
     def notify(self, payload: Mapping[str, Any]) -> NotifyResult:
-        """Deliver ``data`` to every connection of one user (by sub or username)."""
+        """Deliver ``data`` to every connection of one user (by sub or username).
+
+        Always answers its documented shape: ``{"ok": false, "error": {...}}``
+        for bad input (PushError) and, with one log line, ``internal_error``
+        for anything else (DynamoDB down...), never a Lambda error with a
+        stack trace to the invoking service.
+        """
         try:
             result = self.push(user_push(payload))
         except PushError as error:
             return _notify_error(error.code, error.message)
+        except Exception as error:  # noqa: BLE001 - the caller gets the documented shape
+            self._log_failure("notify", None, error)
+            return _notify_error("internal_error", "the notification could not be delivered")
         return {"ok": True, "connections": result.connections, **_counts(result.report)}
 
     def push(self, push: Push) -> PushResult:
         """Deliver one back-end message to its audience; raises PushError for bad input.
 
-        The frame is encoded (over 128 KB is refused, as API Gateway would) and
-        the audience's name validated before any post is sent.
+        The push is validated (``push.validate_push``: safe names, strict JSON
+        data) and the frame encoded, with its ``messageId`` (over 128 KB is
+        refused, as API Gateway would), before anything is read or sent.
         """
+        validate_push(push)
         try:
             frame: Reply = {"type": push.frame_type, "data": push.data, "timestamp": now_ms()}
             if push.kind == "topic":
                 frame["topic"] = push.value
-            message = encode(frame)
+            message = outgoing(frame)
         except ProtocolError as error:
             raise PushError(error.code, error.message) from None  # not encodable, or over 128 KB
         try:
@@ -247,6 +316,38 @@ class ConnectionService:
     @staticmethod
     def _log(event: str, connection_id: str | None, **fields: Field) -> None:
         log_event(logger, event, connectionId=connection_id, **fields)
+
+    @staticmethod
+    def _log_failure(route: str, connection_id: object, error: BaseException) -> None:
+        """One ERROR line for an unexpected failure: the exception's type and where it was raised.
+
+        Not its message nor a traceback's locals: either may quote the frame,
+        a payload or a token.
+        """
+        log_event(logger, "handler_error", logging.ERROR, route=route, connectionId=_loggable(connection_id),
+                  error=type(error).__name__, where=_raised_at(error))
+
+
+def _topic(frame: Frame) -> str:
+    """The frame's ``topic``, checked (``validation.check_topic``) before any DynamoDB call."""
+    try:
+        return check_topic(require(frame, "topic"))
+    except TextRefused as error:
+        raise ProtocolError("bad_field", str(error)) from None
+
+
+def _loggable(connection_id: object) -> str | None:
+    """A connection id fit for a log line (API Gateway's ids are short; anything else is cut)."""
+    return connection_id[:128] if isinstance(connection_id, str) else None
+
+
+def _raised_at(error: BaseException) -> str:
+    """``file:line`` of the innermost frame that raised ``error`` (code location only, no values)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f"{os.path.basename(last.filename)}:{last.lineno}"
 
 
 def _who(record: ConnectionRecord) -> dict[str, str]:

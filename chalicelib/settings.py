@@ -44,6 +44,9 @@ class Settings:
     token_uses: frozenset[str]
     required_groups: frozenset[str] = frozenset()
     required_scopes: frozenset[str] = frozenset()
+    # Who may push over the REST routes (any-of); both empty: nobody (fail closed).
+    push_groups: frozenset[str] = frozenset()
+    push_scopes: frozenset[str] = frozenset()
     token_sources: tuple[str, ...] = DEFAULT_TOKEN_SOURCES
     token_header: str = "authorization"
     token_query_params: tuple[str, ...] = ("access_token", "ID_Token")
@@ -62,6 +65,8 @@ class Settings:
     connections_table: str = ""
     management_url: str | None = None
     connection_ttl_seconds: int = 2 * 3600 + 15 * 60
+    # Each subscription is one DynamoDB item written per subscribe: bounded per connection.
+    max_subscriptions_per_connection: int = 100
 
 
 def _csv(value: str | None) -> list[str]:
@@ -171,6 +176,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_uses=token_uses,
         required_groups=frozenset(_csv(env.get("REQUIRED_GROUPS"))),
         required_scopes=frozenset(_csv(env.get("REQUIRED_SCOPES"))),
+        push_groups=frozenset(_csv(env.get("PUSH_GROUPS"))),
+        push_scopes=frozenset(_csv(env.get("PUSH_SCOPES"))),
         token_sources=sources,
         token_header=_single(env, "TOKEN_HEADER", "Authorization").lower(),
         token_query_params=_names(env, "TOKEN_QUERY_PARAMS", "access_token,ID_Token") or ("access_token",),
@@ -190,6 +197,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         management_url=management_url,
         connection_ttl_seconds=int(_number(env, "CONNECTION_TTL_SECONDS", 2 * 3600 + 15 * 60,
                                            low=60, high=7 * 86400, integer=True)),
+        max_subscriptions_per_connection=int(_number(env, "MAX_SUBSCRIPTIONS_PER_CONNECTION", 100,
+                                                     low=1, high=10000, integer=True)),
     )
 
 

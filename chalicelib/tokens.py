@@ -9,7 +9,8 @@ that order; the first source that carries a token wins:
 ``query``     ``?access_token=<jwt>`` or ``?ID_Token=<jwt>`` (``TOKEN_QUERY_PARAMS``).
 ``protocol``  ``Sec-WebSocket-Protocol: cognito-jwt, <jwt>``: the marker
               (``TOKEN_PROTOCOL_MARKER``) followed by the JWT as a second
-              subprotocol. The server selects the marker; the JWT is never echoed.
+              subprotocol. The server selects the marker; the JWT is never echoed
+              (``select_subprotocol`` is the rule for every token source).
 ``cookie``    an http-only cookie (``TOKEN_COOKIE``, default ``JWT``) plus the
               double-submit CSRF check: the ``CSRF-TOKEN`` cookie must equal a
               value sent as ``?csrf=<value>`` or as a ``csrf.<value>``
@@ -20,6 +21,7 @@ that order; the first source that carries a token wins:
 from __future__ import annotations
 
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -65,6 +67,48 @@ def offered_subprotocols(event: Mapping[str, Any]) -> list[str]:
     if len(raw) > MAX_HEADER_BYTES:
         raise TokenInvalid("Sec-WebSocket-Protocol header too large", reason="too_large")
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+# RFC 7230 token characters: what a Sec-WebSocket-Protocol value may be made of.
+_PROTOCOL_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# A compact JWS (3 parts) or JWE (5 parts): base64url segments joined by dots.
+_COMPACT_JWT = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*){2}(?:(?:\.[A-Za-z0-9_-]*){2})?$")
+
+
+def _looks_like_token(value: str) -> bool:
+    """A JWT (or anything shaped like one): never echoed back, whatever source the token came from."""
+    return value.startswith("eyJ") or (len(value) >= 64 and _COMPACT_JWT.match(value) is not None)
+
+
+def select_subprotocol(offered: list[str], marker: str) -> str | None:
+    """The subprotocol the ``$connect`` answer selects, or None if nothing offered can be selected.
+
+    Browsers (and ``ws``, wscat's library) fail the handshake when they
+    offered subprotocols and the answer selects none, so a client that offered
+    any must get one of them back. In order of preference:
+
+    1. the marker (``TOKEN_PROTOCOL_MARKER``), whatever source carried the token;
+    2. the first offered value that is not a credential: an application
+       protocol the client asked for (the app speaks one JSON protocol, so any
+       name the client uses for it is accepted);
+    3. the ``csrf.<value>`` item, when it is all the client offered (cookie
+       auth without ``?csrf=``). Echoing it is harmless: the value is the
+       double-submit copy of a cookie the page can already read, and it only
+       goes back to the client that sent it;
+    4. None: only token-like values (or values that are not valid
+       subprotocol names) were offered. The token is never echoed, so the
+       caller refuses the connection rather than let in a client whose
+       handshake would fail.
+    """
+    if not offered:
+        return None
+    if marker in offered:
+        return marker
+    candidates = [item for item in offered if _PROTOCOL_TOKEN.match(item) and not _looks_like_token(item)]
+    for item in candidates:
+        if not item.startswith(CSRF_PROTOCOL_PREFIX):
+            return item
+    return candidates[0] if candidates else None
 
 
 def parse_cookies(event: Mapping[str, Any]) -> dict[str, str]:

@@ -53,8 +53,16 @@ class Harness:
         body = frame if isinstance(frame, str) else json.dumps(frame)
         return self.client.lambda_.invoke("message", message_event(API, info, body)).payload
 
-    def frames(self, info: ClientInfo) -> list[dict[str, Any]]:
+    def raw_frames(self, info: ClientInfo) -> list[dict[str, Any]]:
+        """Every frame posted to the client, as sent (``messageId`` included)."""
         return [json.loads(raw) for raw in self.management.received.get(info.connection_id, [])]
+
+    def frames(self, info: ClientInfo) -> list[dict[str, Any]]:
+        """The frames posted to the client, each checked for a ``messageId`` and shown without it."""
+        frames = self.raw_frames(info)
+        for frame in frames:
+            assert isinstance(frame.get("messageId"), str) and frame["messageId"], frame
+        return [{k: v for k, v in frame.items() if k != "messageId"} for frame in frames]
 
     def last(self, info: ClientInfo) -> dict[str, Any]:
         frames = self.frames(info)

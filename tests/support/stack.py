@@ -67,6 +67,13 @@ STACK_SETTINGS = {name: value for name, value in {**stage_environment(STACK_STAG
 STACK_ENV = {LOSE_DISCONNECTS_ENV: "1"}
 
 
+def without_message_id(frame: dict[str, Any]) -> dict[str, Any]:
+    """``frame`` without its ``messageId``, which every frame the app pushes must carry (a non-empty string)."""
+    message_id = frame.get("messageId")
+    assert isinstance(message_id, str) and message_id, f"frame without a messageId: {frame!r}"
+    return {key: value for key, value in frame.items() if key != "messageId"}
+
+
 class StackStartError(RuntimeError):
     """The stack exited or stayed silent before its READY line; carries its output."""
 
@@ -255,10 +262,14 @@ class Client:
     def send(self, frame: dict[str, Any] | str) -> None:
         self.ws.send(frame if isinstance(frame, str) else json.dumps(frame))
 
-    def recv(self, timeout: float = 5.0) -> dict[str, Any]:
-        """The next frame, parsed; TimeoutError if none arrives in time."""
+    def recv_raw(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next frame, parsed, as sent (``messageId`` included); TimeoutError if none arrives in time."""
         frame: dict[str, Any] = json.loads(self.ws.recv(timeout=timeout))
         return frame
+
+    def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next frame, parsed, checked for a ``messageId`` and returned without it."""
+        return without_message_id(self.recv_raw(timeout))
 
     def recv_none(self, within: float = 0.4) -> None:
         """Assert that nothing arrives for a while (a negative delivery check)."""
@@ -358,9 +369,9 @@ class Wscat:
 
     @staticmethod
     def _parse(line: str) -> dict[str, Any]:
-        """A printed frame; readline's "> " prompts (written after each sent line) are stripped."""
+        """A printed frame (readline's "> " prompts stripped), checked for a ``messageId`` and without it."""
         frame: dict[str, Any] = json.loads(_PROMPTS.sub("", line))
-        return frame
+        return without_message_id(frame)
 
     def next_frame(self, timeout: float = 5.0, skip: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
         """The next JSON line wscat printed (frames matching ``skip`` are passed over)."""

@@ -1,0 +1,207 @@
+"""ConnectionService's entry points under faults and hostile events, on real local services.
+
+DynamoDB Local and the HTTP management API are real; a fault is a real one
+too (a DynamoDB endpoint nobody listens on). Each entry point answers its
+documented shape and writes one log line naming the exception type and the
+connection, never the frame or the payload.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from chalicelib import aws, logs
+from chalicelib.broadcaster import Broadcaster
+from chalicelib.repository import ConnectionRepository
+from chalicelib.service import ConnectionService
+from chalicelib.settings import Settings
+from tests.support.management_api import ManagementApiServer
+
+SECRET = "frame-body-" + uuid.uuid4().hex  # must never reach a log line
+
+
+def _settings(table: str, management_url: str) -> Settings:
+    return Settings(user_pool_ids=("us-east-1_Test",), issuers={}, app_client_ids=frozenset({"client"}),
+                    token_uses=frozenset({"access"}), connections_table=table, management_url=management_url)
+
+
+@pytest.fixture
+def make_service(management_api: ManagementApiServer) -> Iterator[Any]:
+    logs.configure("INFO")
+    aws.reset_clients()
+    made: list[Broadcaster] = []
+
+    def factory(repository: ConnectionRepository) -> ConnectionService:
+        def broadcaster_for(endpoint: str) -> Broadcaster:
+            made.append(Broadcaster(aws.management_client(endpoint)))
+            return made[-1]
+
+        return ConnectionService(_settings(repository.table_name, management_api.endpoint_url), repository,
+                                 broadcaster_for, lambda domain, stage, api_id: management_api.endpoint_url)
+
+    yield factory
+    for broadcaster in made:
+        broadcaster.close()
+    aws.reset_clients()
+
+
+@pytest.fixture
+def dead_repository(connections_table: str) -> ConnectionRepository:
+    """A repository whose DynamoDB cannot be reached (connection refused, no retries)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          aws_access_key_id="x", aws_secret_access_key="x",
+                          config=Config(connect_timeout=0.2, retries={"mode": "standard", "total_max_attempts": 1}))
+    return ConnectionRepository(connections_table, client=client)
+
+
+def _connect_event(connection_id: str, username: str = "alice", protocols: str | None = None) -> dict[str, Any]:
+    headers = {"Sec-WebSocket-Protocol": protocols} if protocols is not None else {}
+    return {"headers": headers, "requestContext": {
+        "connectionId": connection_id, "stage": "dev", "domainName": "localhost", "apiId": "api",
+        "connectedAt": 1_700_000_000_000, "identity": {"sourceIp": "127.0.0.1", "userAgent": "pytest"},
+        "authorizer": {"principalId": "sub-1", "username": username, "tokenSource": "header"}}}
+
+
+def _message_event(connection_id: str, body: str) -> dict[str, Any]:
+    return {"body": body, "isBase64Encoded": False, "requestContext": {
+        "connectionId": connection_id, "stage": "dev", "domainName": "localhost", "apiId": "api"}}
+
+
+def _failure_lines(output: str) -> list[dict[str, Any]]:
+    return [line for line in map(json.loads, output.splitlines()) if line.get("event") == "handler_error"]
+
+
+def test_notify_with_dynamodb_down_answers_its_error_shape(make_service: Any, dead_repository: ConnectionRepository,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    answer = make_service(dead_repository).notify({"userId": "sub-1", "data": SECRET})
+    assert answer == {"ok": False, "error": {"code": "internal_error",
+                                             "message": "the notification could not be delivered"}}
+    output = capsys.readouterr().out
+    [line] = _failure_lines(output)
+    assert (line["route"], line["error"], line["level"]) == ("notify", "EndpointConnectionError", "ERROR")
+    assert SECRET not in output
+
+
+def test_a_frame_with_dynamodb_down_gets_internal_error(make_service: Any, dead_repository: ConnectionRepository,
+                                                        management_api: ManagementApiServer,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    management_api.add("c1")
+    result = make_service(dead_repository).on_message(
+        _message_event("c1", json.dumps({"action": "sendmessage", "data": SECRET, "id": "r1"})))
+    assert result == {"statusCode": 200}
+    [frame] = [json.loads(body) for body in management_api.received["c1"]]
+    assert {k: v for k, v in frame.items() if k != "messageId"} == {
+        "type": "error", "code": "internal_error", "message": "the message could not be handled", "id": "r1"}
+    output = capsys.readouterr().out
+    [line] = _failure_lines(output)
+    assert (line["route"], line["connectionId"], line["error"]) == ("$default", "c1", "EndpointConnectionError")
+    assert SECRET not in output
+
+
+def test_connect_and_disconnect_with_dynamodb_down_fail_with_one_line(
+        make_service: Any, dead_repository: ConnectionRepository, capsys: pytest.CaptureFixture[str]) -> None:
+    service = make_service(dead_repository)
+    assert service.on_connect(_connect_event("c1")) == {"statusCode": 500}
+    assert service.on_disconnect({"requestContext": {"connectionId": "c1"}}) == {"statusCode": 500}
+    lines = _failure_lines(capsys.readouterr().out)
+    assert [(line["route"], line["connectionId"]) for line in lines] == [("$connect", "c1"), ("$disconnect", "c1")]
+
+
+@pytest.mark.parametrize("username", ["bad\nname", "lone\ud800", "x" * 1025])
+def test_connect_with_an_unsafe_username_is_refused_and_stores_nothing(
+        make_service: Any, repository: ConnectionRepository, username: str) -> None:
+    assert make_service(repository).on_connect(_connect_event("c1", username)) == {"statusCode": 403}
+    assert repository.get_connection("c1") is None
+
+
+@pytest.mark.parametrize("offered, status, selected", [
+    ("csrf.c5rf", 200, "csrf.c5rf"),
+    ("cognito-jwt, eyJhbGciOiJSUzI1NiJ9.e30.sig", 200, "cognito-jwt"),
+    ("chat.v1", 200, "chat.v1"),
+    ("eyJhbGciOiJSUzI1NiJ9.e30.sig", 400, None),
+    ("", 200, None),
+])
+def test_connect_selects_an_offered_subprotocol_before_storing(make_service: Any, repository: ConnectionRepository,
+                                                               offered: str, status: int,
+                                                               selected: str | None) -> None:
+    answer = make_service(repository).on_connect(_connect_event("c1", protocols=offered))
+    assert answer["statusCode"] == status
+    assert answer.get("headers", {}).get("Sec-WebSocket-Protocol") == selected
+    assert (repository.get_connection("c1") is not None) == (status == 200)
+
+
+def test_a_message_event_without_a_connection_id_is_refused(make_service: Any,
+                                                           repository: ConnectionRepository) -> None:
+    assert make_service(repository).on_message({"body": "{}", "requestContext": {}}) == {"statusCode": 400}
+
+
+# -- the subscription count, on DynamoDB Local ---------------------------------------------------------
+
+def _stored_topics(repository: ConnectionRepository, connection_id: str) -> list[str]:
+    return sorted(repository.topics_for(connection_id))
+
+
+def _count(repository: ConnectionRepository, connection_id: str) -> int:
+    item = repository.client.get_item(TableName=repository.table_name, ConsistentRead=True,
+                                      Key={"pk": {"S": f"CONN#{connection_id}"}, "sk": {"S": "META"}})["Item"]
+    return int(item.get("subscriptions", {"N": "0"})["N"])
+
+
+def test_the_limit_counts_subscriptions_exactly(repository: ConnectionRepository) -> None:
+    from chalicelib.repository import SubscriptionLimitReached
+    from tests.support.dynamodb import make_record
+
+    repository.put_connection(make_record("c1"))
+    for topic in ("a", "b", "c"):
+        repository.subscribe("c1", topic, max_subscriptions=3)
+    repository.subscribe("c1", "a", max_subscriptions=3)  # held already: fine at the limit, not counted twice
+    with pytest.raises(SubscriptionLimitReached):
+        repository.subscribe("c1", "d", max_subscriptions=3)
+    assert (_stored_topics(repository, "c1"), _count(repository, "c1")) == (["a", "b", "c"], 3)
+    assert repository.unsubscribe("c1", "a") is True and repository.unsubscribe("c1", "a") is False
+    assert _count(repository, "c1") == 2
+    repository.subscribe("c1", "d", max_subscriptions=3)
+    assert (_stored_topics(repository, "c1"), _count(repository, "c1")) == (["b", "c", "d"], 3)
+
+
+def test_unsubscribing_an_uncounted_subscription_never_goes_below_zero(repository: ConnectionRepository) -> None:
+    """Subscriptions written before the count existed (a deploy mid-connection) are deleted, the count kept >= 0."""
+    from tests.support.dynamodb import make_record
+
+    repository.put_connection(make_record("c1"))
+    repository.client.put_item(TableName=repository.table_name, Item={
+        "pk": {"S": "CONN#c1"}, "sk": {"S": "TOPIC#old"}, "topic": {"S": "old"}, "connectionId": {"S": "c1"}})
+    assert repository.unsubscribe("c1", "old") is True
+    assert _stored_topics(repository, "c1") == [] and _count(repository, "c1") == 0
+
+
+def test_concurrent_subscribes_never_exceed_the_limit(repository: ConnectionRepository) -> None:
+    """API Gateway may run one connection's frames in parallel Lambdas: the count is in the transaction."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.dynamodb import make_record
+
+    repository.put_connection(make_record("c1"))
+
+    def attempt(n: int) -> str:
+        try:
+            repository.subscribe("c1", f"t{n}", max_subscriptions=5)
+            return "ok"
+        except Exception as error:  # noqa: BLE001 - limit reached, or a conflicting transaction
+            return type(error).__name__
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(attempt, range(40)))
+    stored = _stored_topics(repository, "c1")
+    assert len(stored) == _count(repository, "c1") == outcomes.count("ok") <= 5
+    assert "SubscriptionLimitReached" in outcomes
