@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from devtools.state import DEFAULT_STATE_FILE, ROOT, StackNotRunning, read_state
+from devtools.state import DEFAULT_STATE_FILE, ROOT, running_state
 
 LOCAL_STAGE = "local"
 # The variables `make local` takes from .local/stack.json; the local stage must not set them.
@@ -70,11 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="default: the gateway's port + 2 (8002)")
     parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE)
     args = parser.parse_args(argv)
-    try:
-        state = read_state(args.state_file)
-    except StackNotRunning as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    state = running_state(args.state_file)
     port = args.port if args.port is not None else default_port(state)
     env = {name: value for name, value in os.environ.items() if name not in _DROPPED}
     env.update(stack_environment(state))

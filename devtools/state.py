@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,15 @@ def read_state(path: Path = DEFAULT_STATE_FILE) -> dict[str, Any]:
         except PermissionError:
             pass
     return state
+
+
+def running_state(path: Path = DEFAULT_STATE_FILE) -> dict[str, Any]:
+    """``read_state`` for a command: says why on stderr and exits 2 when no stack runs."""
+    try:
+        return read_state(path)
+    except StackNotRunning as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def clear_state(path: Path = DEFAULT_STATE_FILE) -> None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from devtools import cognito_local
-from devtools.state import DEFAULT_STATE_FILE, StackNotRunning, read_state
+from devtools.state import DEFAULT_STATE_FILE, running_state
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,11 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", default="", help="comma-separated pool groups to put the user in first")
     parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE)
     args = parser.parse_args(argv)
-    try:
-        state = read_state(args.state_file)
-    except StackNotRunning as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    state = running_state(args.state_file)
     pool = cognito_local.LocalPool(**state["cognito"])
     groups = [group.strip() for group in args.groups.split(",") if group.strip()]
     try:

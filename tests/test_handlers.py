@@ -13,10 +13,10 @@ from typing import Any, Iterator
 import pytest
 from chalice.test import Client
 
-import app as app_module
 from chalicelib import aws, runtime
 from devtools.gateway.events import Api, ClientInfo, authorizer_event, connect_event, disconnect_event, message_event
-from tests.support.builders import ROOT, chalice_config, cookie_headers, settings_env
+from tests.support.builders import ROOT, cookie_headers
+from tests.support.chalice_client import chalice_client, services_env
 from tests.support.jwt_factory import JwksServer, TokenFactory
 from tests.support.management_api import ManagementApiServer
 
@@ -74,33 +74,17 @@ class Harness:
 def stage_env(jwks_server: JwksServer, connections_table: str, dynamodb_local: Any,
               management_api: ManagementApiServer, cognito_issuer: str, client_id: str) -> dict[str, str]:
     """The shared test settings (cookie auth from ``builders.ORIGIN``) on this test's local services."""
-    return settings_env(
-        COGNITO_USER_POOL_ID=cognito_issuer.rsplit("/", 1)[1],
-        COGNITO_APP_CLIENT_IDS=client_id,
-        COGNITO_JWKS_URL=jwks_server.url,
-        CONNECTIONS_TABLE=connections_table,
-        WEBSOCKET_MANAGEMENT_URL=management_api.endpoint_url,
-        AWS_ENDPOINT_URL_DYNAMODB=dynamodb_local.endpoint_url,
+    return services_env(
+        jwks_server, connections_table, dynamodb_local, management_api, cognito_issuer, client_id,
         CONTEXT_QUERY_PARAMS="clientQueryParameter",
         CONTEXT_HEADERS="clientHeader",
     )
 
 
-def _client(tmp_path: Path, env: dict[str, str]) -> Client:
-    """A Chalice test client whose 'test' stage carries this test's settings."""
-    (tmp_path / ".chalice").mkdir(exist_ok=True)
-    config = chalice_config()
-    config["stages"] = {"test": {"api_gateway_stage": "test", "environment_variables": env}}
-    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
-    runtime.reset()
-    aws.reset_clients()
-    return Client(app_module.app, stage_name="test", project_dir=str(tmp_path))
-
-
 @pytest.fixture
 def harness(tmp_path: Path, stage_env: dict[str, str], token_factory: TokenFactory,
             management_api: ManagementApiServer, repository: Any) -> Iterator[Harness]:
-    with _client(tmp_path, stage_env) as client:
+    with chalice_client(tmp_path, stage_env) as client:
         yield Harness(client, token_factory, management_api, repository)
     runtime.reset()
     aws.reset_clients()
@@ -155,7 +139,7 @@ def test_authorizer_refuses_when_jwks_is_down(harness: Harness, jwks_server: Jwk
 
 def test_authorizer_denies_without_required_group(tmp_path: Path, stage_env: dict[str, str],
                                                   token_factory: TokenFactory) -> None:
-    with _client(tmp_path, {**stage_env, "REQUIRED_GROUPS": "admins"}) as client:
+    with chalice_client(tmp_path, {**stage_env, "REQUIRED_GROUPS": "admins"}) as client:
         member = token_factory.access_token(groups=("admins",))
         outsider = token_factory.access_token(groups=("staff",))
         allow = client.lambda_.invoke("ws_authorizer", authorizer_event(

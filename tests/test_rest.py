@@ -18,11 +18,11 @@ import pytest
 from chalice.app import Request
 from chalice.test import Client, HTTPResponse
 
-import app as app_module
 from chalicelib import aws, rest, runtime
 from chalicelib.verifier import CognitoJwtVerifier
 from devtools.gateway.events import Api, ClientInfo, authorizer_event, connect_event, message_event
-from tests.support.builders import ROOT, chalice_config, settings_env
+from tests.support.builders import ROOT
+from tests.support.chalice_client import chalice_client, services_env
 from tests.support.jwt_factory import JwksServer, KeyPair, TokenFactory
 from tests.support.management_api import ManagementApiServer
 
@@ -88,27 +88,11 @@ def _json(response: HTTPResponse) -> Any:
     return json.loads(response.body)
 
 
-def _client(tmp_path: Path, env: dict[str, str]) -> Client:
-    """A Chalice test client whose 'test' stage carries this test's settings."""
-    (tmp_path / ".chalice").mkdir(exist_ok=True)
-    config = chalice_config()
-    config["stages"] = {"test": {"api_gateway_stage": "test", "environment_variables": env}}
-    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
-    runtime.reset()
-    aws.reset_clients()
-    return Client(app_module.app, stage_name="test", project_dir=str(tmp_path))
-
-
 @pytest.fixture
 def stage_env(jwks_server: JwksServer, connections_table: str, dynamodb_local: Any,
               management_api: ManagementApiServer, cognito_issuer: str, client_id: str) -> dict[str, str]:
-    return settings_env(
-        COGNITO_USER_POOL_ID=cognito_issuer.rsplit("/", 1)[1],
-        COGNITO_APP_CLIENT_IDS=client_id,
-        COGNITO_JWKS_URL=jwks_server.url,
-        CONNECTIONS_TABLE=connections_table,
-        WEBSOCKET_MANAGEMENT_URL=management_api.endpoint_url,
-        AWS_ENDPOINT_URL_DYNAMODB=dynamodb_local.endpoint_url,
+    return services_env(
+        jwks_server, connections_table, dynamodb_local, management_api, cognito_issuer, client_id,
         PUSH_GROUPS="publishers",
         PUSH_SCOPES=PUSH_SCOPE,
     )
@@ -117,7 +101,7 @@ def stage_env(jwks_server: JwksServer, connections_table: str, dynamodb_local: A
 @pytest.fixture
 def harness(tmp_path: Path, stage_env: dict[str, str], token_factory: TokenFactory,
             management_api: ManagementApiServer, repository: Any) -> Iterator[Harness]:
-    with _client(tmp_path, stage_env) as client:
+    with chalice_client(tmp_path, stage_env) as client:
         yield Harness(client, token_factory, management_api, repository)
     runtime.reset()
     aws.reset_clients()
@@ -204,7 +188,7 @@ def test_jwks_down_is_401(harness: Harness, jwks_server: JwksServer) -> None:
 def test_required_group_missing_is_403_on_every_route(tmp_path: Path, stage_env: dict[str, str],
                                                       token_factory: TokenFactory,
                                                       management_api: ManagementApiServer) -> None:
-    with _client(tmp_path, {**stage_env, "REQUIRED_GROUPS": "staff"}) as client:
+    with chalice_client(tmp_path, {**stage_env, "REQUIRED_GROUPS": "staff"}) as client:
         outsider = token_factory.access_token(groups=("publishers",))
         member = token_factory.access_token(groups=("staff",))
         headers = {"Authorization": f"Bearer {outsider}", "Content-Type": "application/json"}
@@ -220,7 +204,7 @@ def test_settings_that_do_not_load_answer_500_and_let_nobody_in(tmp_path: Path, 
                                                                 token_factory: TokenFactory,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     token = token_factory.access_token()
-    with _client(tmp_path, {**stage_env, "COGNITO_USER_POOL_ID": "not-a-pool"}) as client:
+    with chalice_client(tmp_path, {**stage_env, "COGNITO_USER_POOL_ID": "not-a-pool"}) as client:
         response = client.http.get("/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 500
     assert json.loads(response.body) == {"message": None}
@@ -234,7 +218,7 @@ def test_dynamodb_down_is_a_json_500(tmp_path: Path, stage_env: dict[str, str], 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    with _client(tmp_path, {**stage_env, "AWS_ENDPOINT_URL_DYNAMODB": closed}) as client:
+    with chalice_client(tmp_path, {**stage_env, "AWS_ENDPOINT_URL_DYNAMODB": closed}) as client:
         publisher = token_factory.access_token(groups=("publishers",))
         headers = {"Authorization": f"Bearer {publisher}", "Content-Type": "application/json"}
         for response in (client.http.get("/me", headers=headers),
@@ -275,7 +259,7 @@ def test_policy_names_the_routes_of_the_token_whatever_route_is_called(harness: 
 
 def test_authorizer_raises_exactly_unauthorized_and_denies_without_required_scope(
         tmp_path: Path, stage_env: dict[str, str], token_factory: TokenFactory) -> None:
-    with _client(tmp_path, {**stage_env, "REQUIRED_SCOPES": "openid"}) as client:
+    with chalice_client(tmp_path, {**stage_env, "REQUIRED_SCOPES": "openid"}) as client:
         with pytest.raises(Exception) as caught:
             client.lambda_.invoke("rest_authorizer", {"type": "TOKEN", "authorizationToken": "Bearer nope",
                                                       "methodArn": REST_ARN.format("GET/me")})
@@ -376,7 +360,7 @@ def test_nobody_may_push_when_push_groups_and_scopes_are_unset(tmp_path: Path, s
                                                                token_factory: TokenFactory,
                                                                management_api: ManagementApiServer) -> None:
     env = {k: v for k, v in stage_env.items() if k not in ("PUSH_GROUPS", "PUSH_SCOPES")}
-    with _client(tmp_path, env) as client:
+    with chalice_client(tmp_path, env) as client:
         for token in (token_factory.access_token(groups=("publishers", "admin")),
                       _machine_token(token_factory, PUSH_SCOPE)):
             response = client.http.post("/messages", headers={"Authorization": f"Bearer {token}"},
