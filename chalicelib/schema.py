@@ -13,11 +13,24 @@ Layout (single table, on-demand billing):
 Keeping a connection and its subscriptions under one partition key lets
 ``$disconnect`` find everything to delete with one Query, no index needed.
 
-The three GSIs are sparse: only connection items carry ``userId``/``username``
+The user, username and topic GSIs are sparse: only connection items carry ``userId``/``username``
 and only subscription items carry ``topic``, so each index holds exactly the
 items its lookup wants. Every index projects the keys plus ``connectionId``
 (INCLUDE), which is all fan-out needs (``notify``, ``publish``); projecting ALL
 would copy the claims map into two indexes and pay for it on every connect.
+
+The fourth GSI, ``byTokenExpiry``, serves the scheduled expiry sweep
+(``chalicelib/expiry.py``): API Gateway authorizes only at ``$connect``, so a
+connection whose token expired must be found and closed. Connection items
+carry ``expiryShard`` (``EXP#<n>``, ``n`` a stable hash of the connection id
+modulo ``EXPIRY_SHARDS``) and ``tokenExp`` (the token's ``exp``, a number), so
+one Query per shard, ``tokenExp <= T``, returns exactly the connections
+expiring before ``T``, in expiry order, without a Scan. Sharding spreads the
+write load of many connects over several partitions; a fixed shard count
+keeps the sweep at a constant number of Queries. Sparse: subscription items
+carry neither attribute. It projects what the sweep acts on: the connection
+id, the ``exp`` already warned about (``warnedExp``) and the endpoint parts
+(``domain``, ``stage``, ``apiId``), so no GetItem per connection is needed.
 
 ``ttl`` (epoch seconds) lets DynamoDB drop items whose ``$disconnect`` never ran.
 This module does not import boto3: callers pass a client in.
@@ -39,6 +52,18 @@ META_SK = "META"
 BY_USER_ID_INDEX = "byUserId"
 BY_USERNAME_INDEX = "byUsername"
 BY_TOPIC_INDEX = "byTopic"
+BY_TOKEN_EXPIRY_INDEX = "byTokenExpiry"
+
+# The expiry index's keys and shards (see the module docstring).
+EXPIRY_SHARD_ATTRIBUTE = "expiryShard"
+TOKEN_EXP_ATTRIBUTE = "tokenExp"
+WARNED_EXP_ATTRIBUTE = "warnedExp"
+EXPIRY_SHARD_PREFIX = "EXP#"
+EXPIRY_SHARDS = 4
+EXPIRY_PROJECTION: dict[str, Any] = {
+    "ProjectionType": "INCLUDE",
+    "NonKeyAttributes": ["connectionId", WARNED_EXP_ATTRIBUTE, "domain", "stage", "apiId"],
+}
 
 # Projected into every index besides the keys: the only thing fan-out reads.
 INDEX_PROJECTION: dict[str, Any] = {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["connectionId"]}
@@ -50,9 +75,22 @@ _INDEXES: tuple[tuple[str, str], ...] = (
 )
 
 
+def expiry_shard(connection_id: str) -> str:
+    """``EXP#<n>``: the connection's expiry shard, stable across processes (not Python's salted hash)."""
+    import zlib
+
+    return f"{EXPIRY_SHARD_PREFIX}{zlib.crc32(connection_id.encode('utf-8')) % EXPIRY_SHARDS}"
+
+
+def expiry_shards() -> list[str]:
+    """Every shard's partition key: the sweep queries each one."""
+    return [f"{EXPIRY_SHARD_PREFIX}{n}" for n in range(EXPIRY_SHARDS)]
+
+
 def _attribute_definitions() -> list[dict[str, str]]:
-    names = [PARTITION_KEY, SORT_KEY] + [hash_key for _, hash_key in _INDEXES]
-    return [{"AttributeName": name, "AttributeType": "S"} for name in names]
+    names = [PARTITION_KEY, SORT_KEY] + [hash_key for _, hash_key in _INDEXES] + [EXPIRY_SHARD_ATTRIBUTE]
+    return [{"AttributeName": name, "AttributeType": "S"} for name in names] + [
+        {"AttributeName": TOKEN_EXP_ATTRIBUTE, "AttributeType": "N"}]
 
 
 def _key_schema() -> list[dict[str, str]]:
@@ -76,7 +114,17 @@ def _global_secondary_indexes() -> list[dict[str, Any]]:
             },
         }
         for name, hash_key in _INDEXES
-    ]
+    ] + [{
+        "IndexName": BY_TOKEN_EXPIRY_INDEX,
+        "KeySchema": [
+            {"AttributeName": EXPIRY_SHARD_ATTRIBUTE, "KeyType": "HASH"},
+            {"AttributeName": TOKEN_EXP_ATTRIBUTE, "KeyType": "RANGE"},
+        ],
+        "Projection": {
+            "ProjectionType": EXPIRY_PROJECTION["ProjectionType"],
+            "NonKeyAttributes": list(EXPIRY_PROJECTION["NonKeyAttributes"]),
+        },
+    }]
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
@@ -176,5 +224,7 @@ def _wait_active(client: Any, table_name: str, timeout: float) -> None:
 __all__ = [
     "TTL_ATTRIBUTE", "PARTITION_KEY", "SORT_KEY", "CONNECTION_PREFIX", "TOPIC_PREFIX", "META_SK",
     "BY_USER_ID_INDEX", "BY_USERNAME_INDEX", "BY_TOPIC_INDEX", "INDEX_PROJECTION",
+    "BY_TOKEN_EXPIRY_INDEX", "EXPIRY_SHARD_ATTRIBUTE", "TOKEN_EXP_ATTRIBUTE", "WARNED_EXP_ATTRIBUTE",
+    "EXPIRY_SHARDS", "EXPIRY_PROJECTION", "expiry_shard", "expiry_shards",
     "table_definition", "ttl_specification", "cloudformation_properties", "create_table",
 ]

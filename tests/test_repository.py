@@ -377,8 +377,12 @@ def test_created_table_matches_the_schema(dynamodb_client: Any, connections_tabl
                                   {"AttributeName": "sk", "KeyType": "RANGE"}]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {schema.BY_USER_ID_INDEX, schema.BY_USERNAME_INDEX, schema.BY_TOPIC_INDEX}
+    assert set(indexes) == {schema.BY_USER_ID_INDEX, schema.BY_USERNAME_INDEX, schema.BY_TOPIC_INDEX,
+                            schema.BY_TOKEN_EXPIRY_INDEX}
     assert indexes["byTopic"]["KeySchema"][0] == {"AttributeName": "topic", "KeyType": "HASH"}
+    assert indexes["byTokenExpiry"]["KeySchema"] == [{"AttributeName": "expiryShard", "KeyType": "HASH"},
+                                                     {"AttributeName": "tokenExp", "KeyType": "RANGE"}]
+    assert {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}["tokenExp"] == "N"
     assert indexes["byUserId"]["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["connectionId"]}
 
     schema.create_table(dynamodb_client, connections_table)  # idempotent: no error the second time

@@ -92,20 +92,35 @@ def test_notify_with_dynamodb_down_answers_its_error_shape(make_service: Any, de
     assert SECRET not in output
 
 
-def test_a_frame_with_dynamodb_down_gets_internal_error(make_service: Any, dead_repository: ConnectionRepository,
-                                                        management_api: ManagementApiServer,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_frame_with_dynamodb_down_gets_unavailable(make_service: Any, dead_repository: ConnectionRepository,
+                                                     management_api: ManagementApiServer,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     management_api.add("c1")
     result = make_service(dead_repository).on_message(
         _message_event("c1", json.dumps({"action": "sendmessage", "data": SECRET, "id": "r1"})))
     assert result == {"statusCode": 200}
     [frame] = [json.loads(body) for body in management_api.received["c1"]]
     assert {k: v for k, v in frame.items() if k != "messageId"} == {
-        "type": "error", "code": "internal_error", "message": "the message could not be handled", "id": "r1"}
+        "type": "error", "code": "unavailable", "message": "a service this needs is unavailable; try again later",
+        "id": "r1"}
     output = capsys.readouterr().out
     [line] = _failure_lines(output)
     assert (line["route"], line["connectionId"], line["error"]) == ("$default", "c1", "EndpointConnectionError")
     assert SECRET not in output
+
+
+def test_an_unexpected_failure_is_still_internal_error(make_service: Any, repository: ConnectionRepository,
+                                                       management_api: ManagementApiServer) -> None:
+    """Only an unreachable, throttling or failing dependency is ``unavailable``; a bug stays ``internal_error``."""
+    class Broken(ConnectionRepository):
+        def get_connection(self, connection_id: str) -> Any:
+            raise KeyError("an unreadable item")
+
+    management_api.add("c1")
+    make_service(Broken(repository.table_name, client=repository.client)).on_message(
+        _message_event("c1", json.dumps({"action": "whoami"})))
+    [frame] = [json.loads(body) for body in management_api.received["c1"]]
+    assert frame["code"] == "internal_error"
 
 
 def test_connect_and_disconnect_with_dynamodb_down_fail_with_one_line(
@@ -205,3 +220,34 @@ def test_concurrent_subscribes_never_exceed_the_limit(repository: ConnectionRepo
     stored = _stored_topics(repository, "c1")
     assert len(stored) == _count(repository, "c1") == outcomes.count("ok") <= 5
     assert "SubscriptionLimitReached" in outcomes
+
+
+# -- the management API throttling in bursts ------------------------------------------------------------
+
+def test_a_burst_of_429s_slows_deliveries_down_and_loses_nothing(
+        make_service: Any, repository: ConnectionRepository, management_api: ManagementApiServer) -> None:
+    """Every recipient's first two posts answer 429: botocore backs off and retries, every message arrives once."""
+    import time
+
+    from tests.support.dynamodb import make_record
+
+    ids = [f"c{n}" for n in range(40)]
+    for connection_id in ids:
+        repository.put_connection(make_record(connection_id, user_id=f"u-{connection_id}"))
+        management_api.add(connection_id)
+    for connection_id in ids[1:]:
+        management_api.throttle(connection_id, 2)
+    service = make_service(repository)
+    started = time.monotonic()
+    assert service.on_message(_message_event("c0", json.dumps({"action": "sendmessage", "data": "hi", "id": 1}))) \
+        == {"statusCode": 200}
+    elapsed = time.monotonic() - started
+    received = management_api.received
+    [ack] = [json.loads(body) for body in received.pop("c0")]
+    assert (ack["type"], ack["delivered"], ack["gone"], ack["failed"]) == ("ack", 39, 0, 0), ack
+    assert {connection_id: len(bodies) for connection_id, bodies in received.items()} == {i: 1 for i in ids[1:]}
+    [message_id] = {json.loads(bodies[0])["messageId"] for bodies in received.values()}  # one message, same id
+    assert message_id
+    attempts = management_api.attempts
+    assert all(attempts[i] == 3 for i in ids[1:]), attempts  # two throttled tries, then delivered
+    assert elapsed > 0.05  # slowed by the backoff between tries
