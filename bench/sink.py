@@ -7,6 +7,10 @@ then answers commands on stdin, one per line:
 * ``COUNTS <expected_total> <timeout_s>``: waits until that many messages
   arrived in total (or the timeout), then prints ``COUNTS <json list>``, the
   number of messages each connection received, by index;
+* ``WAIT <expected_total> <timeout_s>``: the same wait, then prints ``WAITED
+  <json>``: ``{"total": n, "last": t}``, ``t`` the ``time.monotonic()`` of the
+  last arrival (one clock for every process on the machine: the benchmark
+  times "push to last delivery" with it);
 * ``QUIT``: closes everything and exits.
 
 One process, one event loop: the sockets cost the benchmark's broadcaster no CPU.
@@ -17,6 +21,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 
 import aiohttp
 
@@ -25,17 +30,19 @@ async def main(args: argparse.Namespace) -> None:
     counts = [0] * args.count
     arrived = asyncio.Event()
     total = 0
+    last = 0.0
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
     sockets: dict[int, aiohttp.ClientWebSocketResponse] = {}
     readers: list[asyncio.Task[None]] = []
 
     async def read(index: int, ws: aiohttp.ClientWebSocketResponse) -> None:
-        nonlocal total
+        nonlocal total, last
         async for message in ws:
             if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 counts[index] += 1
                 total += 1
+                last = time.monotonic()
                 arrived.set()
 
     gate = asyncio.Semaphore(args.concurrency)
@@ -65,6 +72,16 @@ async def main(args: argparse.Namespace) -> None:
         words = line.split()
         if not words or words[0] == "QUIT":
             break
+        if words[0] == "WAIT":
+            expected, timeout = int(words[1]), float(words[2])
+            deadline = loop.time() + timeout
+            while total < expected and loop.time() < deadline:
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), timeout=max(0.01, deadline - loop.time()))
+                except asyncio.TimeoutError:
+                    break
+            print("WAITED " + json.dumps({"total": total, "last": last}), flush=True)
         if words[0] == "COUNTS":
             expected, timeout = int(words[1]), float(words[2])
             deadline = loop.time() + timeout
