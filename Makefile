@@ -1,7 +1,7 @@
 # The project's interface. Every target installs what it needs first, so each
 # works on a fresh clone: `make test`, `make run`, `make token USER=alice`,
 # `make local`, `make deploy STAGE=dev`, `make delete STAGE=dev`, `make package STAGE=prod`,
-# `make bench`.
+# `make bench`, `make web STAGE=dev`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -19,7 +19,7 @@ TOKEN_GROUPS := $(if $(filter command line,$(origin GROUPS)),$(GROUPS),)
 LOCAL_PORT ?=
 STATE_FILE ?=
 
-.PHONY: deps test run token local deploy delete package bench clean
+.PHONY: deps test run token local web deploy delete package bench clean
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	@echo "==> installing Python dependencies into $(VENV)"
@@ -37,10 +37,15 @@ node_modules/.stamp: package.json
 	@bash devtools/ensure_java.sh
 	@touch $@
 
+# The browser tests' chromium (Debian's; Playwright from requirements-dev.txt drives it).
+.stamp-chromium:
+	@bash devtools/ensure_chromium.sh
+	@touch $@
+
 deps: $(VENV)/.stamp node_modules/.stamp .stamp-java
 
-test: deps
-	@$(BIN)/python -m pytest
+test: deps .stamp-chromium
+	@PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pytest
 
 run: deps
 	@$(BIN)/python -m devtools.stack --stage $(STAGE) --port $(PORT)
@@ -52,6 +57,11 @@ token: deps
 # stack's ids and endpoints (.local/stack.json) in its environment.
 local: deps
 	@$(BIN)/python -m devtools.chalice_local$(if $(LOCAL_PORT), --port $(LOCAL_PORT))$(if $(STATE_FILE), --state-file $(STATE_FILE))
+
+# The browser client against a deployed stage, served at the stage's callback URL
+# (http://localhost:8000/callback for dev). `make run` serves it on its own origin.
+web: deps
+	@$(BIN)/python -m devtools.web --stage $(STAGE)
 
 deploy: deps
 	@$(BIN)/python -m devtools.deploy deploy --stage $(STAGE)
@@ -66,4 +76,4 @@ bench: deps
 	@$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) node_modules dist .stamp-java .local
+	rm -rf $(VENV) node_modules dist .stamp-java .stamp-chromium .local

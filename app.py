@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from chalice import Chalice
-from chalice.app import AuthRequest, AuthResponse, CloudWatchEvent, WebsocketEvent
+from chalice.app import AuthRequest, AuthResponse, CloudWatchEvent, Rate, SQSEvent, WebsocketEvent
 from chalice.app import Response as RestResponse
 
 from chalicelib import runtime
@@ -93,6 +93,30 @@ def push_to_all() -> RestResponse:
 def notify(event: dict[str, Any], context: object) -> NotifyResult:
     """``{"userId"|"username": ..., "data": ...}`` -> pushed to all that user's connections."""
     return runtime.service().notify(event)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="token_expiry")
+def token_expiry(event: CloudWatchEvent) -> dict[str, int | bool]:
+    """Every minute: warn, then close, connections whose token expired (API Gateway authorizes only at $connect).
+
+    TOKEN_EXPIRY=ignore turns it into a no-op; {"action": "refresh"} keeps a connection open.
+    """
+    return runtime.expire_tokens(event.to_dict())
+
+
+# Fan-out beyond one Lambda (chalicelib/fanout.py): one work item per invocation
+# (Chalice has no ReportBatchItemFailures, so a failure stays that item's);
+# at most FANOUT_WORKER_CONCURRENCY workers at once (the SQS event source's
+# MaximumConcurrency): the account's @connections quota, not Lambda, is the
+# limit beyond it (bench/README.md, "Fan-out model").
+FANOUT_WORKER_CONCURRENCY = 20
+
+
+@app.on_sqs_message(queue=runtime.fanout_queue_name(app.app_name), batch_size=1,
+                    maximum_concurrency=FANOUT_WORKER_CONCURRENCY, name="fanout_worker")
+def fanout_worker(event: SQSEvent) -> dict[str, Any]:
+    """Post one queued work item (a scan segment, a topic page or a user) to its connections."""
+    return runtime.fanout_work(event.to_dict())
 
 
 @app.on_cw_event(event_pattern(app.app_name), name="eventbridge_push")

@@ -21,9 +21,13 @@ _lock = threading.Lock()
 _session: Any = None
 _dynamodb: Any = None
 _management: dict[str, Any] = {}
+_sqs: Any = None
 
 # Short timeouts: a Lambda invocation would rather fail a post than hang on it.
-DYNAMODB_CONNECT_TIMEOUT = 2.0
+# DynamoDB accepts a connection in milliseconds from inside its region: an
+# endpoint that does not is down, and a frame should be answered `unavailable`
+# within seconds (4 attempts with backoff), not hang its Lambda.
+DYNAMODB_CONNECT_TIMEOUT = 1.0
 DYNAMODB_READ_TIMEOUT = 5.0
 MANAGEMENT_CONNECT_TIMEOUT = 2.0
 MANAGEMENT_READ_TIMEOUT = 5.0
@@ -68,7 +72,8 @@ def dynamodb_client() -> Any:
     return client
 
 
-def management_client(endpoint_url: str) -> Any:
+def management_client(endpoint_url: str, retry_mode: str = "standard",
+                      max_attempts: int = MANAGEMENT_MAX_ATTEMPTS) -> Any:
     """The ``apigatewaymanagementapi`` client for one endpoint, cached per endpoint.
 
     One per endpoint for the container's life, so every Broadcaster post reuses
@@ -84,17 +89,18 @@ def management_client(endpoint_url: str) -> Any:
     measurable share of each post's CPU when thousands of posts share one GIL.
     """
     endpoint_url = endpoint_url.rstrip("/")
-    client = _management.get(endpoint_url)
+    key = f"{retry_mode}:{max_attempts}:{endpoint_url}"
+    client = _management.get(key)
     if client is None:
         with _lock:
-            client = _management.get(endpoint_url)
+            client = _management.get(key)
             if client is None:
                 from botocore.config import Config
 
                 config = Config(
                     connect_timeout=MANAGEMENT_CONNECT_TIMEOUT,
                     read_timeout=MANAGEMENT_READ_TIMEOUT,
-                    retries={"mode": "standard", "total_max_attempts": MANAGEMENT_MAX_ATTEMPTS},
+                    retries={"mode": retry_mode, "total_max_attempts": max_attempts},
                     max_pool_connections=BROADCAST_WORKERS,
                     parameter_validation=False,
                     tcp_keepalive=True,
@@ -104,7 +110,37 @@ def management_client(endpoint_url: str) -> Any:
                 service = client.meta.service_model.service_id.hyphenize()
                 client.meta.events.register_first(f"needs-retry.{service}", _refuse_retry_after_send,
                                                   unique_id=NO_RETRY_AFTER_SEND_ID)
-                _management[endpoint_url] = client
+                _management[key] = client
+    return client
+
+
+# The fan-out worker's posts: botocore's adaptive mode, whose client-side rate
+# limiter backs off on throttling, so many workers near the account's
+# @connections limit slow down together instead of each burning its retries;
+# more attempts than a reply gets, since an item that still fails is
+# redelivered whole (at least once, same messageId).
+WORKER_RETRY_MODE = "adaptive"
+WORKER_MAX_ATTEMPTS = 5
+
+
+def worker_management_client(endpoint_url: str) -> Any:
+    """The management client a fan-out worker posts with (adaptive retries; see above)."""
+    return management_client(endpoint_url, retry_mode=WORKER_RETRY_MODE, max_attempts=WORKER_MAX_ATTEMPTS)
+
+
+def sqs_client() -> Any:
+    """The process-wide SQS client (the fan-out queue); ``AWS_ENDPOINT_URL_SQS`` points it elsewhere."""
+    global _sqs
+    client = _sqs
+    if client is None:
+        with _lock:
+            if _sqs is None:
+                from botocore.config import Config
+
+                config = Config(connect_timeout=2.0, read_timeout=10.0,
+                                retries={"mode": "standard", "max_attempts": 4}, tcp_keepalive=True)
+                _sqs = _boto3_session().client("sqs", config=config)
+            client = _sqs
     return client
 
 
@@ -141,10 +177,11 @@ def _refuse_retry_after_send(caught_exception: BaseException | None = None, **_:
 
 def reset_clients() -> None:
     """Forget every cached client (tests change endpoints and env between cases)."""
-    global _session, _dynamodb
+    global _session, _dynamodb, _sqs
     with _lock:
         _session = None
         _dynamodb = None
+        _sqs = None
         _management.clear()
 
 

@@ -50,7 +50,7 @@ OnGone = Callable[[list[str]], object]
 
 
 class ManagementClient(Protocol):
-    """The one call made on a boto3 ``apigatewaymanagementapi`` client.
+    """The calls made on a boto3 ``apigatewaymanagementapi`` client (posts, and closes).
 
     Structural, so tests and other transports can stand in without boto3.
     Failures must raise an exception carrying botocore's ``response`` dict
@@ -58,6 +58,9 @@ class ManagementClient(Protocol):
     """
 
     def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> object:  # noqa: N803 - boto3's names
+        ...
+
+    def delete_connection(self, *, ConnectionId: str) -> object:  # noqa: N803 - boto3's names
         ...
 
 
@@ -153,6 +156,19 @@ class Broadcaster:
         Does not call ``on_gone``: a caller replying to one client decides itself.
         """
         return self._post(connection_id, _encode(data))[0]
+
+    def disconnect(self, connection_id: str) -> Outcome:
+        """Close one connection (``DELETE @connections/{id}``): ``delivered`` (closed), ``gone`` or ``failed``.
+
+        API Gateway then runs the connection's ``$disconnect``. Used when a
+        connection may no longer stay open (its token expired, or a refresh
+        named another user); like ``send``, it reports and never raises.
+        """
+        try:
+            self.client.delete_connection(ConnectionId=connection_id)
+        except Exception as error:  # noqa: BLE001 - every failure is an outcome, not a crash
+            return _outcome_of(error)[0]
+        return DELIVERED
 
     def broadcast(self, connection_ids: Iterable[str], data: bytes | str, *,
                   exclude: Collection[str] = ()) -> DeliveryReport:

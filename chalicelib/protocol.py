@@ -15,18 +15,20 @@ from typing import Any, Mapping
 from .validation import JsonRefused, TextRefused, check_request_id, dumps_strict, loads_strict
 
 MAX_FRAME_BYTES = 128 * 1024  # API Gateway's WebSocket frame limit
-ACTIONS = ("sendmessage", "subscribe", "unsubscribe", "publish", "whoami")
+ACTIONS = ("sendmessage", "subscribe", "unsubscribe", "publish", "whoami", "refresh")
 DEFAULT_ROUTE = "$default"
 
 
 class ProtocolError(Exception):
     """Bad input from a client; answered with an error frame, never a crash."""
 
-    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
+    def __init__(self, code: str, message: str, request_id: Any = None, *, close: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.request_id = request_id
+        # After the error frame, close the connection (a refresh with another user's token).
+        self.close = close
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,6 @@ def handle(event: Mapping[str, Any], deliver: Callable[[Push], PushResult]) -> P
         log_event(logger, "push_event_dropped", logging.WARNING, reason=error.code, message=error.message,
                   eventId=event_id, source=str(event.get("source") or ""), detailType=str(detail_type or ""))
         return {"ok": False, "error": {"code": error.code, "message": error.message}}
-    report = result.report
-    log_event(logger, "push_event", eventId=event_id, detailType=str(detail_type), audience=push.kind,
-              connections=result.connections, delivered=len(report.delivered), gone=len(report.gone),
-              failed=len(report.failed))
-    return {"ok": True, "connections": result.connections, "delivered": len(report.delivered),
-            "gone": len(report.gone), "failed": len(report.failed)}
+    counts = result.counts()  # per-connection counts, or {"queued": items} for a queued fan-out
+    log_event(logger, "push_event", eventId=event_id, detailType=str(detail_type), audience=push.kind, **counts)
+    return {"ok": True, **counts}

@@ -21,7 +21,9 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .schema import (
-    BY_TOPIC_INDEX, BY_USER_ID_INDEX, BY_USERNAME_INDEX, CONNECTION_PREFIX, META_SK, TOPIC_PREFIX,
+    BY_TOKEN_EXPIRY_INDEX, BY_TOPIC_INDEX, BY_USER_ID_INDEX, BY_USERNAME_INDEX, CONNECTION_PREFIX,
+    EXPIRY_SHARD_ATTRIBUTE, META_SK, TOKEN_EXP_ATTRIBUTE, TOPIC_PREFIX, WARNED_EXP_ATTRIBUTE, expiry_shard,
+    expiry_shards,
 )
 from .validation import MAX_ID_LENGTH, MAX_TOPIC_LENGTH, check_id, check_topic
 
@@ -144,6 +146,8 @@ class ConnectionRecord:
     token_source: str
     ttl: int
     api_id: str = ""
+    # The token's ``exp`` (epoch seconds): puts the item in the expiry index. None: never swept.
+    token_exp: int | None = None
 
     def to_item(self) -> dict[str, Any]:
         """The low-level typed item. An empty ``username`` is left out: GSI keys cannot be ''."""
@@ -164,6 +168,9 @@ class ConnectionRecord:
         }
         if self.username:
             item["username"] = {"S": self.username}
+        if self.token_exp is not None:
+            item[EXPIRY_SHARD_ATTRIBUTE] = {"S": expiry_shard(self.connection_id)}
+            item[TOKEN_EXP_ATTRIBUTE] = {"N": str(int(self.token_exp))}
         return item
 
     @classmethod
@@ -184,6 +191,7 @@ class ConnectionRecord:
             token_source=_s(item, "tokenSource"),
             ttl=_n(item, "ttl"),
             api_id=_s(item, "apiId"),
+            token_exp=_n(item, TOKEN_EXP_ATTRIBUTE) if TOKEN_EXP_ATTRIBUTE in item else None,
         )
 
     def identity(self) -> dict[str, Any]:
@@ -199,6 +207,24 @@ class ConnectionRecord:
             "clientParams": dict(self.client_params),
             "tokenSource": self.token_source,
         }
+
+
+@dataclass(frozen=True)
+class ExpiringConnection:
+    """One entry of the expiry index: what the sweep needs to warn or close a connection."""
+
+    connection_id: str
+    token_exp: int
+    warned_exp: int | None  # the ``exp`` the client was already warned about
+    domain: str
+    stage: str
+    api_id: str
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> ExpiringConnection:
+        return cls(connection_id=_connection_id_of(item), token_exp=_n(item, TOKEN_EXP_ATTRIBUTE),
+                   warned_exp=_n(item, WARNED_EXP_ATTRIBUTE) if WARNED_EXP_ATTRIBUTE in item else None,
+                   domain=_s(item, "domain"), stage=_s(item, "stage"), api_id=_s(item, "apiId"))
 
 
 def _error_code(error: BaseException) -> str:
@@ -316,6 +342,76 @@ class ConnectionRepository:
                 logger.warning("batch delete left %d items unprocessed after %d attempts; TTL will remove them",
                                len(pending), MAX_BATCH_ATTEMPTS)
         return deleted
+
+    # -- token expiry (the byTokenExpiry index) ------------------------------------
+
+    def expiring_before(self, deadline: int) -> list[ExpiringConnection]:
+        """Every connection whose token's ``exp`` is at or before ``deadline``: one Query per shard.
+
+        The index is eventually consistent: a refresh written a moment ago may
+        still show the old ``exp``; ``mark_warned`` and the sweep's re-check
+        (``token_expiry``) read the item itself before acting.
+        """
+        found: list[ExpiringConnection] = []
+        for shard in expiry_shards():
+            found.extend(ExpiringConnection.from_item(item) for item in self._query_all(
+                IndexName=BY_TOKEN_EXPIRY_INDEX,
+                KeyConditionExpression="#shard = :shard AND #exp <= :deadline",
+                ExpressionAttributeNames={"#shard": EXPIRY_SHARD_ATTRIBUTE, "#exp": TOKEN_EXP_ATTRIBUTE},
+                ExpressionAttributeValues={":shard": {"S": shard}, ":deadline": {"N": str(int(deadline))}}))
+        return found
+
+    def token_expiry(self, connection_id: str) -> int | None:
+        """The stored ``exp`` of the connection's token, read consistently; None if not stored."""
+        _validate_id(connection_id, "connection_id")
+        item = self.client.get_item(TableName=self.table_name, Key=connection_key(connection_id),
+                                    ConsistentRead=True, ProjectionExpression="#exp",
+                                    ExpressionAttributeNames={"#exp": TOKEN_EXP_ATTRIBUTE}).get("Item")
+        if item is None:
+            return None
+        return _n(item, TOKEN_EXP_ATTRIBUTE) if TOKEN_EXP_ATTRIBUTE in item else None
+
+    def set_token_expiry(self, connection_id: str, token_exp: int) -> None:
+        """Store a refreshed token's ``exp`` (also in the stored claims) and forget the warning given.
+
+        Conditioned on the connection item existing, so a refresh racing its
+        ``$disconnect`` cannot recreate a half item. Raises ConnectionNotFound.
+        """
+        _validate_id(connection_id, "connection_id")
+        try:
+            self.client.update_item(
+                TableName=self.table_name, Key=connection_key(connection_id),
+                UpdateExpression="SET #exp = :exp, #shard = :shard, claims.#claim = :exp REMOVE #warned",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#exp": TOKEN_EXP_ATTRIBUTE, "#shard": EXPIRY_SHARD_ATTRIBUTE,
+                                          "#claim": "exp", "#warned": WARNED_EXP_ATTRIBUTE},
+                ExpressionAttributeValues={":exp": {"N": str(int(token_exp))},
+                                           ":shard": {"S": expiry_shard(connection_id)}})
+        except Exception as error:
+            if _error_code(error) == "ConditionalCheckFailedException":
+                raise ConnectionNotFound(connection_id) from None
+            raise
+
+    def mark_warned(self, connection_id: str, token_exp: int) -> bool:
+        """Record that the client was warned about ``token_exp``; False if it was already, or it changed.
+
+        One conditional UpdateItem: the stored ``exp`` is still ``token_exp``
+        (no refresh since the index was read) and no warning for it was
+        recorded. Two sweeps running at once therefore warn once.
+        """
+        _validate_id(connection_id, "connection_id")
+        try:
+            self.client.update_item(
+                TableName=self.table_name, Key=connection_key(connection_id),
+                UpdateExpression="SET #warned = :exp",
+                ConditionExpression="#exp = :exp AND (attribute_not_exists(#warned) OR #warned <> :exp)",
+                ExpressionAttributeNames={"#exp": TOKEN_EXP_ATTRIBUTE, "#warned": WARNED_EXP_ATTRIBUTE},
+                ExpressionAttributeValues={":exp": {"N": str(int(token_exp))}})
+        except Exception as error:
+            if _error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     # -- lookups by user -----------------------------------------------------------
 
@@ -503,6 +599,64 @@ class ConnectionRepository:
         finally:
             stop.set()
 
+    # -- fan-out slices (chalicelib/fanout.py) ------------------------------------
+
+    def segment_connection_ids(self, segment: int, segments: int, page_size: int = 1000) -> Iterator[list[str]]:
+        """One parallel-scan segment's connection ids, a page at a time (a broadcast work item)."""
+        if not (isinstance(segment, int) and isinstance(segments, int) and 0 <= segment < segments):
+            raise ValueError("segment must be in 0..segments-1")
+        for page in self.client.get_paginator("scan").paginate(
+                TableName=self.table_name, Segment=segment, TotalSegments=segments,
+                FilterExpression="sk = :meta", ExpressionAttributeValues={":meta": {"S": META_SK}},
+                ProjectionExpression="connectionId", PaginationConfig={"PageSize": page_size}):
+            ids = [_s(item, "connectionId") for item in page.get("Items", [])]
+            if ids:
+                yield ids
+
+    def approximate_item_count(self) -> int:
+        """DynamoDB's ``ItemCount`` (refreshed about every six hours on AWS): sizes a broadcast's segments."""
+        table = self.client.describe_table(TableName=self.table_name).get("Table") or {}
+        return int(table.get("ItemCount") or 0)
+
+    def topic_pages(self, topic: str, page_size: int = 1000) -> Iterator[tuple[list[str], dict[str, Any] | None]]:
+        """The topic's subscriber ids a page at a time, with each page's ``LastEvaluatedKey``."""
+        validate_topic(topic)
+        for page in self.client.get_paginator("query").paginate(
+                TableName=self.table_name, IndexName=BY_TOPIC_INDEX, KeyConditionExpression="#k = :v",
+                ExpressionAttributeNames={"#k": "topic"}, ExpressionAttributeValues={":v": {"S": topic}},
+                ProjectionExpression="pk, connectionId", PaginationConfig={"PageSize": page_size}):
+            yield [_connection_id_of(item) for item in page.get("Items", [])], page.get("LastEvaluatedKey")
+
+    def topic_page_bounds(self, topic: str, page_size: int = 1000) -> list[tuple[dict[str, Any] | None, str | None]]:
+        """``(after, through)`` per page of the topic index: what each topic work item reads.
+
+        ``after`` is the page's exclusive start key (None for the first);
+        ``through`` its last ``pk`` (None for the last page: to the end). Reads
+        keys only; an item holds two keys, never the page's ids.
+        """
+        bounds: list[tuple[dict[str, Any] | None, str | None]] = []
+        after: dict[str, Any] | None = None
+        for _ids, last in self.topic_pages(topic, page_size):
+            through = str((last or {}).get("pk", {}).get("S", "")) or None
+            bounds.append((after, through))
+            after = last
+        return bounds
+
+    def topic_page_ids(self, topic: str, after: Mapping[str, Any] | None, through: str | None) -> list[str]:
+        """Subscriber ids of one topic page: after ``after`` (exclusive), up to ``through`` (inclusive)."""
+        validate_topic(topic)
+        condition, values = "#k = :v", {":v": {"S": topic}}
+        if through:
+            condition += " AND pk <= :through"
+            values[":through"] = {"S": through}
+        request: dict[str, Any] = {
+            "IndexName": BY_TOPIC_INDEX, "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": {"#k": "topic"}, "ExpressionAttributeValues": values,
+            "ProjectionExpression": "pk, connectionId"}
+        if after:
+            request["ExclusiveStartKey"] = dict(after)
+        return [_connection_id_of(item) for item in self._query_all(**request)]
+
     # -- helpers -------------------------------------------------------------------
 
     def _query_all(self, **request: Any) -> Iterator[dict[str, Any]]:
@@ -514,7 +668,7 @@ class ConnectionRepository:
 
 
 __all__ = [
-    "ConnectionRecord", "ConnectionRepository", "ConnectionExists", "ConnectionNotFound",
+    "ConnectionRecord", "ConnectionRepository", "ExpiringConnection", "ConnectionExists", "ConnectionNotFound",
     "SubscriptionLimitReached", "validate_topic", "connection_key", "subscription_key",
     "MAX_ID_LENGTH", "MAX_TOPIC_LENGTH",
 ]

@@ -304,9 +304,7 @@ def push(request: Request, service: ConnectionService, kind: str, target: str = 
         return _error(error)
     except Exception as error:  # noqa: BLE001 - DynamoDB down...: a JSON 500, as notify answers internal_error
         return _internal_error(kind, error)
-    report = result.report
-    return _answer(200, {"ok": True, "connections": result.connections, "delivered": len(report.delivered),
-                         "gone": len(report.gone), "failed": len(report.failed)})
+    return _answer(200, {"ok": True, **result.counts()})
 
 
 def _log_refusal(who: Caller, kind: str) -> None:

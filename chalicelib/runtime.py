@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the authorizer path must not import these (boto3 behind the
     from chalice.app import AuthRequest, AuthResponse, Request
     from chalice.app import Response as RestResponse
 
+    from .expiry import SweepReport
     from .push_events import PushEventResult
     from .service import ConnectionService
 
@@ -98,6 +99,41 @@ def push_event(event: Mapping[str, Any]) -> PushEventResult:
     return handle(event, service().push)
 
 
+def expire_tokens(event: Mapping[str, Any]) -> dict[str, int | bool]:
+    """The schedule's answer: warn, then close, connections whose token expires (``expiry.sweep``).
+
+    The scheduled event carries nothing the sweep needs (the time is read
+    from the clock), so it is accepted whatever its shape.
+    """
+    report: SweepReport = service().sweep_expired_tokens()
+    return report.to_dict()
+
+
+def fanout_queue_name(app_name: str) -> str:
+    """The fan-out queue's name for ``@app.on_sqs_message``: from ``FANOUT_QUEUE_URL``, else ``<app>-fanout``.
+
+    Read from the environment when app.py is imported: Chalice imports it with
+    the stage's ``environment_variables`` set, so the event source mapping it
+    deploys names the stage's own queue. Nothing else is read or validated here
+    (the authorizer's cold start imports app.py too).
+    """
+    from .settings import queue_name
+
+    return queue_name(os.environ.get("FANOUT_QUEUE_URL", "").strip() or None, f"{app_name}-fanout")
+
+
+def fanout_work(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The fan-out worker's answer for one SQS event (batch size 1: one work item).
+
+    A work item that fails raises (``service.FanoutItemFailed``): Lambda leaves
+    the message on the queue for redelivery. Chalice registers no
+    ``ReportBatchItemFailures`` response type, so partial batch answers are
+    not used; one item per invocation keeps a failure to that one item.
+    """
+    results = [service().run_work_item(str(record.get("body") or "")) for record in event.get("Records") or []]
+    return {"items": len(results), "results": results}
+
+
 def _build_service(s: Settings) -> ConnectionService:
     from . import aws
     from .broadcaster import Broadcaster
@@ -117,7 +153,26 @@ def _build_service(s: Settings) -> ConnectionService:
         return aws.management_endpoint(domain, stage, api_id=api_id or None,
                                        region=os.environ.get("AWS_REGION"), override=s.management_url)
 
-    return ConnectionService(s, repository, broadcaster_for, endpoint_for)
+    def verify(token: str) -> dict[str, Any]:
+        # Looked up per call, not here: _lock is held while the service is built.
+        return verifier().verify(token)
+
+    worker_broadcasters: dict[str, Broadcaster] = {}
+
+    def worker_broadcaster_for(endpoint: str) -> Broadcaster:
+        if endpoint not in worker_broadcasters:
+            worker_broadcasters[endpoint] = Broadcaster(aws.worker_management_client(endpoint),
+                                                        on_gone=repository.delete_connections)
+        return worker_broadcasters[endpoint]
+
+    queue = None
+    if s.fanout_queue_url:
+        from .fanout_queue import FanoutQueue
+
+        queue = FanoutQueue(s.fanout_queue_url)
+
+    return ConnectionService(s, repository, broadcaster_for, endpoint_for, verify=verify, fanout_queue=queue,
+                             worker_broadcaster_for=worker_broadcaster_for)
 
 
 def reset() -> None:

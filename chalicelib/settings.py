@@ -16,6 +16,7 @@ TOKEN_SOURCE_NAMES = ("header", "query", "protocol", "cookie")
 # auth needs an Origin allow-list, so a stage without one still loads).
 DEFAULT_TOKEN_SOURCES = ("header", "query", "protocol")
 TOKEN_USES = ("access", "id")
+TOKEN_EXPIRY_MODES = ("close", "ignore")
 
 _POOL_ID = re.compile(r"^(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)_[0-9A-Za-z]+$")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -67,6 +68,17 @@ class Settings:
     connection_ttl_seconds: int = 2 * 3600 + 15 * 60
     # Each subscription is one DynamoDB item written per subscribe: bounded per connection.
     max_subscriptions_per_connection: int = 100
+    # Fan-out (see chalicelib/fanout.py): audiences over fanout_inline_max go
+    # to the queue as work items; no queue URL: everything is posted inline.
+    fanout_inline_max: int = 100
+    fanout_queue_url: str | None = None
+    fanout_segment_size: int = 1000  # connections per work item: a scan segment's aim, a topic page
+    # API Gateway authorizes only at $connect, and a connection (2 h) outlives an
+    # access token (1 h): "close" closes it once its token expired, unless the
+    # client sent a fresh one ({"action": "refresh"}); "ignore" leaves it open.
+    token_expiry: str = "close"
+    # How long before that close the client gets {"type": "token_expiring"} (0: no warning).
+    token_expiry_warning_seconds: int = 300
 
 
 def _csv(value: str | None) -> list[str]:
@@ -169,6 +181,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not _NAME.match(marker):
         raise SettingsError("TOKEN_PROTOCOL_MARKER", f"{marker!r} is not a valid subprotocol name")
 
+    token_expiry = (env.get("TOKEN_EXPIRY") or "close").strip().lower()
+    if token_expiry not in TOKEN_EXPIRY_MODES:
+        raise SettingsError("TOKEN_EXPIRY", f"must be one of {', '.join(TOKEN_EXPIRY_MODES)}")
+
     return Settings(
         user_pool_ids=pool_ids,
         issuers=issuers,
@@ -199,7 +215,29 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                            low=60, high=7 * 86400, integer=True)),
         max_subscriptions_per_connection=int(_number(env, "MAX_SUBSCRIPTIONS_PER_CONNECTION", 100,
                                                      low=1, high=10000, integer=True)),
+        token_expiry=token_expiry,
+        fanout_inline_max=int(_number(env, "FANOUT_INLINE_MAX", 100, low=0, high=100000, integer=True)),
+        fanout_queue_url=_queue_url(env),
+        fanout_segment_size=int(_number(env, "FANOUT_SEGMENT_SIZE", 1000, low=10, high=1000000, integer=True)),
+        token_expiry_warning_seconds=int(_number(env, "TOKEN_EXPIRY_WARNING_SECONDS", 300,
+                                                 low=0, high=3600, integer=True)),
     )
+
+
+def _queue_url(env: Mapping[str, str]) -> str | None:
+    """``FANOUT_QUEUE_URL``: an SQS queue URL (``https://sqs.<region>.amazonaws.com/<account>/<name>``), or unset."""
+    url = (env.get("FANOUT_QUEUE_URL") or "").strip()
+    if not url:
+        return None
+    if not re.match(r"^https?://[^/\s]+/[0-9A-Za-z_-]+/[0-9A-Za-z_-]{1,80}$", url):
+        raise SettingsError("FANOUT_QUEUE_URL", f"{url!r} is not an SQS queue URL like "
+                                                "https://sqs.us-east-1.amazonaws.com/123456789012/name")
+    return url
+
+
+def queue_name(url: str | None, default: str) -> str:
+    """The queue's name, the last part of its URL (what ``@app.on_sqs_message(queue=...)`` takes)."""
+    return url.rstrip("/").rsplit("/", 1)[-1] if url else default
 
 
 _cached: Settings | None = None

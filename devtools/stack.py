@@ -45,7 +45,8 @@ class LocalStack:
     """The local services, started in order and stopped in reverse."""
 
     def __init__(self, stage: str, host: str, port: int, demo_user: str, state_file: Path,
-                 env_overrides: dict[str, str] | None = None, rest_port: int | None = None) -> None:
+                 env_overrides: dict[str, str] | None = None, rest_port: int | None = None,
+                 fanout_workers: int = 2, fanout_visibility_timeout: int = 30, fanout_max_receive: int = 3) -> None:
         self.stage = stage
         self.host = host
         self.port = port
@@ -54,6 +55,12 @@ class LocalStack:
         self.demo_user = demo_user
         self.state_file = state_file
         self.env_overrides = env_overrides or {}
+        # The fan-out queue (moto's SQS) and Lambda's event source mapping for the app's worker:
+        # invocations at once, the queue's visibility timeout, and receives before the DLQ.
+        self.fanout_workers = fanout_workers
+        self.fanout_visibility_timeout = fanout_visibility_timeout
+        self.fanout_max_receive = fanout_max_receive
+        self.fanout: Any = None
         self.dynamodb: Any = None
         self.moto: Any = None
         self.gateway: Any = None
@@ -85,6 +92,16 @@ class LocalStack:
         cognito_local.sign_up(pool, self.demo_user)
         _say(f"Cognito user pool {pool.pool_id}, app client {pool.client_id}, user {self.demo_user!r}")
 
+        import boto3
+
+        from devtools.sqs_mapping import create_queues
+
+        sqs = boto3.client("sqs", endpoint_url=self.moto.endpoint_url, region_name=os.environ["AWS_REGION"])
+        queues = create_queues(sqs, f"ws-cognito-{self.stage}-fanout", visibility_timeout=self.fanout_visibility_timeout,
+                               max_receive_count=self.fanout_max_receive)
+        _say(f"fan-out queue {queues['queue_url']} (DLQ after {self.fanout_max_receive} receives, "
+             f"visibility timeout {self.fanout_visibility_timeout} s)")
+
         origins = {o for o in stage_env.get("ALLOWED_ORIGINS", "").split(",") if o}
         env = {
             "COGNITO_USER_POOL_ID": pool.pool_id,
@@ -93,10 +110,16 @@ class LocalStack:
             "COGNITO_JWKS_URL": pool.jwks_url,
             "CONNECTIONS_TABLE": table,
             "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.endpoint_url,
+            "FANOUT_QUEUE_URL": queues["queue_url"],
+            "AWS_ENDPOINT_URL_SQS": self.moto.endpoint_url,
             **self.env_overrides,
         }
         _say("starting the WebSocket gateway")
-        self.gateway = LocalGateway(str(ROOT), stage=self.stage, host=self.host, port=self.port, env=env)
+        from devtools.web import local_page  # the browser client, on the gateway's origin
+
+        self.page = local_page(stage_env, self.stage, pool, lambda: self.gateway.url)
+        self.gateway = LocalGateway(str(ROOT), stage=self.stage, host=self.host, port=self.port, env=env,
+                                    extra_routes=self.page.routes())
         # The origins the local page and wscat use need the real port, known after start.
         await self.gateway.start()
         origins |= {f"http://localhost:{self.gateway.port}", f"http://127.0.0.1:{self.gateway.port}"}
@@ -104,6 +127,14 @@ class LocalStack:
             os.environ["ALLOWED_ORIGINS"] = ",".join(sorted(origins))
 
         from devtools.chalice_local import RestServer
+
+        from devtools.sqs_mapping import SqsEventSourceMapping
+
+        self.fanout = SqsEventSourceMapping(self.gateway.app, str(ROOT), self.stage, sqs,
+                                            workers=self.fanout_workers, region=os.environ["AWS_REGION"])
+        for mapping in self.fanout.start():
+            _say(f"SQS event source mapping: {mapping.queue_url} -> {mapping.function} "
+                 f"(batch {mapping.batch_size}, {mapping.concurrency} worker processes)")
 
         rest_port = self.rest_port if self.rest_port is not None else (self.gateway.port + 1 if self.port else 0)
         self.rest = RestServer(self.stage, self.host, rest_port).start()
@@ -123,11 +154,16 @@ class LocalStack:
             "demo_user": self.demo_user,
             "password": cognito_local.DEFAULT_PASSWORD,
             "allowed_origins": sorted(origins),
+            "fanout": {"queue_url": queues["queue_url"], "dlq_url": queues["dlq_url"],
+                       "sqs_endpoint": self.moto.endpoint_url, "workers": self.fanout_workers,
+                       "inline_max": os.environ.get("FANOUT_INLINE_MAX", "100")},
         }
         write_state(state, self.state_file)
         return state
 
     async def stop(self) -> None:
+        if self.fanout is not None:
+            self.fanout.stop()
         if self.rest is not None:
             self.rest.stop()
         if self.gateway is not None:
@@ -145,10 +181,12 @@ Local stack ready (stage {state['stage']}).
   WebSocket URL    {state['ws_url']}
   Management API   {state['management_url']}
   REST API         {state['rest_url']}  (GET /me; POST /users/<sub>/messages, /topics/<t>/messages, /messages)
+  Browser client   {state['http_url']}/  (or http://localhost:{state['http_url'].rsplit(':', 1)[1]}/)
   Lambda invoke    {state['http_url']}  (aws lambda invoke --endpoint-url ... --function-name notify)
   EventBridge      {state['http_url']}  (aws events put-events --endpoint-url ... : PutEvents for the app's rules)
   Cognito          {pool['endpoint_url']}  pool {pool['pool_id']}  client {pool['client_id']}
   DynamoDB Local   {state['dynamodb_endpoint']}  table {state['table']}
+  Fan-out queue    {state['fanout']['queue_url']}  ({state['fanout']['workers']} workers; pushes to over {state['fanout']['inline_max']} connections are queued; "SQS fanout_worker" lines show them arrive)
 
 Get a token (user {state['demo_user']!r} exists; any other name is signed up):
   make token USER={state['demo_user']}
@@ -164,7 +202,9 @@ Ctrl-C stops everything.
 
 async def _run(args: argparse.Namespace) -> int:
     stack = LocalStack(args.stage, args.host, args.port, args.demo_user, args.state_file,
-                       dict(kv.split("=", 1) for kv in args.set), args.rest_port)
+                       dict(kv.split("=", 1) for kv in args.set), args.rest_port,
+                       fanout_workers=args.workers, fanout_visibility_timeout=args.fanout_visibility_timeout,
+                       fanout_max_receive=args.fanout_max_receive)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -194,9 +234,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="REST API port (default: the gateway's port + 1; any free port with --port 0)")
     parser.add_argument("--demo-user", default="demo")
     parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE)
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="fan-out worker invocations at once, each in its own process (default 2)")
+    parser.add_argument("--fanout-visibility-timeout", type=int, default=30, metavar="SECONDS",
+                        help="the fan-out queue's visibility timeout: how soon a failed work item comes back")
+    parser.add_argument("--fanout-max-receive", type=int, default=3, metavar="N",
+                        help="receives of a work item before SQS moves it to the dead-letter queue")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the app (e.g. REQUIRED_GROUPS=admins)")
+    parser.add_argument("--schedule-interval", type=float, default=None, metavar="SECONDS",
+                        help="run every @app.schedule function this often instead of at its rate "
+                             "(the token expiry sweep runs every minute otherwise)")
     args = parser.parse_args(argv)
+    if args.schedule_interval is not None:
+        from devtools.gateway.scheduler import SCHEDULE_INTERVAL_ENV
+
+        os.environ[SCHEDULE_INTERVAL_ENV] = str(args.schedule_interval)  # read by the gateway it starts
     for kv in args.set:
         if "=" not in kv:
             parser.error(f"--set takes KEY=VALUE, not {kv!r}")

@@ -30,6 +30,7 @@ APP = "ws-cognito"
 STAGE = "dev"
 ACCOUNT_ARN = "arn:aws:{service}:us-east-1:123456789012"
 LOGS_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+FANOUT_QUEUE_ARN = f"arn:aws:sqs:us-east-1:123456789012:{APP}-{STAGE}-fanout"
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -152,8 +153,9 @@ def _assert_rest_api_and_rule(d: Deployment, ws_api_id: str, table: str) -> None
         assert grants == [({"Service": "apigateway.amazonaws.com"}, rest_source)], (function, grants)
 
     events = d.session.client("events")
-    (rule,) = [r for r in events.list_rules()["Rules"] if r["Name"].startswith(f"{APP}-{STAGE}-")]
-    assert rule["Name"] == f"{APP}-{STAGE}-eventbridge_push-event"
+    rules = {r["Name"]: r for r in events.list_rules()["Rules"] if r["Name"].startswith(f"{APP}-{STAGE}-")}
+    assert set(rules) == {f"{APP}-{STAGE}-eventbridge_push-event", f"{APP}-{STAGE}-token_expiry-event"}
+    rule = rules[f"{APP}-{STAGE}-eventbridge_push-event"]
     assert (rule["State"], rule["EventBusName"]) == ("ENABLED", "default")
     assert json.loads(rule["EventPattern"]) == event_pattern(APP)
     function_arn = f"{ACCOUNT_ARN.format(service='lambda')}:function:{APP}-{STAGE}-eventbridge_push"
@@ -161,12 +163,17 @@ def _assert_rest_api_and_rule(d: Deployment, ws_api_id: str, table: str) -> None
     statements = d.invoke_statements(f"{APP}-{STAGE}-eventbridge_push")
     assert [(s["Principal"], s["Action"], s["Condition"]["ArnLike"]["AWS:SourceArn"]) for s in statements] == [
         ({"Service": "events.amazonaws.com"}, "lambda:InvokeFunction", rule["Arn"])]
+    schedule = rules[f"{APP}-{STAGE}-token_expiry-event"]  # the expiry sweep, every minute
+    assert (schedule["State"], schedule["ScheduleExpression"]) == ("ENABLED", "rate(1 minute)")
+    assert [t["Arn"] for t in events.list_targets_by_rule(Rule=schedule["Name"])["Targets"]] == [
+        f"{ACCOUNT_ARN.format(service='lambda')}:function:{APP}-{STAGE}-token_expiry"]
 
     # Least privilege per function, as deployed on each role.
     functions = d.config()["stages"][STAGE]["lambda_functions"]
     assert {name: f["iam_policy_file"] for name, f in functions.items()} == {
         "ws_authorizer": f"policy-{STAGE}-authorizer.json", "rest_authorizer": f"policy-{STAGE}-authorizer.json",
-        "api_handler": f"policy-{STAGE}-push.json", "eventbridge_push": f"policy-{STAGE}-push.json"}
+        "api_handler": f"policy-{STAGE}-push.json", "eventbridge_push": f"policy-{STAGE}-push.json",
+        "token_expiry": f"policy-{STAGE}-schedule.json", "fanout_worker": f"policy-{STAGE}-worker.json"}
     for authorizer_function in ("ws_authorizer", "rest_authorizer"):
         assert set(_grants(d.role_policy(authorizer_function))) == LOGS_ACTIONS, authorizer_function
     table_arn = f"{ACCOUNT_ARN.format(service='dynamodb')}:table/{table}"
@@ -175,13 +182,47 @@ def _assert_rest_api_and_rule(d: Deployment, ws_api_id: str, table: str) -> None
         grants = _grants(d.role_policy(push_function))
         assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
             "dynamodb:GetItem": {table_arn}, "dynamodb:Scan": {table_arn}, "dynamodb:BatchWriteItem": {table_arn},
-            "dynamodb:Query": {table_arn, f"{table_arn}/index/*"}, "execute-api:ManageConnections": {post}}, \
-            push_function
-    for function in ("ws_authorizer", "rest_authorizer", "api_handler", "eventbridge_push", "notify",
+            "dynamodb:Query": {table_arn, f"{table_arn}/index/*"}, "execute-api:ManageConnections": {post},
+            "dynamodb:DescribeTable": {table_arn}, "sqs:SendMessage": {FANOUT_QUEUE_ARN}}, push_function
+    grants = _grants(d.role_policy("fanout_worker"))  # its queue only; slices of the table; POST
+    assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
+        "sqs:ReceiveMessage": {FANOUT_QUEUE_ARN}, "sqs:DeleteMessage": {FANOUT_QUEUE_ARN},
+        "sqs:GetQueueAttributes": {FANOUT_QUEUE_ARN}, "dynamodb:Scan": {table_arn},
+        "dynamodb:BatchWriteItem": {table_arn}, "dynamodb:Query": {table_arn, f"{table_arn}/index/*"},
+        "execute-api:ManageConnections": {post}}
+    for enqueuer in ("websocket_message", "notify"):  # the stage policy: SendMessage on this queue only
+        assert _grants(d.role_policy(enqueuer))["sqs:SendMessage"] == {FANOUT_QUEUE_ARN}, enqueuer
+    grants = _grants(d.role_policy("token_expiry"))  # Query on the expiry index only; POST (warn), DELETE (close)
+    connections = f"{ACCOUNT_ARN.format(service='execute-api')}:{ws_api_id}/{STAGE}/%s/@connections/*"
+    assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
+        "dynamodb:GetItem": {table_arn}, "dynamodb:UpdateItem": {table_arn}, "dynamodb:BatchWriteItem": {table_arn},
+        "dynamodb:Query": {table_arn, f"{table_arn}/index/byTokenExpiry"},
+        "execute-api:ManageConnections": {connections % "POST", connections % "DELETE"}}
+    for function in ("ws_authorizer", "rest_authorizer", "api_handler", "eventbridge_push", "notify", "token_expiry",
                      "websocket_connect", "websocket_message", "websocket_disconnect"):
         actions = set(_grants(d.role_policy(function)))
         assert not any(a.startswith("events:") or a.endswith("*") for a in actions), (function, actions)
         assert "lambda:InvokeFunction" not in actions, function
+
+
+def _assert_fanout(d: Deployment, env: dict[str, str]) -> None:
+    """The fan-out queue and DLQ (resources stack), its URL recorded, Chalice's event source mapping."""
+    sqs = d.session.client("sqs")
+    url = sqs.get_queue_url(QueueName=f"{APP}-{STAGE}-fanout")["QueueUrl"]
+    # The stack's Ref (an AWS-style URL under moto's CloudFormation) names the same queue.
+    assert env["FANOUT_QUEUE_URL"].endswith(f"/123456789012/{APP}-{STAGE}-fanout") and url.endswith(
+        f"/123456789012/{APP}-{STAGE}-fanout")
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName=f"{APP}-{STAGE}-fanout-dlq")["QueueUrl"],
+                                       AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    assert json.loads(attributes["RedrivePolicy"]) == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}
+    timeout = d.session.client("lambda").get_function_configuration(
+        FunctionName=f"{APP}-{STAGE}-fanout_worker")["Timeout"]
+    assert int(attributes["VisibilityTimeout"]) > timeout
+    worker_arn = f"{ACCOUNT_ARN.format(service='lambda')}:function:{APP}-{STAGE}-fanout_worker"
+    mappings = [m for m in d.session.client("lambda").list_event_source_mappings()["EventSourceMappings"]
+                if m["FunctionArn"] == worker_arn]  # moto's FunctionName filter matches no name
+    assert [(m["EventSourceArn"], m["BatchSize"]) for m in mappings] == [(FANOUT_QUEUE_ARN, 1)]
 
 
 def test_deploy_twice_then_delete(deployment: Deployment) -> None:
@@ -193,18 +234,21 @@ def test_deploy_twice_then_delete(deployment: Deployment) -> None:
     env = d.config()["stages"][STAGE]["environment_variables"]
     dynamodb = d.session.client("dynamodb")
     table = dynamodb.describe_table(TableName=env["CONNECTIONS_TABLE"])["Table"]
-    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"byUserId", "byUsername", "byTopic"}
+    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"byUserId", "byUsername", "byTopic",
+                                                                         "byTokenExpiry"}
     pool = d.session.client("cognito-idp").describe_user_pool(UserPoolId=env["COGNITO_USER_POOL_ID"])["UserPool"]
     clients = d.session.client("cognito-idp").list_user_pool_clients(UserPoolId=pool["Id"], MaxResults=10)
     assert [c["ClientId"] for c in clients["UserPoolClients"]] == [env["COGNITO_APP_CLIENT_IDS"]]
 
     # Lambdas, and the authorizer wired and published.
     assert {f"{APP}-{STAGE}-{n}" for n in ("ws_authorizer", "notify", "websocket_connect", "websocket_message",
-                                            "websocket_disconnect", "rest_authorizer", "eventbridge_push")
+                                            "websocket_disconnect", "rest_authorizer", "eventbridge_push",
+                                            "token_expiry")
             } | {f"{APP}-{STAGE}"} <= d.function_names()
     api_id = d.api_id()
     first_authorizer = _assert_wired(d, api_id)
     _assert_rest_api_and_rule(d, api_id, env["CONNECTIONS_TABLE"])
+    _assert_fanout(d, env)
     assert "REST API https://" in out
     first_deployment = d.published(api_id)["stages"][STAGE]["deploymentId"]
 
@@ -227,6 +271,7 @@ def test_deploy_twice_then_delete(deployment: Deployment) -> None:
     assert "created authorizer" not in out
     assert _assert_wired(d, api_id) == first_authorizer
     _assert_rest_api_and_rule(d, api_id, env["CONNECTIONS_TABLE"])  # no second rule, permission or authorizer
+    _assert_fanout(d, env)  # one queue, one event source mapping
     assert d.published(api_id)["stages"][STAGE]["deploymentId"] != first_deployment
     assert (d.project / ".chalice" / "config.json").read_text() == config_before
     assert (d.project / ".chalice" / f"policy-{STAGE}.json").read_text() == policy_before
@@ -239,6 +284,8 @@ def test_deploy_twice_then_delete(deployment: Deployment) -> None:
     assert APP not in {a["name"] for a in d.session.client("apigateway").get_rest_apis()["items"]}
     assert not [r for r in d.session.client("events").list_rules()["Rules"] if r["Name"].startswith(f"{APP}-")]
     assert env["CONNECTIONS_TABLE"] not in dynamodb.list_tables()["TableNames"]
+    assert not d.session.client("sqs").list_queues(QueueNamePrefix=f"{APP}-{STAGE}-").get("QueueUrls")
+    assert not d.session.client("lambda").list_event_source_mappings()["EventSourceMappings"]
     pools = d.session.client("cognito-idp").list_user_pools(MaxResults=60)["UserPools"]
     assert pool["Id"] not in {p["Id"] for p in pools}
     stacks = d.session.client("cloudformation").list_stacks()["StackSummaries"]

@@ -90,7 +90,9 @@ def test_stage_resources_and_outputs(template: dict[str, Any]) -> None:
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}  # prod
     assert table["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
-    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"byUserId", "byUsername", "byTopic"}
+    indexes = {g["IndexName"]: g for g in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"byUserId", "byUsername", "byTopic", "byTokenExpiry"}
+    assert [k["AttributeName"] for k in indexes["byTokenExpiry"]["KeySchema"]] == ["expiryShard", "tokenExp"]
     client = _of_type(template, "AWS::Cognito::UserPoolClient")["UserPoolClient"]["Properties"]
     assert {"ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"} <= set(client["ExplicitAuthFlows"])
     assert client["AllowedOAuthFlows"] == ["code"]
@@ -126,7 +128,7 @@ def test_deployment_is_remade_when_routes_or_authorizer_change(template: dict[st
 
 def test_every_function_is_pointed_at_the_templates_own_resources(template: dict[str, Any]) -> None:
     functions = app_functions.load(ROOT)
-    assert {"rest_authorizer", "api_handler", "eventbridge_push"} <= set(functions.all)
+    assert {"rest_authorizer", "api_handler", "eventbridge_push", "token_expiry"} <= set(functions.all)
     lambdas = _of_type(template, "AWS::Serverless::Function")
     assert set(lambdas) == {app_functions.function_logical_id(name) for name in functions.all}
     for name, function in lambdas.items():
@@ -195,7 +197,26 @@ def test_each_role_gets_least_privilege(template: dict[str, Any]) -> None:
             "dynamodb:BatchWriteItem": [{"Fn::GetAtt": ["ConnectionsTable", "Arn"]}],
             "dynamodb:Query": [{"Fn::GetAtt": ["ConnectionsTable", "Arn"]},
                                {"Fn::Sub": "${ConnectionsTable.Arn}/index/*"}],
+            "dynamodb:DescribeTable": [{"Fn::GetAtt": ["ConnectionsTable", "Arn"]}],  # sizes a queued broadcast
+            "sqs:SendMessage": [{"Fn::GetAtt": ["FanoutQueue", "Arn"]}],  # enqueues large fan-outs, this queue only
             "execute-api:ManageConnections": [post]}, pusher
+    grants = _grants(_role_policy(template, "fanout_worker"))  # its queue, slices of the table, POST
+    table_arn = {"Fn::GetAtt": ["ConnectionsTable", "Arn"]}
+    queue_arn = {"Fn::GetAtt": ["FanoutQueue", "Arn"]}
+    assert {a: r for a, r in grants.items() if a not in logs} == {
+        "sqs:ReceiveMessage": [queue_arn], "sqs:DeleteMessage": [queue_arn], "sqs:GetQueueAttributes": [queue_arn],
+        "dynamodb:Scan": [table_arn], "dynamodb:BatchWriteItem": [table_arn],
+        "dynamodb:Query": [table_arn, {"Fn::Sub": "${ConnectionsTable.Arn}/index/*"}],
+        "execute-api:ManageConnections": [post]}
+    handler = _grants(_role_policy(template, "websocket_message"))
+    assert handler["sqs:SendMessage"] == [queue_arn] and not any(a.startswith("sqs:Receive") for a in handler)
+    grants = _grants(_role_policy(template, "token_expiry"))  # the schedule: the expiry index, warn and close
+    table = {"Fn::GetAtt": ["ConnectionsTable", "Arn"]}
+    connections = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebsocketAPI}/prod/%s/@connections/*"
+    assert {a: r for a, r in grants.items() if a not in logs} == {
+        "dynamodb:GetItem": [table], "dynamodb:UpdateItem": [table], "dynamodb:BatchWriteItem": [table],
+        "dynamodb:Query": [table, {"Fn::Sub": "${ConnectionsTable.Arn}/index/byTokenExpiry"}],
+        "execute-api:ManageConnections": [{"Fn::Sub": connections % "POST"}, {"Fn::Sub": connections % "DELETE"}]}
     roles = _of_type(template, "AWS::IAM::Role")
     assert set(roles) == {app_functions.role_logical_id(n) for n in app_functions.load(ROOT).all}
     for name, role in roles.items():
@@ -247,3 +268,25 @@ def test_stage_resources_templates_pass_cfn_lint(tmp_path: Path) -> None:
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     done = subprocess.run([str(cfn_lint), *paths], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_fanout_queue_dlq_and_event_source(template: dict[str, Any]) -> None:
+    """The worker's SQS event source reads the template's own queue, with its batch size and concurrency."""
+    resources = template["Resources"]
+    queue, dlq = resources["FanoutQueue"], resources["FanoutDeadLetterQueue"]
+    assert (queue["Type"], dlq["Type"]) == ("AWS::SQS::Queue", "AWS::SQS::Queue")
+    assert queue["Properties"]["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["FanoutDeadLetterQueue",
+                                                                                           "Arn"]},
+                                                    "maxReceiveCount": 5}
+    worker = resources[app_functions.function_logical_id("fanout_worker")]
+    timeout = worker["Properties"]["Timeout"]
+    assert worker["Properties"]["MemorySize"] == 1769  # one vCPU: the per-worker rate bench/README.md models
+    assert queue["Properties"]["VisibilityTimeout"] > timeout  # never visible again while a worker posts it
+    event = worker["Properties"]["Events"][app_functions.sqs_event_logical_id("fanout_worker")]
+    assert event == {"Type": "SQS", "Properties": {
+        "Queue": {"Fn::GetAtt": ["FanoutQueue", "Arn"]}, "BatchSize": 1, "MaximumBatchingWindowInSeconds": 0,
+        "ScalingConfig": {"MaximumConcurrency": 20}}}
+    for name in app_functions.load(ROOT).all:  # every function can enqueue (or is told where the queue is)
+        variables = resources[app_functions.function_logical_id(name)]["Properties"]["Environment"]["Variables"]
+        assert variables["FANOUT_QUEUE_URL"] == {"Ref": "FanoutQueue"}, name
+    assert template["Outputs"]["FanoutQueueUrl"] == {"Value": {"Ref": "FanoutQueue"}}

@@ -27,6 +27,7 @@ OUTPUT_TO_ENV = {
     "UserPoolId": "COGNITO_USER_POOL_ID",
     "UserPoolClientId": "COGNITO_APP_CLIENT_IDS",
     "ConnectionsTableName": "CONNECTIONS_TABLE",
+    "FanoutQueueUrl": "FANOUT_QUEUE_URL",
 }
 
 
@@ -41,6 +42,16 @@ class StageResources:
     hosted_ui_domain_prefix: str | None
     groups: tuple[str, ...]
     point_in_time_recovery: bool
+    # The fan-out worker's Lambda timeout: the queue's visibility timeout is a multiple of it.
+    worker_timeout: int = 60
+
+    @property
+    def fanout_queue_name(self) -> str:
+        return f"{self.app_name}-{self.stage}-fanout"
+
+    @property
+    def fanout_dlq_name(self) -> str:
+        return f"{self.app_name}-{self.stage}-fanout-dlq"
 
     @property
     def stack_name(self) -> str:
@@ -122,6 +133,25 @@ class ProjectConfig:
         """The push handlers' policy file: api_handler's, else ``policy-<stage>-push.json``."""
         return self.function_policy_name(stage, "api_handler") or f"policy-{stage}-push.json"
 
+    def worker_policy_name(self, stage: str, first_worker: str | None = None) -> str:
+        """The fan-out workers' policy file: the first one's, else ``policy-<stage>-worker.json``."""
+        named = self.function_policy_name(stage, first_worker) if first_worker else None
+        return named or f"policy-{stage}-worker.json"
+
+    def function_timeout(self, stage: str, function: str) -> int:
+        """A function's ``lambda_timeout`` as Chalice reads it: the function's, the stage's, the file's, or 60."""
+        stage_config = self.stage(stage)
+        per_function = (stage_config.get("lambda_functions") or {}).get(function) or {}
+        for source in (per_function, stage_config, self.data):
+            if source.get("lambda_timeout"):
+                return int(source["lambda_timeout"])
+        return 60
+
+    def schedule_policy_name(self, stage: str, first_schedule: str | None = None) -> str:
+        """The scheduled functions' policy file: the first one's, else ``policy-<stage>-schedule.json``."""
+        named = self.function_policy_name(stage, first_schedule) if first_schedule else None
+        return named or f"policy-{stage}-schedule.json"
+
     def assign_policy_files(self, stage: str, files: Mapping[str, str]) -> bool:
         """Point ``lambda_functions.<name>.iam_policy_file`` at ``files[name]``; True if the file changed.
 
@@ -148,6 +178,7 @@ class ProjectConfig:
             hosted_ui_domain_prefix=settings.get("hosted_ui_domain_prefix"),
             groups=tuple(settings.get("groups") or ()),
             point_in_time_recovery=bool(settings.get("point_in_time_recovery", stage == "prod")),
+            worker_timeout=self.function_timeout(stage, "fanout_worker"),
         )
 
     def record_outputs(self, stage: str, outputs: Mapping[str, str]) -> bool:

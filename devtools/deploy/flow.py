@@ -50,9 +50,10 @@ def write_policies(config: ProjectConfig, stage: str, aws: Aws, table_name: str,
                    functions: AppFunctions) -> bool:
     """The stage's policy files from known ARNs, and which function uses which; True if any changed.
 
-    Three files: the stage's (WebSocket handlers, notify), the authorizers'
-    (logs only) and the push handlers' (REST handler, EventBridge handlers:
-    read the table, post to this API). ``lambda_functions`` in
+    Four files: the stage's (WebSocket handlers, notify), the authorizers'
+    (logs only), the push handlers' (REST handler, EventBridge handlers:
+    read the table, post to this API) and the scheduled functions' (the
+    token expiry sweep: the expiry index, warn and close connections). ``lambda_functions`` in
     ``.chalice/config.json`` is pointed at them for every function the app has
     (see ``functions``), so a new authorizer or rule cannot fall back to the
     stage's wider policy.
@@ -62,14 +63,22 @@ def write_policies(config: ProjectConfig, stage: str, aws: Aws, table_name: str,
     api = {"table_name": table_name, "api_id": api_id, "api_stage": config.api_gateway_stage(stage)}
     changed = _write_json_if_changed(config.policy_file(stage), templates.handler_policy(**where, **api))
     authorizer_name, push_name = config.authorizer_policy_name(stage), config.push_policy_name(stage)
+    schedule_name = config.schedule_policy_name(stage, functions.schedules[0] if functions.schedules else None)
+    worker_name = config.worker_policy_name(stage, functions.workers[0] if functions.workers else None)
     files = {**{name: authorizer_name for name in functions.authorizers},
-             **{name: push_name for name in functions.pushers}}
+             **{name: push_name for name in functions.pushers},
+             **{name: schedule_name for name in functions.schedules},
+             **{name: worker_name for name in functions.workers}}
     changed = config.assign_policy_files(stage, files) or changed
     policy_dir = config.policy_file(stage).parent
     if functions.authorizers:
         changed = _write_json_if_changed(policy_dir / authorizer_name, templates.authorizer_policy(**where)) or changed
     if functions.pushers:
         changed = _write_json_if_changed(policy_dir / push_name, templates.push_policy(**where, **api)) or changed
+    if functions.schedules:
+        changed = _write_json_if_changed(policy_dir / schedule_name, templates.schedule_policy(**where, **api)) or changed
+    if functions.workers:  # the fan-out worker: its queue, slices of the table, POST
+        changed = _write_json_if_changed(policy_dir / worker_name, templates.worker_policy(**where, **api)) or changed
     return changed
 
 
@@ -133,7 +142,8 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
     report(f"==> deploying {config.app_name} stage {stage!r} to account {aws.account_id} in {aws.region}")
 
     settings = config.resources(stage)
-    report(f"[1/5] resources stack {settings.stack_name} (table, user pool, app client, hosted UI domain)")
+    report(f"[1/5] resources stack {settings.stack_name} (table, user pool, app client, hosted UI domain, "
+           "fan-out queue and its DLQ)")
     result = deploy_stack(aws.client("cloudformation"), settings.stack_name,
                           templates.resources_template(settings, aws.account_id),
                           {"app": config.app_name, "stage": stage}, report)
@@ -157,6 +167,8 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
     names = [config.policy_file(stage).name]
     names += [config.authorizer_policy_name(stage)] if functions.authorizers else []
     names += [config.push_policy_name(stage)] if functions.pushers else []
+    names += [config.schedule_policy_name(stage, functions.schedules[0])] if functions.schedules else []
+    names += [config.worker_policy_name(stage, functions.workers[0])] if functions.workers else []
     report(f"    {', '.join(names)} " + ("written" if summary.policy_changed else "unchanged"))
 
     report(f"[4/5] chalice deploy --stage {stage} (Lambdas, roles, routes in the API's draft"

@@ -9,6 +9,13 @@ names another file. Least privilege needs three policies:
 - ``pushers`` (Chalice's REST ``api_handler`` and every ``on_cw_event``
   handler): read the connections table and its indexes, post to this
   WebSocket API's connections; they store nothing.
+- ``schedules`` (every ``@app.schedule`` function: the token expiry sweep):
+  Query the expiry index, read and update connection items and delete the
+  expired ones, post the warning to and close (``DELETE``) this API's
+  connections; nothing else.
+- ``workers`` (every ``on_sqs_message`` handler: the fan-out worker): receive
+  and delete on the fan-out queue, read the table (scan segments, index
+  pages), delete gone connections, post to this API's connections.
 - ``handlers`` (the WebSocket routes, ``notify`` and anything else): the
   stage's policy, which also writes connections and subscriptions.
 
@@ -20,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from chalice.app import Chalice, CloudWatchEventConfig
+from chalice.app import Chalice, CloudWatchEventConfig, ScheduledEventConfig, SQSEventConfig
 from chalice.utils import to_cfn_resource_name
 
 API_HANDLER = "api_handler"  # Chalice's name for the one Lambda behind every REST route
@@ -39,10 +46,12 @@ class AppFunctions:
     handlers: tuple[str, ...]
     rest_api: bool
     event_rules: tuple[str, ...]  # the on_cw_event handlers, each with its own EventBridge rule
+    schedules: tuple[str, ...] = ()  # the @app.schedule functions, each with its own scheduled rule
+    workers: tuple[str, ...] = ()  # the on_sqs_message handlers (the fan-out worker)
 
     @property
     def all(self) -> tuple[str, ...]:
-        return self.authorizers + self.pushers + self.handlers
+        return self.authorizers + self.pushers + self.schedules + self.workers + self.handlers
 
 
 def classify(app: Chalice) -> AppFunctions:
@@ -50,13 +59,17 @@ def classify(app: Chalice) -> AppFunctions:
     pure = [function.name for function in app.pure_lambda_functions]
     websocket = [WEBSOCKET_FUNCTIONS[key] for key in WEBSOCKET_FUNCTIONS if key in app.websocket_handlers]
     rules = [source.name for source in app.event_sources if isinstance(source, CloudWatchEventConfig)]
-    other_sources = [source.name for source in app.event_sources if not isinstance(source, CloudWatchEventConfig)]
+    schedules = [source.name for source in app.event_sources if isinstance(source, ScheduledEventConfig)]
+    workers = [source.name for source in app.event_sources if isinstance(source, SQSEventConfig)]
+    other_sources = [source.name for source in app.event_sources
+                     if not isinstance(source, (CloudWatchEventConfig, ScheduledEventConfig, SQSEventConfig))]
     authorizers = [name for name in pure if name == WS_AUTHORIZER]
     authorizers += [handler.name for handler in app.builtin_auth_handlers]
     pushers = ([API_HANDLER] if app.routes else []) + rules
     handlers = [name for name in pure + websocket + other_sources if name not in authorizers and name not in pushers]
     return AppFunctions(authorizers=tuple(authorizers), pushers=tuple(pushers), handlers=tuple(handlers),
-                        rest_api=bool(app.routes), event_rules=tuple(rules))
+                        rest_api=bool(app.routes), event_rules=tuple(rules), schedules=tuple(schedules),
+                        workers=tuple(workers))
 
 
 def load(project_dir: Path) -> AppFunctions:
@@ -70,6 +83,11 @@ def load(project_dir: Path) -> AppFunctions:
 def function_logical_id(name: str) -> str:
     """The function's logical id in ``chalice package``'s template (``api_handler`` is ``APIHandler``)."""
     return "APIHandler" if name == API_HANDLER else to_cfn_resource_name(name)
+
+
+def sqs_event_logical_id(name: str) -> str:
+    """The SAM ``SQS`` event of an ``on_sqs_message`` function (Chalice's ``<name>-sqs-event-source``)."""
+    return to_cfn_resource_name(f"{name}-sqs-event-source")
 
 
 def role_logical_id(name: str) -> str:

@@ -56,6 +56,7 @@ def _handler_policy(app_stage: str) -> dict[str, Any]:
         {"Sid": "ManageConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
          "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
                                   "${%s}/%s/*/@connections/*" % (API, app_stage)}]},
+        *_enqueue_statements(),
     ]}
 
 
@@ -70,6 +71,47 @@ def _push_policy(app_stage: str) -> dict[str, Any]:
         {"Sid": "PostToConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
          "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
                                   "${%s}/%s/POST/@connections/*" % (API, app_stage)}]},
+        *_enqueue_statements(),
+    ]}
+
+
+def _enqueue_statements() -> list[dict[str, Any]]:
+    """SendMessage on the template's own fan-out queue; DescribeTable (a broadcast's segment count)."""
+    return templates.enqueue_statements({"Fn::GetAtt": [templates.TABLE, "Arn"]},
+                                        {"Fn::GetAtt": [templates.FANOUT_QUEUE, "Arn"]})
+
+
+def _worker_policy(app_stage: str) -> dict[str, Any]:
+    """The fan-out worker: receive/delete on the queue, read slices, delete gone connections, POST."""
+    return {"Version": "2012-10-17", "Statement": [
+        _logs_statement(),
+        {"Sid": "FanoutQueue", "Effect": "Allow", "Action": list(templates.WORKER_QUEUE_ACTIONS),
+         "Resource": [{"Fn::GetAtt": [templates.FANOUT_QUEUE, "Arn"]}]},
+        {"Sid": "ReadSlices", "Effect": "Allow", "Action": list(templates.WORKER_TABLE_ACTIONS),
+         "Resource": [{"Fn::GetAtt": [templates.TABLE, "Arn"]}]},
+        {"Sid": "QueryIndexes", "Effect": "Allow", "Action": list(templates.WORKER_INDEX_ACTIONS),
+         "Resource": [{"Fn::Sub": "${%s.Arn}/index/*" % templates.TABLE}]},
+        {"Sid": "PostToConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
+         "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+                                  "${%s}/%s/POST/@connections/*" % (API, app_stage)}]},
+    ]}
+
+
+def _schedule_policy(app_stage: str) -> dict[str, Any]:
+    """The scheduled functions (the token expiry sweep): the expiry index, warn (POST) and close (DELETE)."""
+    from chalicelib.schema import BY_TOKEN_EXPIRY_INDEX
+
+    connections = ("arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+                   "${%s}/%s/{method}/@connections/*" % (API, app_stage))
+    return {"Version": "2012-10-17", "Statement": [
+        _logs_statement(),
+        {"Sid": "ConnectionItems", "Effect": "Allow", "Action": list(templates.SCHEDULE_TABLE_ACTIONS),
+         "Resource": [{"Fn::GetAtt": [templates.TABLE, "Arn"]}]},
+        {"Sid": "ExpiryIndex", "Effect": "Allow", "Action": list(templates.SCHEDULE_INDEX_ACTIONS),
+         "Resource": [{"Fn::Sub": "${%s.Arn}/index/%s" % (templates.TABLE, BY_TOKEN_EXPIRY_INDEX)}]},
+        {"Sid": "WarnAndClose", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
+         "Resource": [{"Fn::Sub": connections.replace("{method}", method)}
+                      for method in templates.SCHEDULE_CONNECTION_METHODS]},
     ]}
 
 
@@ -112,11 +154,14 @@ def merge_template(config: ProjectConfig, stage: str, functions: AppFunctions) -
         "COGNITO_USER_POOL_ID": {"Ref": templates.USER_POOL},
         "COGNITO_APP_CLIENT_IDS": {"Ref": templates.USER_POOL_CLIENT},
         "CONNECTIONS_TABLE": {"Ref": templates.TABLE},
+        "FANOUT_QUEUE_URL": {"Ref": templates.FANOUT_QUEUE},
     }
     for name in functions.all:
         resources[function_logical_id(name)] = {"Properties": {"Environment": {"Variables": variables}}}
     documents = {name: {"Version": "2012-10-17", "Statement": [_logs_statement()]} for name in functions.authorizers}
     documents.update({name: _push_policy(api_stage) for name in functions.pushers})
+    documents.update({name: _schedule_policy(api_stage) for name in functions.schedules})
+    documents.update({name: _worker_policy(api_stage) for name in functions.workers})
     documents.update({name: _handler_policy(api_stage) for name in functions.handlers})
     for name, document in documents.items():
         role = role_logical_id(name)
@@ -149,6 +194,13 @@ def finish_template(template: dict[str, Any]) -> dict[str, Any]:
                           "(did Chalice's resource naming change?)")
     if CHALICE_DEPLOYMENT not in resources or STAGE_RESOURCE not in resources:
         raise DeployError("chalice package made no WebsocketAPIDeployment/WebsocketAPIStage")
+    # Chalice names an SQS event's queue by name (``on_sqs_message(queue=...)``); the merge cannot
+    # replace that Fn::Sub (it merges dicts), so the event is pointed at the template's own queue here.
+    for resource in resources.values():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            for event in (resource["Properties"].get("Events") or {}).values():
+                if event.get("Type") == "SQS":
+                    event["Properties"]["Queue"] = {"Fn::GetAtt": [templates.FANOUT_QUEUE, "Arn"]}
     del resources[CHALICE_DEPLOYMENT]
     logical_id, depends = deployment_logical_id(template)
     resources[logical_id] = {

@@ -18,6 +18,12 @@ TABLE = "ConnectionsTable"
 USER_POOL = "UserPool"
 USER_POOL_CLIENT = "UserPoolClient"
 USER_POOL_DOMAIN = "UserPoolDomain"
+FANOUT_QUEUE = "FanoutQueue"
+FANOUT_DLQ = "FanoutDeadLetterQueue"
+# Receives of a work item before SQS moves it to the dead-letter queue.
+FANOUT_MAX_RECEIVE = 5
+# AWS's advice for an SQS event source: a visibility timeout of six times the function's timeout.
+VISIBILITY_PER_TIMEOUT = 6
 
 # Sources the app can read a token from (TOKEN_SOURCES), in API Gateway's terms.
 PROTOCOL_HEADER = "Sec-WebSocket-Protocol"
@@ -74,6 +80,7 @@ def stage_resources(settings: StageResources, table_name: str | None, domain_pre
             "Properties": {"Domain": domain_prefix, "UserPoolId": {"Ref": USER_POOL}},
         },
     }
+    resources.update(fanout_queues(settings, named=table_name is not None))
     for group in settings.groups:
         resources[group_logical_id(group)] = {
             "Type": "AWS::Cognito::UserPoolGroup",
@@ -109,6 +116,40 @@ def _client_properties(settings: StageResources) -> dict[str, Any]:
     return properties
 
 
+def fanout_queues(settings: StageResources, named: bool = True) -> dict[str, Any]:
+    """The fan-out queue and its dead-letter queue (``chalicelib/fanout.py``).
+
+    The redrive policy moves a work item received ``FANOUT_MAX_RECEIVE``
+    times to the DLQ (kept 14 days, for inspection and redrive). The
+    visibility timeout is six times the worker's timeout, so an item still
+    being posted never becomes visible to a second worker. ``named``: the
+    stage's fixed names (``make deploy``; app.py's ``on_sqs_message`` names
+    the queue), else CloudFormation's (``make package``, which points the
+    event source at the template's own queue).
+    """
+    queue: dict[str, Any] = {
+        "VisibilityTimeout": VISIBILITY_PER_TIMEOUT * settings.worker_timeout,
+        "MessageRetentionPeriod": 4 * 86400,
+        "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": [FANOUT_DLQ, "Arn"]},
+                          "maxReceiveCount": FANOUT_MAX_RECEIVE},
+        "SqsManagedSseEnabled": True,
+    }
+    dlq: dict[str, Any] = {"MessageRetentionPeriod": 14 * 86400, "SqsManagedSseEnabled": True}
+    if named:
+        queue["QueueName"] = settings.fanout_queue_name
+        dlq["QueueName"] = settings.fanout_dlq_name
+    return {
+        FANOUT_DLQ: {"Type": "AWS::SQS::Queue", "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete",
+                     "Properties": dlq},
+        FANOUT_QUEUE: {"Type": "AWS::SQS::Queue", "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete",
+                       "Properties": queue},
+    }
+
+
+def fanout_queue_arn(partition: str, region: str, account_id: str, app_name: str, stage: str) -> str:
+    return f"arn:{partition}:sqs:{region}:{account_id}:{app_name}-{stage}-fanout"
+
+
 def stage_outputs() -> dict[str, Any]:
     return {
         "ConnectionsTableName": {"Value": {"Ref": TABLE}},
@@ -117,6 +158,9 @@ def stage_outputs() -> dict[str, Any]:
         "UserPoolArn": {"Value": {"Fn::GetAtt": [USER_POOL, "Arn"]}},
         "UserPoolClientId": {"Value": {"Ref": USER_POOL_CLIENT}},
         "HostedUiDomain": {"Value": {"Fn::Sub": "https://${UserPoolDomain}.auth.${AWS::Region}.amazoncognito.com"}},
+        "FanoutQueueUrl": {"Value": {"Ref": FANOUT_QUEUE}},
+        "FanoutQueueArn": {"Value": {"Fn::GetAtt": [FANOUT_QUEUE, "Arn"]}},
+        "FanoutDeadLetterQueueUrl": {"Value": {"Ref": FANOUT_DLQ}},
     }
 
 
@@ -156,6 +200,7 @@ def handler_policy(*, partition: str, region: str, account_id: str, app_name: st
         _logs_statement(f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}-*"),
         {"Sid": "ConnectionsTable", "Effect": "Allow", "Action": list(DYNAMODB_ACTIONS),
          "Resource": [table_arn, f"{table_arn}/index/*"]},
+        *enqueue_statements(table_arn, fanout_queue_arn(partition, region, account_id, app_name, stage)),
     ]
     if api_id:
         statements.append({
@@ -189,6 +234,82 @@ def push_policy(*, partition: str, region: str, account_id: str, app_name: str, 
         _logs_statement([f"{groups}-*", groups, f"{groups}:*"]),
         {"Sid": "ReadConnections", "Effect": "Allow", "Action": list(PUSH_TABLE_ACTIONS), "Resource": [table_arn]},
         {"Sid": "QueryIndexes", "Effect": "Allow", "Action": list(PUSH_INDEX_ACTIONS),
+         "Resource": [f"{table_arn}/index/*"]},
+        *enqueue_statements(table_arn, fanout_queue_arn(partition, region, account_id, app_name, stage)),
+    ]
+    if api_id:
+        statements.append({
+            "Sid": "PostToConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
+            "Resource": [f"arn:{partition}:execute-api:{region}:{account_id}:{api_id}/{api_stage}/POST/@connections/*"]})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+# The expiry sweep (chalicelib/expiry.py): one Query per shard of the expiry index;
+# GetItem (re-read an expired connection's exp), UpdateItem (record a warning),
+# Query + BatchWriteItem (delete a closed connection's items, by key) on the table.
+SCHEDULE_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchWriteItem")
+SCHEDULE_INDEX_ACTIONS = ("dynamodb:Query",)
+# POST: the token_expiring warning; DELETE: the close.
+SCHEDULE_CONNECTION_METHODS = ("POST", "DELETE")
+
+
+def schedule_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str,
+                    table_name: str, api_id: str | None, api_stage: str) -> dict[str, Any]:
+    """The scheduled functions' policy (the token expiry sweep): the expiry index, warn and close.
+
+    Query on the one index it reads (``schema.BY_TOKEN_EXPIRY_INDEX``), the
+    table actions it makes (no PutItem, no Scan), and ``ManageConnections``
+    for POST (the warning) and DELETE (the close) on this API's connections.
+    ``api_id`` None leaves out the execute-api statement, as in ``handler_policy``.
+    """
+    from chalicelib.schema import BY_TOKEN_EXPIRY_INDEX
+
+    table_arn = f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"
+    statements: list[dict[str, Any]] = [
+        _logs_statement(f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}-*"),
+        {"Sid": "ConnectionItems", "Effect": "Allow", "Action": list(SCHEDULE_TABLE_ACTIONS), "Resource": [table_arn]},
+        {"Sid": "ExpiryIndex", "Effect": "Allow", "Action": list(SCHEDULE_INDEX_ACTIONS),
+         "Resource": [f"{table_arn}/index/{BY_TOKEN_EXPIRY_INDEX}"]},
+    ]
+    if api_id:
+        statements.append({
+            "Sid": "WarnAndClose", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
+            "Resource": [f"arn:{partition}:execute-api:{region}:{account_id}:{api_id}/{api_stage}/{method}/@connections/*"
+                         for method in SCHEDULE_CONNECTION_METHODS]})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+# What a handler that may enqueue a fan-out needs on top of its own policy:
+# SendMessage (which also authorizes SendMessageBatch) on the stage's queue
+# only, and DescribeTable on the table (its ItemCount sizes a broadcast's segments).
+ENQUEUE_ACTIONS = ("sqs:SendMessage",)
+SIZE_ACTIONS = ("dynamodb:DescribeTable",)
+# The worker: Lambda's event source mapping receives and deletes with the
+# function's role (GetQueueAttributes too); it reads slices (Scan segments,
+# index Query pages, a user's connections) and deletes gone connections.
+WORKER_QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+WORKER_TABLE_ACTIONS = ("dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchWriteItem")
+WORKER_INDEX_ACTIONS = ("dynamodb:Query",)
+
+
+def enqueue_statements(table_arn: Any, queue_arn: Any) -> list[dict[str, Any]]:
+    return [{"Sid": "EnqueueFanout", "Effect": "Allow", "Action": list(ENQUEUE_ACTIONS), "Resource": [queue_arn]},
+            {"Sid": "SizeBroadcast", "Effect": "Allow", "Action": list(SIZE_ACTIONS), "Resource": [table_arn]}]
+
+
+def worker_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str,
+                  table_name: str, api_id: str | None, api_stage: str) -> dict[str, Any]:
+    """The fan-out worker's policy: its queue (receive, delete), read slices, delete gone ones, POST.
+
+    ``api_id`` None leaves out the execute-api statement, as in ``handler_policy``.
+    """
+    table_arn = f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"
+    statements: list[dict[str, Any]] = [
+        _logs_statement(f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}-*"),
+        {"Sid": "FanoutQueue", "Effect": "Allow", "Action": list(WORKER_QUEUE_ACTIONS),
+         "Resource": [fanout_queue_arn(partition, region, account_id, app_name, stage)]},
+        {"Sid": "ReadSlices", "Effect": "Allow", "Action": list(WORKER_TABLE_ACTIONS), "Resource": [table_arn]},
+        {"Sid": "QueryIndexes", "Effect": "Allow", "Action": list(WORKER_INDEX_ACTIONS),
          "Resource": [f"{table_arn}/index/*"]},
     ]
     if api_id:

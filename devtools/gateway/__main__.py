@@ -96,6 +96,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--connect-workers", type=int, default=16, help="thread pool for the authorizer and $connect"
     )
+    parser.add_argument(
+        "--schedule-interval",
+        type=float,
+        default=None,
+        help="seconds between runs of every @app.schedule function, instead of each one's rate "
+        "(tests; default: the rates, or LOCAL_GATEWAY_SCHEDULE_INTERVAL)",
+    )
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     return parser.parse_args(argv)
 
@@ -123,6 +130,7 @@ async def serve(args: argparse.Namespace) -> None:
         env=dict(args.overrides),
         handler_workers=args.workers,
         connect_workers=args.connect_workers,
+        schedule_interval=args.schedule_interval,
     )
     await gateway.start()
     print(f"Serving {gateway.url} management {gateway.management_url}", flush=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +34,14 @@ from .events import iso8601, new_request_id
 CloseFn = Callable[[Connection, CloseInfo], Awaitable[None]]
 
 DELETED = CloseInfo(code=1000, reason="", cause="deleted via @connections")
+
+# Off by default. When on, a connection whose upgrade request sent
+# FAIL_POSTS_HEADER: N (or "K,N": after K POSTs that succeed) gets N POSTs answered 500
+# InternalServerErrorException (nothing is sent): a management API that fails
+# for a while, for tests of the fan-out worker's redelivery (botocore retries
+# a 5xx, so N = the attempts of one invocation fails that invocation once).
+FAIL_POSTS_ENV = "LOCAL_GATEWAY_FAIL_POSTS"
+FAIL_POSTS_HEADER = "X-Local-Gateway-Fail-Posts"
 
 
 def error_response(status: int, error_type: str, message: str | None) -> web.Response:
@@ -67,6 +76,21 @@ class ManagementApi:
         self._close = close
         self._log = logger
         self.post_latency = post_latency
+        self.fail_posts = os.environ.get(FAIL_POSTS_ENV, "").strip().lower() in ("1", "true", "yes")
+        self._failed_posts: dict[str, int] = {}
+
+    def _fails(self, connection: Connection) -> bool:
+        """True while the connection's FAIL_POSTS_HEADER budget of failed POSTs lasts (see above)."""
+        if not self.fail_posts:
+            return False
+        wanted = FAIL_POSTS_HEADER.lower()
+        value = next((v.strip() for name, v in connection.client.headers if name.lower() == wanted), "")
+        skip, _, fail = value.rpartition(",")
+        if not fail.isdigit() or (skip and not skip.isdigit()):
+            return False
+        seen = self._failed_posts.get(connection.connection_id, 0)
+        self._failed_posts[connection.connection_id] = seen + 1
+        return int(skip or 0) <= seen < int(skip or 0) + int(fail)
 
     def routes(self) -> list[web.RouteDef]:
         path = "/{stage}/@connections/{connection_id}"
@@ -117,6 +141,9 @@ class ManagementApi:
         connection = self._open(request)
         if connection is None:
             return self._logged(request, started, gone(request.match_info["connection_id"]))
+        if self._fails(connection):
+            return self._logged(request, started, error_response(500, "InternalServerErrorException",
+                                                                 f"failing on purpose ({FAIL_POSTS_HEADER})"))
         try:
             frame: str | bytes = data.decode("utf-8")
         except UnicodeDecodeError:

@@ -65,6 +65,7 @@ from .eventbridge_api import EventBridgeApi
 from .lambda_api import LambdaInvokeApi
 from .limits import Limits
 from .management import ManagementApi, error_response
+from .scheduler import Scheduler, interval_from_env
 from .policy import AuthorizerRejection, evaluate, rejection_for_exception
 
 LOG = logging.getLogger("devtools.gateway")
@@ -136,8 +137,12 @@ class LocalGateway:
         account_id: str = DEFAULT_ACCOUNT_ID,
         logger: logging.Logger | None = None,
         lose_disconnects: bool | None = None,
+        schedule_interval: float | None = None,
+        extra_routes: list[web.RouteDef] | None = None,
     ) -> None:
         self.project_dir = os.path.abspath(project_dir)
+        # Routes of a dev-only page served on the gateway's origin (devtools.web), matched first.
+        self.extra_routes = list(extra_routes or ())
         self.app_module_name = app_module
         self.stage = stage
         self.host = host
@@ -165,6 +170,9 @@ class LocalGateway:
         if lose_disconnects is None:
             lose_disconnects = os.environ.get(LOSE_DISCONNECTS_ENV, "").strip().lower() in ("1", "true", "yes")
         self.lose_disconnects = lose_disconnects
+        # Seconds between runs of every @app.schedule (None: each one's own rate; see scheduler).
+        self.schedule_interval = schedule_interval if schedule_interval is not None else interval_from_env()
+        self._scheduler: Scheduler | None = None
 
     # ----------------------------------------------------------------- urls
     @property
@@ -205,6 +213,7 @@ class LocalGateway:
         web_app.add_routes(lambda_api.routes())
         web_app.add_routes(EventBridgeApi(app=lambda: self.app, call=self._invoke_function, log=self.log,
                                           account_id=self.account_id, region=lambda: self.region).routes())
+        web_app.add_routes(self.extra_routes)
         web_app.add_routes([web.get("/{stage}", self._upgrade), web.route("*", "/{tail:.*}", self._unknown)])
         runner = GatewayRunner(
             web_app, access_log=None, handle_signals=False, **runner_options(self.limits.max_header_bytes)
@@ -239,6 +248,10 @@ class LocalGateway:
         except BaseException:
             await self._teardown()
             raise
+        self._scheduler = Scheduler(app=lambda: self.app, call=self._invoke_function, log=self.log,
+                                    stage=self.stage, account_id=self.account_id, region=lambda: self.region,
+                                    interval=self.schedule_interval)
+        self._scheduler.start()
         self.log.info(
             "Serving %s on %s (management API %s)", self.app.app_name, self.url, self.management_url
         )
@@ -248,6 +261,8 @@ class LocalGateway:
         if self._runner is None:
             return
         self._stopping = True
+        if self._scheduler is not None:
+            await self._scheduler.stop()
         for connection in list(self._connections.values()):
             await self._request_close(connection, SHUTDOWN)
         pending = [c.finished.wait() for c in list(self._connections.values())]

@@ -201,7 +201,7 @@ class RunningStack:
 
 @contextmanager
 def run_stack(settings: dict[str, str] | None = None, env: dict[str, str] | None = None,
-              timeout: float = START_TIMEOUT) -> Iterator[RunningStack]:
+              timeout: float = START_TIMEOUT, args: list[str] | None = None) -> Iterator[RunningStack]:
     """Start ``python -m devtools.stack --port 0`` and yield once it printed its READY line.
 
     ``settings`` become ``--set KEY=VALUE`` (the app's environment); ``env`` is
@@ -213,6 +213,7 @@ def run_stack(settings: dict[str, str] | None = None, env: dict[str, str] | None
                    "--state-file", str(state_file)]
         for key, value in (settings or {}).items():
             command += ["--set", f"{key}={value}"]
+        command += list(args or ())  # more of devtools.stack's options (--workers 1, ...)
         process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True, env={**os.environ, **(env or {})})
         output = _OutputPump(process.stdout)
