@@ -130,6 +130,20 @@ def stop_process(process: subprocess.Popen[Any], grace: float = 15.0) -> None:
     stop_process_group(process, grace)
 
 
+def stop_sink(sink: subprocess.Popen[str] | None, timeout: float = 30.0) -> None:
+    """Ask a ``bench.sink`` process to QUIT (it closes its connections cleanly), then stop it."""
+    if sink is None:
+        return
+    if sink.poll() is None and sink.stdin is not None:
+        try:
+            sink.stdin.write("QUIT\n")
+            sink.stdin.flush()
+            sink.wait(timeout=timeout)
+        except Exception:  # noqa: BLE001 - stop_process below ends it anyway
+            pass
+    stop_process(sink)
+
+
 def read_line(process: subprocess.Popen[str], prefix: str, timeout: float) -> str:
     """The first stdout line starting with ``prefix`` (others are skipped)."""
     import selectors

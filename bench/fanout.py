@@ -25,7 +25,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-from bench.common import (main, PYTHON, Goal, Result, check, gateway_command, raise_nofile, read_line,
+from bench.common import (main, stop_sink, PYTHON, Goal, Result, check, gateway_command, raise_nofile, read_line,
                           start_gateway, start_process, stop_process, table)
 
 SIZES = (1000, 5000)
@@ -169,15 +169,7 @@ def run(sizes: tuple[int, ...] = SIZES) -> Result:
                                      20.0, higher_is_better=True))
             result.notes.append(f"posts/s at {biggest:,}: {rate_at[biggest]:,.0f} (sequential: {sequential_rate:,.1f})")
         finally:
-            if sink is not None:
-                if sink.poll() is None and sink.stdin is not None:
-                    try:
-                        sink.stdin.write("QUIT\n")
-                        sink.stdin.flush()
-                        sink.wait(timeout=20)
-                    except Exception:  # noqa: BLE001 - stop_process below ends it anyway
-                        pass
-                stop_process(sink)
+            stop_sink(sink, timeout=20)
             if gateway is not None:
                 stop_process(gateway)
             aws.reset_clients()

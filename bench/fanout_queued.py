@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.common import (main, PYTHON, ROOT, Goal, Result, check, gateway_command, raise_nofile, read_line,
+from bench.common import (main, stop_sink, PYTHON, ROOT, Goal, Result, check, gateway_command, raise_nofile, read_line,
                           start_gateway, start_process, stop_process, table)
 from bench.fanout import APP_DIR, _invoke, _put_records, _stored_ids
 
@@ -237,15 +237,7 @@ def run(connections: int = CONNECTIONS, workers: tuple[int, ...] = WORKERS) -> R
             os.environ.clear()
             os.environ.update(saved_env)
             runtime.reset()
-            if sink is not None:
-                if sink.poll() is None and sink.stdin is not None:
-                    try:
-                        sink.stdin.write("QUIT\n")
-                        sink.stdin.flush()
-                        sink.wait(timeout=30)
-                    except Exception:  # noqa: BLE001 - stop_process below ends it anyway
-                        pass
-                stop_process(sink)
+            stop_sink(sink, timeout=30)
             if gateway is not None:
                 stop_process(gateway)
             aws.reset_clients()
