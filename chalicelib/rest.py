@@ -46,6 +46,7 @@ from chalice.app import AuthRequest, AuthResponse, AuthRoute, Request, Response
 
 from .authorizer import Claims, Policy, Verifier, build_context, check_permissions, claim_groups, claim_scopes
 from .authorizer import policy as iam_policy
+from .faults import is_unavailable
 from .errors import AuthError, TokenMissing, Unauthorized
 from .logs import log_event
 from .push import Push, PushError, broadcast_push, topic_push, user_push
@@ -266,9 +267,12 @@ def me(request: Request, service: ConnectionService) -> Response:
 
 
 def _internal_error(route: str, error: BaseException) -> Response:
-    """500 ``internal_error``, logged as one line with the exception's type (never its message:
+    """503 ``unavailable`` when a dependency is down or throttling (retry later), else 500
+    ``internal_error``; logged as one line with the exception's type (never its message:
     it may quote the payload)."""
     log_event(logger, "rest_error", logging.ERROR, route=route, error=type(error).__name__)
+    if is_unavailable(error):
+        return _error(RestError(503, "unavailable", "a dependency is unavailable; try again later"))
     return _error(RestError(500, "internal_error", "the request could not be handled"))
 
 

@@ -321,9 +321,10 @@ class ConnectionService:
         """Deliver ``data`` to every connection of one user (by sub or username).
 
         Always answers its documented shape: ``{"ok": false, "error": {...}}``
-        for bad input (PushError) and, with one log line, ``internal_error``
-        for anything else (DynamoDB down...), never a Lambda error with a
-        stack trace to the invoking service.
+        for bad input (PushError) and, with one log line, ``unavailable``
+        (DynamoDB down or throttling: retry later) or ``internal_error`` for
+        anything else, never a Lambda error with a stack trace to the invoking
+        service.
         """
         try:
             result = self.push(user_push(payload))
@@ -331,6 +332,8 @@ class ConnectionService:
             return _notify_error(error.code, error.message)
         except Exception as error:  # noqa: BLE001 - the caller gets the documented shape
             self._log_failure("notify", None, error)
+            if is_unavailable(error):  # DynamoDB down or throttling: the caller may retry
+                return _notify_error("unavailable", "a dependency is unavailable; try again later")
             return _notify_error("internal_error", "the notification could not be delivered")
         return {"ok": True, **result.counts()}
 

@@ -213,7 +213,7 @@ def test_settings_that_do_not_load_answer_500_and_let_nobody_in(tmp_path: Path, 
     assert token not in json.dumps(logged)
 
 
-def test_dynamodb_down_is_a_json_500(tmp_path: Path, stage_env: dict[str, str], token_factory: TokenFactory,
+def test_dynamodb_down_is_a_json_503(tmp_path: Path, stage_env: dict[str, str], token_factory: TokenFactory,
                                     management_api: ManagementApiServer) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -223,9 +223,9 @@ def test_dynamodb_down_is_a_json_500(tmp_path: Path, stage_env: dict[str, str], 
         headers = {"Authorization": f"Bearer {publisher}", "Content-Type": "application/json"}
         for response in (client.http.get("/me", headers=headers),
                          client.http.post("/users/u-1/messages", headers=headers, body=b'{"data": 1}')):
-            assert response.status_code == 500
+            assert response.status_code == 503
             assert json.loads(response.body) == {"ok": False, "error": {
-                "code": "internal_error", "message": "the request could not be handled"}}
+                "code": "unavailable", "message": "a dependency is unavailable; try again later"}}
     assert management_api.total_posts == 0
 
 

@@ -84,8 +84,8 @@ def _failure_lines(output: str) -> list[dict[str, Any]]:
 def test_notify_with_dynamodb_down_answers_its_error_shape(make_service: Any, dead_repository: ConnectionRepository,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     answer = make_service(dead_repository).notify({"userId": "sub-1", "data": SECRET})
-    assert answer == {"ok": False, "error": {"code": "internal_error",
-                                             "message": "the notification could not be delivered"}}
+    assert answer == {"ok": False, "error": {"code": "unavailable",
+                                             "message": "a dependency is unavailable; try again later"}}
     output = capsys.readouterr().out
     [line] = _failure_lines(output)
     assert (line["route"], line["error"], line["level"]) == ("notify", "EndpointConnectionError", "ERROR")
