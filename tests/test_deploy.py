@@ -173,7 +173,8 @@ def _assert_rest_api_and_rule(d: Deployment, ws_api_id: str, table: str) -> None
     assert {name: f["iam_policy_file"] for name, f in functions.items()} == {
         "ws_authorizer": f"policy-{STAGE}-authorizer.json", "rest_authorizer": f"policy-{STAGE}-authorizer.json",
         "api_handler": f"policy-{STAGE}-push.json", "eventbridge_push": f"policy-{STAGE}-push.json",
-        "token_expiry": f"policy-{STAGE}-schedule.json", "fanout_worker": f"policy-{STAGE}-worker.json"}
+        "token_expiry": f"policy-{STAGE}-schedule.json", "fanout_worker": f"policy-{STAGE}-worker.json",
+        "websocket_connect": f"policy-{STAGE}-connection.json", "websocket_disconnect": f"policy-{STAGE}-connection.json"}
     for authorizer_function in ("ws_authorizer", "rest_authorizer"):
         assert set(_grants(d.role_policy(authorizer_function))) == LOGS_ACTIONS, authorizer_function
     table_arn = f"{ACCOUNT_ARN.format(service='dynamodb')}:table/{table}"
@@ -190,6 +191,11 @@ def _assert_rest_api_and_rule(d: Deployment, ws_api_id: str, table: str) -> None
         "sqs:GetQueueAttributes": {FANOUT_QUEUE_ARN}, "dynamodb:Scan": {table_arn},
         "dynamodb:BatchWriteItem": {table_arn}, "dynamodb:Query": {table_arn, f"{table_arn}/index/*"},
         "execute-api:ManageConnections": {post}}
+    for connector in ("websocket_connect", "websocket_disconnect"):  # their items only: no index, post or queue
+        grants = _grants(d.role_policy(connector))
+        assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
+            "dynamodb:PutItem": {table_arn}, "dynamodb:Query": {table_arn},
+            "dynamodb:BatchWriteItem": {table_arn}}, connector
     for enqueuer in ("websocket_message", "notify"):  # the stage policy: SendMessage on this queue only
         assert _grants(d.role_policy(enqueuer))["sqs:SendMessage"] == {FANOUT_QUEUE_ARN}, enqueuer
     grants = _grants(d.role_policy("token_expiry"))  # Query on the expiry index only; POST (warn), DELETE (close)

@@ -208,6 +208,11 @@ def test_each_role_gets_least_privilege(template: dict[str, Any]) -> None:
         "dynamodb:Scan": [table_arn], "dynamodb:BatchWriteItem": [table_arn],
         "dynamodb:Query": [table_arn, {"Fn::Sub": "${ConnectionsTable.Arn}/index/*"}],
         "execute-api:ManageConnections": [post]}
+    for connector in ("websocket_connect", "websocket_disconnect"):  # their items only: no index, post or queue
+        grants = _grants(_role_policy(template, connector))
+        assert {a: r for a, r in grants.items() if a not in logs} == {
+            "dynamodb:PutItem": [table_arn], "dynamodb:Query": [table_arn], "dynamodb:BatchWriteItem": [table_arn]}, \
+            connector
     handler = _grants(_role_policy(template, "websocket_message"))
     assert handler["sqs:SendMessage"] == [queue_arn] and not any(a.startswith("sqs:Receive") for a in handler)
     grants = _grants(_role_policy(template, "token_expiry"))  # the schedule: the expiry index, warn and close

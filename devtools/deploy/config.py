@@ -133,6 +133,10 @@ class ProjectConfig:
         """The push handlers' policy file: api_handler's, else ``policy-<stage>-push.json``."""
         return self.function_policy_name(stage, "api_handler") or f"policy-{stage}-push.json"
 
+    def connection_policy_name(self, stage: str) -> str:
+        """The $connect/$disconnect handlers' policy file: websocket_connect's, else ``policy-<stage>-connection.json``."""
+        return self.function_policy_name(stage, "websocket_connect") or f"policy-{stage}-connection.json"
+
     def worker_policy_name(self, stage: str, first_worker: str | None = None) -> str:
         """The fan-out workers' policy file: the first one's, else ``policy-<stage>-worker.json``."""
         named = self.function_policy_name(stage, first_worker) if first_worker else None

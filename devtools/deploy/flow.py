@@ -50,7 +50,8 @@ def write_policies(config: ProjectConfig, stage: str, aws: Aws, table_name: str,
                    functions: AppFunctions) -> bool:
     """The stage's policy files from known ARNs, and which function uses which; True if any changed.
 
-    Four files: the stage's (WebSocket handlers, notify), the authorizers'
+    One file per kind: the stage's ($default, notify), the connection
+    handlers' ($connect/$disconnect: their items only), the authorizers'
     (logs only), the push handlers' (REST handler, EventBridge handlers:
     read the table, post to this API) and the scheduled functions' (the
     token expiry sweep: the expiry index, warn and close connections). ``lambda_functions`` in
@@ -65,7 +66,9 @@ def write_policies(config: ProjectConfig, stage: str, aws: Aws, table_name: str,
     authorizer_name, push_name = config.authorizer_policy_name(stage), config.push_policy_name(stage)
     schedule_name = config.schedule_policy_name(stage, functions.schedules[0] if functions.schedules else None)
     worker_name = config.worker_policy_name(stage, functions.workers[0] if functions.workers else None)
+    connection_name = config.connection_policy_name(stage)
     files = {**{name: authorizer_name for name in functions.authorizers},
+             **{name: connection_name for name in functions.connectors},
              **{name: push_name for name in functions.pushers},
              **{name: schedule_name for name in functions.schedules},
              **{name: worker_name for name in functions.workers}}
@@ -77,6 +80,9 @@ def write_policies(config: ProjectConfig, stage: str, aws: Aws, table_name: str,
         changed = _write_json_if_changed(policy_dir / push_name, templates.push_policy(**where, **api)) or changed
     if functions.schedules:
         changed = _write_json_if_changed(policy_dir / schedule_name, templates.schedule_policy(**where, **api)) or changed
+    if functions.connectors:  # $connect/$disconnect: their items only
+        changed = _write_json_if_changed(policy_dir / connection_name,
+                                         templates.connection_policy(**where, **api)) or changed
     if functions.workers:  # the fan-out worker: its queue, slices of the table, POST
         changed = _write_json_if_changed(policy_dir / worker_name, templates.worker_policy(**where, **api)) or changed
     return changed
@@ -169,6 +175,7 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
     names += [config.push_policy_name(stage)] if functions.pushers else []
     names += [config.schedule_policy_name(stage, functions.schedules[0])] if functions.schedules else []
     names += [config.worker_policy_name(stage, functions.workers[0])] if functions.workers else []
+    names += [config.connection_policy_name(stage)] if functions.connectors else []
     report(f"    {', '.join(names)} " + ("written" if summary.policy_changed else "unchanged"))
 
     report(f"[4/5] chalice deploy --stage {stage} (Lambdas, roles, routes in the API's draft"

@@ -16,8 +16,12 @@ names another file. Least privilege needs three policies:
 - ``workers`` (every ``on_sqs_message`` handler: the fan-out worker): receive
   and delete on the fan-out queue, read the table (scan segments, index
   pages), delete gone connections, post to this API's connections.
-- ``handlers`` (the WebSocket routes, ``notify`` and anything else): the
-  stage's policy, which also writes connections and subscriptions.
+- ``connectors`` (the ``$connect`` and ``$disconnect`` handlers): the table
+  only (store a connection, delete it with its subscriptions); they post
+  nothing and enqueue nothing.
+- ``handlers`` (``$default``, ``notify`` and anything else): the stage's
+  policy, which also writes subscriptions, posts to connections and may
+  enqueue a fan-out.
 
 Read from the app itself (Chalice's own registries), so a renamed or added
 authorizer, route or rule gets the right policy without a list kept by hand.
@@ -48,10 +52,11 @@ class AppFunctions:
     event_rules: tuple[str, ...]  # the on_cw_event handlers, each with its own EventBridge rule
     schedules: tuple[str, ...] = ()  # the @app.schedule functions, each with its own scheduled rule
     workers: tuple[str, ...] = ()  # the on_sqs_message handlers (the fan-out worker)
+    connectors: tuple[str, ...] = ()  # the $connect and $disconnect handlers
 
     @property
     def all(self) -> tuple[str, ...]:
-        return self.authorizers + self.pushers + self.schedules + self.workers + self.handlers
+        return self.authorizers + self.pushers + self.schedules + self.workers + self.connectors + self.handlers
 
 
 def classify(app: Chalice) -> AppFunctions:
@@ -66,10 +71,12 @@ def classify(app: Chalice) -> AppFunctions:
     authorizers = [name for name in pure if name == WS_AUTHORIZER]
     authorizers += [handler.name for handler in app.builtin_auth_handlers]
     pushers = ([API_HANDLER] if app.routes else []) + rules
-    handlers = [name for name in pure + websocket + other_sources if name not in authorizers and name not in pushers]
+    connectors = [WEBSOCKET_FUNCTIONS[key] for key in ("$connect", "$disconnect") if key in app.websocket_handlers]
+    handlers = [name for name in pure + websocket + other_sources
+                if name not in authorizers and name not in pushers and name not in connectors]
     return AppFunctions(authorizers=tuple(authorizers), pushers=tuple(pushers), handlers=tuple(handlers),
                         rest_api=bool(app.routes), event_rules=tuple(rules), schedules=tuple(schedules),
-                        workers=tuple(workers))
+                        workers=tuple(workers), connectors=tuple(connectors))
 
 
 def load(project_dir: Path) -> AppFunctions:

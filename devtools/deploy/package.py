@@ -60,6 +60,15 @@ def _handler_policy(app_stage: str) -> dict[str, Any]:
     ]}
 
 
+def _connection_policy() -> dict[str, Any]:
+    """$connect and $disconnect: store and delete their items; no index, no post, no queue."""
+    return {"Version": "2012-10-17", "Statement": [
+        _logs_statement(),
+        {"Sid": "ConnectionItems", "Effect": "Allow", "Action": list(templates.CONNECTION_TABLE_ACTIONS),
+         "Resource": [{"Fn::GetAtt": [templates.TABLE, "Arn"]}]},
+    ]}
+
+
 def _push_policy(app_stage: str) -> dict[str, Any]:
     """The REST and EventBridge handlers: read the table and its indexes, POST to this API's connections."""
     return {"Version": "2012-10-17", "Statement": [
@@ -162,6 +171,7 @@ def merge_template(config: ProjectConfig, stage: str, functions: AppFunctions) -
     documents.update({name: _push_policy(api_stage) for name in functions.pushers})
     documents.update({name: _schedule_policy(api_stage) for name in functions.schedules})
     documents.update({name: _worker_policy(api_stage) for name in functions.workers})
+    documents.update({name: _connection_policy() for name in functions.connectors})
     documents.update({name: _handler_policy(api_stage) for name in functions.handlers})
     for name, document in documents.items():
         role = role_logical_id(name)

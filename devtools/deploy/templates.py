@@ -209,6 +209,23 @@ def handler_policy(*, partition: str, region: str, account_id: str, app_name: st
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+# $connect stores the connection (a conditional PutItem); $disconnect deletes it
+# with its subscriptions (Query the partition, BatchWriteItem the keys).
+CONNECTION_TABLE_ACTIONS = ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchWriteItem")
+
+
+def connection_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str,
+                      table_name: str, api_id: str | None, api_stage: str) -> dict[str, Any]:
+    """The $connect and $disconnect handlers' policy: their items in the table, nothing else
+    (no index, no post to a connection, no queue)."""
+    table_arn = f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"
+    return {"Version": "2012-10-17", "Statement": [
+        _logs_statement(f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}-*"),
+        {"Sid": "ConnectionItems", "Effect": "Allow", "Action": list(CONNECTION_TABLE_ACTIONS),
+         "Resource": [table_arn]},
+    ]}
+
+
 # What a push reads: the audience from the indexes (a user's or a topic's connections),
 # a connection's record (its endpoint; GET /me) and, for a broadcast, a Scan of the table.
 # Query/BatchWriteItem on the table: the broadcaster deletes the record of a
