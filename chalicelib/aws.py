@@ -19,9 +19,8 @@ from .broadcaster import BROADCAST_WORKERS
 
 _lock = threading.Lock()
 _session: Any = None
-_dynamodb: Any = None
+_clients: dict[str, Any] = {}  # service name -> the process-wide client (DynamoDB, SQS)
 _management: dict[str, Any] = {}
-_sqs: Any = None
 
 # Short timeouts: a Lambda invocation would rather fail a post than hang on it.
 # DynamoDB accepts a connection in milliseconds from inside its region: an
@@ -51,25 +50,25 @@ def _boto3_session() -> Any:
     return _session
 
 
-def dynamodb_client() -> Any:
-    """The process-wide DynamoDB client (standard retries, small timeouts)."""
-    global _dynamodb
-    client = _dynamodb
+def _shared_client(service: str, **config: Any) -> Any:
+    """The process-wide client of ``service``, built once with these botocore ``Config`` options."""
+    client = _clients.get(service)
     if client is None:
         with _lock:
-            if _dynamodb is None:
+            client = _clients.get(service)
+            if client is None:
                 from botocore.config import Config
 
-                config = Config(
-                    connect_timeout=DYNAMODB_CONNECT_TIMEOUT,
-                    read_timeout=DYNAMODB_READ_TIMEOUT,
-                    retries={"mode": "standard", "max_attempts": 4},
-                    max_pool_connections=32,
-                    tcp_keepalive=True,
-                )
-                _dynamodb = _boto3_session().client("dynamodb", config=config)
-            client = _dynamodb
+                client = _boto3_session().client(service, config=Config(**config))
+                _clients[service] = client
     return client
+
+
+def dynamodb_client() -> Any:
+    """The process-wide DynamoDB client (standard retries, small timeouts)."""
+    return _shared_client("dynamodb", connect_timeout=DYNAMODB_CONNECT_TIMEOUT, read_timeout=DYNAMODB_READ_TIMEOUT,
+                          retries={"mode": "standard", "max_attempts": 4}, max_pool_connections=32,
+                          tcp_keepalive=True)
 
 
 def management_client(endpoint_url: str, retry_mode: str = "standard",
@@ -130,18 +129,8 @@ def worker_management_client(endpoint_url: str) -> Any:
 
 def sqs_client() -> Any:
     """The process-wide SQS client (the fan-out queue); ``AWS_ENDPOINT_URL_SQS`` points it elsewhere."""
-    global _sqs
-    client = _sqs
-    if client is None:
-        with _lock:
-            if _sqs is None:
-                from botocore.config import Config
-
-                config = Config(connect_timeout=2.0, read_timeout=10.0,
-                                retries={"mode": "standard", "max_attempts": 4}, tcp_keepalive=True)
-                _sqs = _boto3_session().client("sqs", config=config)
-            client = _sqs
-    return client
+    return _shared_client("sqs", connect_timeout=2.0, read_timeout=10.0,
+                          retries={"mode": "standard", "max_attempts": 4}, tcp_keepalive=True)
 
 
 def _refuse_retry_after_send(caught_exception: BaseException | None = None, **_: Any) -> None:
@@ -177,11 +166,10 @@ def _refuse_retry_after_send(caught_exception: BaseException | None = None, **_:
 
 def reset_clients() -> None:
     """Forget every cached client (tests change endpoints and env between cases)."""
-    global _session, _dynamodb, _sqs
+    global _session
     with _lock:
         _session = None
-        _dynamodb = None
-        _sqs = None
+        _clients.clear()
         _management.clear()
 
 

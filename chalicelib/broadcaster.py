@@ -66,7 +66,7 @@ class ManagementClient(Protocol):
 
 @dataclass
 class DeliveryReport:
-    """What happened to each id of one broadcast (or of several, merged).
+    """What happened to each id of one broadcast.
 
     Kept per id, not as counts, so callers can act on exactly the ids that
     need it: forget the gone ones, log or retry later the failed ones.
@@ -90,13 +90,6 @@ class DeliveryReport:
             "goneIds": sorted(self.gone),
             "failedIds": dict(sorted(self.failed.items())),
         }
-
-    def merge(self, other: DeliveryReport) -> DeliveryReport:
-        """Add ``other``'s outcomes to this report (in place) and return it."""
-        self.delivered.extend(other.delivered)
-        self.gone.extend(other.gone)
-        self.failed.update(other.failed)
-        return self
 
     def _add(self, connection_id: str, outcome: Outcome, code: str | None) -> None:
         if outcome == DELIVERED:

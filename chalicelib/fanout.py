@@ -36,7 +36,6 @@ DEFAULT_INLINE_MAX = 100
 # Lambda invocation, and 1,000 posts take a worker about a second at 20 ms a post.
 DEFAULT_SEGMENT_SIZE = 1000
 MAX_SEGMENTS = 1000  # a bound on one broadcast's items (DynamoDB allows 1,000,000)
-DEFAULT_TOPIC_PAGE = 1000  # subscribers per topic work item
 
 SliceKind = Literal["all", "topic", "user", "username"]
 

@@ -101,20 +101,15 @@ def user_push(payload: object, what: str = "notify") -> Push:
     user_id, username = payload.get("userId"), payload.get("username")
     if (user_id is None) == (username is None):
         raise PushError("bad_request", "give exactly one of 'userId' or 'username'")
-    value = user_id if user_id is not None else username
-    if not isinstance(value, str) or not value:
-        raise PushError("bad_request", "'userId' or 'username' must be a non-empty string")
-    _user_name(value, "'userId'" if user_id is not None else "'username'")
+    value = _user_name(user_id if user_id is not None else username,
+                       "'userId'" if user_id is not None else "'username'")
     return Push("user" if user_id is not None else "username", data, value)
 
 
 def topic_push(topic: object, payload: object) -> Push:
     if not isinstance(payload, Mapping):
         raise PushError("bad_request", "body must be a JSON object")
-    if not isinstance(topic, str) or not topic:
-        raise PushError("bad_topic", "the topic must be a non-empty string")
-    _topic(topic)
-    return Push("topic", _data(payload, "a topic message"), topic)
+    return Push("topic", _data(payload, "a topic message"), _topic(topic))
 
 
 def broadcast_push(payload: object) -> Push:

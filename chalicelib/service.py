@@ -19,7 +19,9 @@ from .authorizer import check_permissions, read_context
 from .broadcaster import Broadcaster, DeliveryReport
 from .errors import Forbidden, JwksUnavailable, TokenInvalid, Unauthorized
 from .expiry import SweepReport, sweep
-from .fanout import WorkItem, WorkItemError, broadcast_slices, segment_count, topic_slices, user_slice, work_items
+from .fanout import (
+    WorkItem, WorkItemError, broadcast_slices, segment_count, should_queue, topic_slices, user_slice, work_items,
+)
 from .faults import is_unavailable
 from .logs import Field, log_event
 from .push import Push, PushError, user_push, validate_push
@@ -392,7 +394,7 @@ class ConnectionService:
                     head.append(connection_id)
                     if len(head) > limit:
                         break
-            if len(head) > limit:
+            if should_queue(len(head), limit, queue_configured=True):
                 close = getattr(ids, "close", None)
                 if close is not None:
                     close()  # stops the parallel scan's threads
@@ -584,9 +586,6 @@ class PushResult:
         if self.queued:
             return {"queued": self.queued}
         return {**({"connections": self.connections} if connections else {}), **_counts(self.report)}
-
-    def to_dict(self) -> dict[str, int | list[str] | dict[str, str]]:
-        return {"connections": self.connections, **self.report.to_dict()}
 
 
 def _notify_error(code: str, message: str) -> NotifyResult:
