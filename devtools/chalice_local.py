@@ -26,31 +26,39 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
+from devtools.cognito_local import LocalPool
 from devtools.state import DEFAULT_STATE_FILE, ROOT, running_state
 
 LOCAL_STAGE = "local"
 # The variables `make local` takes from .local/stack.json; the local stage must not set them.
 FROM_STACK = ("COGNITO_USER_POOL_ID", "COGNITO_APP_CLIENT_IDS", "COGNITO_REGION", "COGNITO_JWKS_URL",
-              "CONNECTIONS_TABLE", "AWS_ENDPOINT_URL_DYNAMODB", "WEBSOCKET_MANAGEMENT_URL")
+              "CONNECTIONS_TABLE", "AWS_ENDPOINT_URL_DYNAMODB", "WEBSOCKET_MANAGEMENT_URL", "FANOUT_QUEUE_URL",
+              "AWS_ENDPOINT_URL_SQS")
 # Credentials of nobody: everything chalice local talks to is a local service.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 _DROPPED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
 def stack_environment(state: Mapping[str, Any]) -> dict[str, str]:
-    """The app's settings that point at a running stack (``FROM_STACK``), plus region and dummy keys."""
-    pool = state["cognito"]
-    jwks_url = f"{pool['endpoint_url']}/{pool['pool_id']}/.well-known/jwks.json"  # cognito_local.LocalPool
+    """The app's settings that point at a running stack (``FROM_STACK``), plus region and dummy keys.
+
+    With the stack's fan-out queue in it too, so a large push from ``chalice
+    local`` is queued and delivered by the stack's workers, as from ``make run``.
+    """
+    pool = LocalPool(**state["cognito"])
     env = {
-        "COGNITO_USER_POOL_ID": pool["pool_id"],
-        "COGNITO_APP_CLIENT_IDS": pool["client_id"],
-        "COGNITO_REGION": pool["region"],
-        "COGNITO_JWKS_URL": jwks_url,
+        "COGNITO_USER_POOL_ID": pool.pool_id,
+        "COGNITO_APP_CLIENT_IDS": pool.client_id,
+        "COGNITO_REGION": pool.region,
+        "COGNITO_JWKS_URL": pool.jwks_url,
         "CONNECTIONS_TABLE": state["table"],
         "AWS_ENDPOINT_URL_DYNAMODB": state["dynamodb_endpoint"],
         "WEBSOCKET_MANAGEMENT_URL": state["management_url"],
     }
-    return {**env, "AWS_REGION": pool["region"], "AWS_DEFAULT_REGION": pool["region"], **LOCAL_CREDENTIALS}
+    fanout = state.get("fanout") or {}
+    if fanout.get("queue_url"):
+        env.update(FANOUT_QUEUE_URL=fanout["queue_url"], AWS_ENDPOINT_URL_SQS=fanout["sqs_endpoint"])
+    return {**env, "AWS_REGION": pool.region, "AWS_DEFAULT_REGION": pool.region, **LOCAL_CREDENTIALS}
 
 
 def default_port(state: Mapping[str, Any]) -> int:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chalicelib.fanout import DEFAULT_INLINE_MAX
 from devtools import cognito_local
 from devtools.state import DEFAULT_STATE_FILE, ROOT, clear_state, write_state
 
@@ -46,7 +47,8 @@ class LocalStack:
 
     def __init__(self, stage: str, host: str, port: int, demo_user: str, state_file: Path,
                  env_overrides: dict[str, str] | None = None, rest_port: int | None = None,
-                 fanout_workers: int = 2, fanout_visibility_timeout: int = 30, fanout_max_receive: int = 3) -> None:
+                 fanout_workers: int = 2, fanout_visibility_timeout: int = 30, fanout_max_receive: int = 3,
+                 schedule_interval: float | None = None) -> None:
         self.stage = stage
         self.host = host
         self.port = port
@@ -60,6 +62,7 @@ class LocalStack:
         self.fanout_workers = fanout_workers
         self.fanout_visibility_timeout = fanout_visibility_timeout
         self.fanout_max_receive = fanout_max_receive
+        self.schedule_interval = schedule_interval  # None: each @app.schedule at its rate (or the gateway's env)
         self.fanout: Any = None
         self.dynamodb: Any = None
         self.moto: Any = None
@@ -119,7 +122,7 @@ class LocalStack:
 
         self.page = local_page(stage_env, self.stage, pool, lambda: self.gateway.url)
         self.gateway = LocalGateway(str(ROOT), stage=self.stage, host=self.host, port=self.port, env=env,
-                                    extra_routes=self.page.routes())
+                                    extra_routes=self.page.routes(), schedule_interval=self.schedule_interval)
         # The origins the local page and wscat use need the real port, known after start.
         await self.gateway.start()
         origins |= {f"http://localhost:{self.gateway.port}", f"http://127.0.0.1:{self.gateway.port}"}
@@ -156,7 +159,7 @@ class LocalStack:
             "allowed_origins": sorted(origins),
             "fanout": {"queue_url": queues["queue_url"], "dlq_url": queues["dlq_url"],
                        "sqs_endpoint": self.moto.endpoint_url, "workers": self.fanout_workers,
-                       "inline_max": os.environ.get("FANOUT_INLINE_MAX", "100")},
+                       "inline_max": os.environ.get("FANOUT_INLINE_MAX", str(DEFAULT_INLINE_MAX))},
         }
         write_state(state, self.state_file)
         return state
@@ -204,7 +207,7 @@ async def _run(args: argparse.Namespace) -> int:
     stack = LocalStack(args.stage, args.host, args.port, args.demo_user, args.state_file,
                        dict(kv.split("=", 1) for kv in args.set), args.rest_port,
                        fanout_workers=args.workers, fanout_visibility_timeout=args.fanout_visibility_timeout,
-                       fanout_max_receive=args.fanout_max_receive)
+                       fanout_max_receive=args.fanout_max_receive, schedule_interval=args.schedule_interval)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -246,10 +249,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="run every @app.schedule function this often instead of at its rate "
                              "(the token expiry sweep runs every minute otherwise)")
     args = parser.parse_args(argv)
-    if args.schedule_interval is not None:
-        from devtools.gateway.scheduler import SCHEDULE_INTERVAL_ENV
-
-        os.environ[SCHEDULE_INTERVAL_ENV] = str(args.schedule_interval)  # read by the gateway it starts
     for kv in args.set:
         if "=" not in kv:
             parser.error(f"--set takes KEY=VALUE, not {kv!r}")

@@ -27,11 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     pool = cognito_local.LocalPool(**state["cognito"])
     groups = [group.strip() for group in args.groups.split(",") if group.strip()]
     try:
-        if groups:
-            cognito_local.sign_up(pool, args.user, args.password)
-            for group in groups:
-                cognito_local.ensure_group(pool, group, args.user)
-        tokens = cognito_local.tokens_for(pool, args.user, args.password)
+        cognito_local.sign_up(pool, args.user, args.password)
+        for group in groups:  # before signing in: the groups are claims of the token
+            cognito_local.ensure_group(pool, group, args.user)
+        tokens = cognito_local.sign_in(pool, args.user, args.password)
     except Exception as error:  # the CLI's last line of defence: say what failed
         print(f"error: could not get a token for {args.user!r}: {error}", file=sys.stderr)
         return 1

@@ -103,7 +103,7 @@ def test_stage_resources_and_outputs(template: dict[str, Any]) -> None:
 
 
 def test_handlers_are_pointed_at_the_templates_own_resources(template: dict[str, Any]) -> None:
-    for name in packaging.HANDLER_FUNCTIONS + (packaging.AUTHORIZER_FUNCTION,):
+    for name in map(app_functions.function_logical_id, app_functions.load(ROOT).all):
         env = template["Resources"][name]["Properties"]["Environment"]["Variables"]
         assert env["COGNITO_USER_POOL_ID"] == {"Ref": "UserPool"}, name
         assert env["COGNITO_APP_CLIENT_IDS"] == {"Ref": "UserPoolClient"}, name

@@ -43,7 +43,6 @@ CONNECT_ROUTE = "WebsocketConnectRoute"
 AUTHORIZER = "WebsocketAuthorizer"
 AUTHORIZER_PERMISSION = "WebsocketAuthorizerInvokePermission"
 AUTHORIZER_FUNCTION = "WsAuthorizer"
-HANDLER_FUNCTIONS = ("WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect", "Notify")
 REST_API = "RestAPI"
 
 

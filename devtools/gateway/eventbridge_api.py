@@ -243,8 +243,3 @@ class EventBridgeApi:
             outcome = "error"
         elapsed = (time.perf_counter() - started) * 1000
         self._log.info("EVENTBRIDGE %s %s %s %.1fms", name, event["id"], outcome, elapsed)
-
-    async def drain(self) -> None:
-        """Wait for the invocations started so far (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
