@@ -67,30 +67,27 @@ async def main(args: argparse.Namespace) -> None:
     print(f"READY {len(sockets)}", flush=True)
 
     loop = asyncio.get_running_loop()
+
+    async def wait_total(expected: int, timeout: float) -> None:
+        """Until ``expected`` messages arrived in all, or ``timeout`` seconds passed."""
+        deadline = loop.time() + timeout
+        while total < expected and loop.time() < deadline:
+            arrived.clear()
+            try:
+                await asyncio.wait_for(arrived.wait(), timeout=max(0.01, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                break
+
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         words = line.split()
         if not words or words[0] == "QUIT":
             break
         if words[0] == "WAIT":
-            expected, timeout = int(words[1]), float(words[2])
-            deadline = loop.time() + timeout
-            while total < expected and loop.time() < deadline:
-                arrived.clear()
-                try:
-                    await asyncio.wait_for(arrived.wait(), timeout=max(0.01, deadline - loop.time()))
-                except asyncio.TimeoutError:
-                    break
+            await wait_total(int(words[1]), float(words[2]))
             print("WAITED " + json.dumps({"total": total, "last": last}), flush=True)
-        if words[0] == "COUNTS":
-            expected, timeout = int(words[1]), float(words[2])
-            deadline = loop.time() + timeout
-            while total < expected and loop.time() < deadline:
-                arrived.clear()
-                try:
-                    await asyncio.wait_for(arrived.wait(), timeout=max(0.01, deadline - loop.time()))
-                except asyncio.TimeoutError:
-                    break
+        elif words[0] == "COUNTS":
+            await wait_total(int(words[1]), float(words[2]))
             await asyncio.sleep(0.2)  # late duplicates would show up here
             print("COUNTS " + json.dumps(counts), flush=True)
     await asyncio.gather(*(ws.close() for ws in sockets.values()), return_exceptions=True)

@@ -19,6 +19,7 @@ from tests.support.builders import ROOT, cookie_headers
 from tests.support.chalice_client import chalice_client, services_env
 from tests.support.jwt_factory import JwksServer, TokenFactory
 from tests.support.management_api import ManagementApiServer
+from tests.support.stack import without_message_id
 
 API = Api(api_id="abcdef1234", stage="test")
 
@@ -59,10 +60,7 @@ class Harness:
 
     def frames(self, info: ClientInfo) -> list[dict[str, Any]]:
         """The frames posted to the client, each checked for a ``messageId`` and shown without it."""
-        frames = self.raw_frames(info)
-        for frame in frames:
-            assert isinstance(frame.get("messageId"), str) and frame["messageId"], frame
-        return [{k: v for k, v in frame.items() if k != "messageId"} for frame in frames]
+        return [without_message_id(frame) for frame in self.raw_frames(info)]
 
     def last(self, info: ClientInfo) -> dict[str, Any]:
         frames = self.frames(info)

@@ -5,7 +5,6 @@ download (PyJWKClient's) is exercised against the real JwksServer.
 """
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from typing import Any, Mapping

@@ -22,7 +22,8 @@ from chalicelib import aws, runtime
 from chalicelib.push import EVENT_DETAIL_TYPES, PushError, event_pattern, event_push, event_source
 from chalicelib.repository import ConnectionRepository
 from devtools.gateway.event_patterns import matches
-from tests.support.builders import chalice_config, settings_env
+from tests.support.builders import settings_env
+from tests.support.chalice_client import chalice_client
 from tests.support.dynamodb import make_record
 from tests.support.management_api import ManagementApiServer
 
@@ -57,13 +58,7 @@ def harness(tmp_path: Path, connections_table: str, dynamodb_local: Any, managem
             repository: ConnectionRepository) -> Iterator[Harness]:
     env = settings_env(CONNECTIONS_TABLE=connections_table, WEBSOCKET_MANAGEMENT_URL=management_api.endpoint_url,
                        AWS_ENDPOINT_URL_DYNAMODB=dynamodb_local.endpoint_url)
-    (tmp_path / ".chalice").mkdir()
-    config = chalice_config()
-    config["stages"] = {"test": {"api_gateway_stage": "test", "environment_variables": env}}
-    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
-    runtime.reset()
-    aws.reset_clients()
-    with Client(app_module.app, stage_name="test", project_dir=str(tmp_path)) as client:
+    with chalice_client(tmp_path, env) as client:
         yield Harness(client, repository, management_api)
     runtime.reset()
     aws.reset_clients()
