@@ -206,7 +206,7 @@ Ctrl-C stops everything.
 async def _run(args: argparse.Namespace) -> int:
     stack = LocalStack(args.stage, args.host, args.port, args.demo_user, args.state_file,
                        dict(kv.split("=", 1) for kv in args.set), args.rest_port,
-                       fanout_workers=args.workers, fanout_visibility_timeout=args.fanout_visibility_timeout,
+                       fanout_workers=args.fanout_workers, fanout_visibility_timeout=args.fanout_visibility_timeout,
                        fanout_max_receive=args.fanout_max_receive, schedule_interval=args.schedule_interval)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="REST API port (default: the gateway's port + 1; any free port with --port 0)")
     parser.add_argument("--demo-user", default="demo")
     parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE)
-    parser.add_argument("--workers", type=int, default=2, metavar="N",
+    parser.add_argument("--fanout-workers", type=int, default=2, metavar="N",
                         help="fan-out worker invocations at once, each in its own process (default 2)")
     parser.add_argument("--fanout-visibility-timeout", type=int, default=30, metavar="SECONDS",
                         help="the fan-out queue's visibility timeout: how soon a failed work item comes back")

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.timeout(240)
 def fanout_stack() -> Iterator[RunningStack]:
     try:
         with run_stack({"FANOUT_INLINE_MAX": str(INLINE_MAX)}, {LOSE_DISCONNECTS_ENV: "1", FAIL_POSTS_ENV: "1"},
-                       args=["--workers", "2", "--fanout-visibility-timeout", str(VISIBILITY),
+                       args=["--fanout-workers", "2", "--fanout-visibility-timeout", str(VISIBILITY),
                              "--fanout-max-receive", str(MAX_RECEIVE)]) as stack:
             yield stack
     except StackStartError as error:

@@ -213,7 +213,7 @@ def run_stack(settings: dict[str, str] | None = None, env: dict[str, str] | None
                    "--state-file", str(state_file)]
         for key, value in (settings or {}).items():
             command += ["--set", f"{key}={value}"]
-        command += list(args or ())  # more of devtools.stack's options (--workers 1, ...)
+        command += list(args or ())  # more of devtools.stack's options (--fanout-workers 1, ...)
         process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True, env={**os.environ, **(env or {})})
         output = _OutputPump(process.stdout)
