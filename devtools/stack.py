@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from chalicelib.fanout import DEFAULT_INLINE_MAX
 from devtools import cognito_local
+from devtools.signals import stop_event
 from devtools.state import DEFAULT_STATE_FILE, ROOT, clear_state, write_state
 
 READY_LINE = "LOCAL_STACK_READY"
@@ -208,19 +208,16 @@ async def _run(args: argparse.Namespace) -> int:
                        dict(kv.split("=", 1) for kv in args.set), args.rest_port,
                        fanout_workers=args.fanout_workers, fanout_visibility_timeout=args.fanout_visibility_timeout,
                        fanout_max_receive=args.fanout_max_receive, schedule_interval=args.schedule_interval)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
-    try:
-        state = await stack.start()
-        print(_banner(state), flush=True)
-        print(f"{READY_LINE} {json.dumps(state)} ({time.monotonic() - started:.1f}s)", flush=True)
-        await stop.wait()
-        _say("stopping")
-    finally:
-        await stack.stop()
+    with stop_event() as stop:
+        try:
+            state = await stack.start()
+            print(_banner(state), flush=True)
+            print(f"{READY_LINE} {json.dumps(state)} ({time.monotonic() - started:.1f}s)", flush=True)
+            await stop.wait()
+            _say("stopping")
+        finally:
+            await stack.stop()
     return 0
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
 from .appload import GatewayConfigError
 from .limits import Limits, LimitsError
 from .server import LocalGateway
+from ..signals import stop_event
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -132,16 +132,13 @@ async def serve(args: argparse.Namespace) -> None:
         connect_workers=args.connect_workers,
         schedule_interval=args.schedule_interval,
     )
-    await gateway.start()
-    print(f"Serving {gateway.url} management {gateway.management_url}", flush=True)
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, done.set)
-    try:
-        await done.wait()
-    finally:
-        await gateway.stop()
+    with stop_event() as done:
+        await gateway.start()
+        print(f"Serving {gateway.url} management {gateway.management_url}", flush=True)
+        try:
+            await done.wait()
+        finally:
+            await gateway.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

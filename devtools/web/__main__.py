@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,6 +27,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from devtools.state import ROOT
+from devtools.signals import stop_event
 from devtools.web import WebPage, page_config
 
 
@@ -84,14 +84,11 @@ async def _serve(config_file: Path, host: str, port: int) -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    with stop_event() as stop:
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:
