@@ -131,11 +131,13 @@ def run(connections: int = CONNECTIONS, workers: tuple[int, ...] = WORKERS) -> R
             import psutil
 
             watched = {"gateway": psutil.Process(gateway.pid), "sink": psutil.Process(sink.pid),
-                       "this process": psutil.Process()}
+                       "this process": psutil.Process(), "DynamoDB Local": psutil.Process(dynamodb.process.pid),
+                       "moto": psutil.Process(moto.pid)}
+            columns = ("gateway", "sink", "this process", "DynamoDB Local", "moto", "workers")
             cpu_rows: list[tuple[Any, ...]] = []
 
             def cpu_now(extra: dict[str, list[int]] | None = None) -> dict[str, float]:
-                """CPU seconds (user + system) so far of the gateway, the sink, this process and ``extra``."""
+                """CPU seconds (user + system) so far of each watched process and of ``extra``."""
                 seen = {name: sum(p.cpu_times()[:2]) for name, p in watched.items()}
                 for name, pids in (extra or {}).items():
                     seen[name] = sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
@@ -143,9 +145,7 @@ def run(connections: int = CONNECTIONS, workers: tuple[int, ...] = WORKERS) -> R
 
             def record_cpu(label: str, before: dict[str, float], after: dict[str, float], seconds: float) -> None:
                 used = {name: (after[name] - before[name]) / seconds for name in after}
-                cpu_rows.append((label, *(f"{used.get(n, 0.0):.2f}" for n in ("gateway", "sink", "this process",
-                                                                               "workers")),
-                                 f"{sum(used.values()):.2f}"))
+                cpu_rows.append((label, *(f"{used.get(n, 0.0):.2f}" for n in columns), f"{sum(used.values()):.2f}"))
 
             def record_run(label: str, seconds: float) -> float:
                 for cid in live:
@@ -184,7 +184,7 @@ def run(connections: int = CONNECTIONS, workers: tuple[int, ...] = WORKERS) -> R
             for count in workers:
                 mapping = SqsEventSourceMapping(app, str(ROOT), "dev", sqs, workers=count)
                 mapping.start()  # processes spawned and the app imported before the clock starts
-                pool_pids = {"workers": list(mapping._pool._processes)} if mapping._pool is not None else {}
+                pool_pids = {"workers": mapping.worker_pids()}
                 try:
                     before = cpu_now(pool_pids)
                     started = time.monotonic()
@@ -217,8 +217,8 @@ def run(connections: int = CONNECTIONS, workers: tuple[int, ...] = WORKERS) -> R
             result.tables.append(table(["method", "posts", "push to last delivery s", "posts/s", "x sequential",
                                         "gone records"], rows))
             result.tables.append("  CPU used during each run, in cores (CPU seconds / run seconds; this machine has "
-                                 f"{os.cpu_count()}; DynamoDB Local, moto and other jobs use the rest):")
-            result.tables.append(table(["run", "gateway", "sink", "this process", "workers", "total"], cpu_rows))
+                                 f"{os.cpu_count()}; the system and other jobs use the rest):")
+            result.tables.append(table(["run", *columns, "total"], cpu_rows))
             result.tables.append(f"  messages expected {sum(expected.values()):,}, received {sum(counts):,}, lost {lost}, "
                                  f"duplicates {extra}, to closed connections {closed_got}; DLQ "
                                  f"{dlq['Attributes']['ApproximateNumberOfMessages']}")

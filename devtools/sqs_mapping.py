@@ -167,6 +167,10 @@ class SqsEventSourceMapping:
                 self._threads.append(thread)
         return self.mappings
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (for CPU accounting); empty before ``start()``."""
+        return sorted(self._pool._processes) if self._pool is not None else []
+
     def _poll(self, mapping: Mapping) -> None:
         while not self._stop.is_set():
             try:
