@@ -11,52 +11,24 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from chalice.test import Client
 
-from chalicelib import aws, runtime
-from devtools.gateway.events import Api, ClientInfo, authorizer_event, connect_event, disconnect_event, message_event
+from devtools.gateway.events import ClientInfo, authorizer_event, connect_event, disconnect_event
 from tests.support.builders import ROOT, cookie_headers
-from tests.support.chalice_client import chalice_client, services_env
+from tests.support.chalice_client import API, AppHarness, app_harness, chalice_client, services_env
 from tests.support.jwt_factory import JwksServer, TokenFactory
 from tests.support.management_api import ManagementApiServer
 from tests.support.stack import without_message_id
 
-API = Api(api_id="abcdef1234", stage="test")
 
 
-class Harness:
-    """One test's app: its stage config, its Chalice test client and helpers."""
-
-    def __init__(self, client: Client, tokens: TokenFactory, management: ManagementApiServer,
-                 repository: Any) -> None:
-        self.client = client
-        self.tokens = tokens
-        self.management = management
-        self.repository = repository
-
-    def authorize(self, client_info: ClientInfo) -> dict[str, Any]:
-        return self.client.lambda_.invoke("ws_authorizer", authorizer_event(API, client_info)).payload
+class Harness(AppHarness):
+    """The shared harness, with the clients and frame checks these tests use."""
 
     def connect(self, sub: str = "user-1", username: str = "alice", **headers: str) -> ClientInfo:
         """Authorize then $connect one client, as API Gateway would."""
         token = self.tokens.access_token(sub=sub, username=username)
-        info = ClientInfo(headers={"Authorization": f"Bearer {token}", "User-Agent": "pytest", **headers},
-                          query={"clientQueryParameter": "v1"}, source_ip="10.0.0.7")
-        answer = self.authorize(info)
-        assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
-        info.authorizer = {**answer["context"], "principalId": answer["principalId"]}
-        result = self.client.lambda_.invoke("connect", connect_event(API, info)).payload
-        assert result["statusCode"] == 200
-        self.management.add(info.connection_id)
-        return info
-
-    def send(self, info: ClientInfo, frame: Any) -> dict[str, Any]:
-        body = frame if isinstance(frame, str) else json.dumps(frame)
-        return self.client.lambda_.invoke("message", message_event(API, info, body)).payload
-
-    def raw_frames(self, info: ClientInfo) -> list[dict[str, Any]]:
-        """Every frame posted to the client, as sent (``messageId`` included)."""
-        return [json.loads(raw) for raw in self.management.received.get(info.connection_id, [])]
+        return self.open(ClientInfo(headers={"Authorization": f"Bearer {token}", "User-Agent": "pytest", **headers},
+                                    query={"clientQueryParameter": "v1"}, source_ip="10.0.0.7"))
 
     def frames(self, info: ClientInfo) -> list[dict[str, Any]]:
         """The frames posted to the client, each checked for a ``messageId`` and shown without it."""
@@ -82,10 +54,8 @@ def stage_env(jwks_server: JwksServer, connections_table: str, dynamodb_local: A
 @pytest.fixture
 def harness(tmp_path: Path, stage_env: dict[str, str], token_factory: TokenFactory,
             management_api: ManagementApiServer, repository: Any) -> Iterator[Harness]:
-    with chalice_client(tmp_path, stage_env) as client:
-        yield Harness(client, token_factory, management_api, repository)
-    runtime.reset()
-    aws.reset_clients()
+    with app_harness(Harness, tmp_path, stage_env, token_factory, management_api, repository) as harness:
+        yield harness
 
 
 # -- ws_authorizer ------------------------------------------------------------------

@@ -16,55 +16,38 @@ from typing import Any, Iterator
 
 import pytest
 from chalice.app import Request
-from chalice.test import Client, HTTPResponse
+from chalice.test import HTTPResponse
 
-from chalicelib import aws, rest, runtime
+from chalicelib import rest, runtime
 from chalicelib.verifier import CognitoJwtVerifier
-from devtools.gateway.events import Api, ClientInfo, authorizer_event, connect_event, message_event
+from devtools.gateway.events import ClientInfo
 from tests.support.builders import ROOT
-from tests.support.chalice_client import chalice_client, services_env
+from tests.support.chalice_client import AppHarness, app_harness, chalice_client, services_env
 from tests.support.jwt_factory import JwksServer, KeyPair, TokenFactory
 from tests.support.management_api import ManagementApiServer
 
-API = Api(api_id="abcdef1234", stage="test")
 PUSH_SCOPE = "ws-cognito/push"
 REST_ARN = "arn:aws:execute-api:us-east-1:123456789012:restapi01/api/{}"
 UNAUTHORIZED = {"message": "Unauthorized"}
 FORBIDDEN = {"Message": "User is not authorized to access this resource"}
 
 
-class Harness:
-    """One test's app, its test client, tokens and the WebSocket side."""
-
-    def __init__(self, client: Client, tokens: TokenFactory, management: ManagementApiServer,
-                 repository: Any) -> None:
-        self.client = client
-        self.tokens = tokens
-        self.management = management
-        self.repository = repository
+class Harness(AppHarness):
+    """The shared harness, with the REST side."""
 
     # -- the WebSocket side ------------------------------------------------------------
 
     def connect(self, sub: str, username: str, source: str = "header") -> ClientInfo:
         """Authorize then $connect one WebSocket client, as API Gateway would."""
         token = self.tokens.access_token(sub=sub, username=username)
-        info = (ClientInfo(headers={"Authorization": f"Bearer {token}"}) if source == "header"
-                else ClientInfo(query={"access_token": token}))
-        answer = self.client.lambda_.invoke("ws_authorizer", authorizer_event(API, info)).payload
-        info.authorizer = {**answer["context"], "principalId": answer["principalId"]}
-        assert self.client.lambda_.invoke("connect", connect_event(API, info)).payload["statusCode"] == 200
-        self.management.add(info.connection_id)
-        return info
+        return self.open(ClientInfo(headers={"Authorization": f"Bearer {token}"}) if source == "header"
+                         else ClientInfo(query={"access_token": token}))
 
     def subscribe(self, info: ClientInfo, topic: str) -> None:
-        body = json.dumps({"action": "subscribe", "topic": topic})
-        self.client.lambda_.invoke("message", message_event(API, info, body))
-        frame = self.frames(info)[-1]
+        self.send(info, {"action": "subscribe", "topic": topic})
+        frame = self.raw_frames(info)[-1]
         assert (frame["type"], frame["topic"]) == ("subscribed", topic), frame
         self.management.reset_stats()
-
-    def frames(self, info: ClientInfo) -> list[dict[str, Any]]:
-        return [json.loads(raw) for raw in self.management.received.get(info.connection_id, [])]
 
     # -- the REST side -------------------------------------------------------------------
 
@@ -101,10 +84,8 @@ def stage_env(jwks_server: JwksServer, connections_table: str, dynamodb_local: A
 @pytest.fixture
 def harness(tmp_path: Path, stage_env: dict[str, str], token_factory: TokenFactory,
             management_api: ManagementApiServer, repository: Any) -> Iterator[Harness]:
-    with chalice_client(tmp_path, stage_env) as client:
-        yield Harness(client, token_factory, management_api, repository)
-    runtime.reset()
-    aws.reset_clients()
+    with app_harness(Harness, tmp_path, stage_env, token_factory, management_api, repository) as harness:
+        yield harness
 
 
 def _machine_token(tokens: TokenFactory, scope: str) -> str:
@@ -146,7 +127,7 @@ def test_missing_token_is_401_everywhere(harness: Harness) -> None:
     for response in (harness.get("/me"), harness.post("/messages", {"data": 1}),
                      harness.post("/users/u-1/messages", {"data": 1}), harness.post("/topics/t/messages", {"data": 1})):
         assert (response.status_code, _json(response)) == (401, UNAUTHORIZED)
-    assert harness.frames(info) == []
+    assert harness.raw_frames(info) == []
 
 
 @pytest.mark.parametrize("header", [
@@ -176,7 +157,7 @@ def test_bad_tokens_are_401_and_send_nothing(harness: Harness, client_id: str) -
     for name, token in bad.items():
         for response in (harness.get("/me", token), harness.post("/messages", {"data": name}, token)):
             assert (response.status_code, _json(response)) == (401, UNAUTHORIZED), name
-    assert harness.frames(info) == []
+    assert harness.raw_frames(info) == []
 
 
 def test_jwks_down_is_401(harness: Harness, jwks_server: JwksServer) -> None:
@@ -281,18 +262,18 @@ def test_push_to_a_user_reaches_all_their_connections_and_no_one_else(harness: H
     assert response.status_code == 200
     assert _json(response) == {"ok": True, "connections": 2, "delivered": 2, "gone": 0, "failed": 0}
     for info in (phone, laptop):
-        (frame,) = harness.frames(info)
+        (frame,) = harness.raw_frames(info)
         assert (frame["type"], frame["data"]) == ("notification", {"n": 1})
         assert isinstance(frame["timestamp"], int)
-    assert harness.frames(other) == []
+    assert harness.raw_frames(other) == []
 
 
 def test_push_to_a_user_by_username(harness: Harness) -> None:
     ann, ben = harness.connect("u-1", "ann"), harness.connect("u-2", "ben")
     response = harness.post("/users/ben/messages?by=username", {"data": "hi"}, harness.publisher())
     assert _json(response) == {"ok": True, "connections": 1, "delivered": 1, "gone": 0, "failed": 0}
-    assert [f["data"] for f in harness.frames(ben)] == ["hi"]
-    assert harness.frames(ann) == []
+    assert [f["data"] for f in harness.raw_frames(ben)] == ["hi"]
+    assert harness.raw_frames(ann) == []
     # Without ?by=username the path is a sub: no user has the sub "ben".
     assert _json(harness.post("/users/ben/messages", {"data": "x"}, harness.publisher()))["connections"] == 0
 
@@ -304,9 +285,9 @@ def test_push_to_a_topic_reaches_its_subscribers_only(harness: Harness) -> None:
     response = harness.post("/topics/scores/messages", {"data": 42}, harness.publisher())
     assert _json(response) == {"ok": True, "connections": 2, "delivered": 2, "gone": 0, "failed": 0}
     for info in (sub1, sub2):
-        (frame,) = harness.frames(info)
+        (frame,) = harness.raw_frames(info)
         assert (frame["type"], frame["topic"], frame["data"]) == ("publish", "scores", 42)
-    assert harness.frames(outsider) == []
+    assert harness.raw_frames(outsider) == []
 
 
 def test_push_to_everyone(harness: Harness) -> None:
@@ -314,7 +295,7 @@ def test_push_to_everyone(harness: Harness) -> None:
     response = harness.post("/messages", {"data": [1, 2]}, harness.publisher())
     assert _json(response) == {"ok": True, "connections": 3, "delivered": 3, "gone": 0, "failed": 0}
     for info in clients:
-        assert [(f["type"], f["data"]) for f in harness.frames(info)] == [("broadcast", [1, 2])]
+        assert [(f["type"], f["data"]) for f in harness.raw_frames(info)] == [("broadcast", [1, 2])]
 
 
 def test_gone_connections_are_reported_and_forgotten(harness: Harness) -> None:
@@ -343,7 +324,7 @@ def test_client_credentials_token_with_a_push_scope_can_push(harness: Harness, c
     machine = _machine_token(harness.tokens, f"{PUSH_SCOPE} ws-cognito/read")
     response = harness.post("/users/u-1/messages", {"data": "from a back-end"}, machine)
     assert _json(response) == {"ok": True, "connections": 1, "delivered": 1, "gone": 0, "failed": 0}
-    assert [f["data"] for f in harness.frames(info)] == ["from a back-end"]
+    assert [f["data"] for f in harness.raw_frames(info)] == ["from a back-end"]
     me = _json(harness.get("/me", machine))
     assert me == {"sub": client_id, "username": "", "token_use": "access", "groups": [],
                   "scopes": [PUSH_SCOPE, "ws-cognito/read"], "connections": []}
@@ -441,7 +422,7 @@ def test_the_push_routes_check_the_permission_again_from_the_context(harness: Ha
     for context in ({"principalId": "p", "groups": "staff,publishers"}, {"principalId": "m", "scope": f"a {PUSH_SCOPE}"}):
         allowed = rest.push(_request(context, '{"data": 2}'), service, "all")
         assert (allowed.status_code, json.loads(allowed.body)["delivered"]) == (200, 1)
-    assert [f["data"] for f in harness.frames(info)] == [2, 2]
+    assert [f["data"] for f in harness.raw_frames(info)] == [2, 2]
 
 
 def test_the_caller_reads_the_context_as_aws_hands_it_over_stringified() -> None:
