@@ -22,7 +22,7 @@ from websockets.sync.client import connect
 from chalicelib import schema
 from devtools.dynamodb_local import DynamoDBLocal
 from tests.support.jwt_factory import CLIENT_ID, ISSUER, POOL_ID, JwksServer, KeyPair, TokenFactory
-from tests.support.stack import Client, RunningStack, StackStartError, run_stack
+from tests.support.stack import Client, RunningStack, run_stack
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -52,16 +52,13 @@ class Env:
 def env() -> Iterator[Env]:
     key = KeyPair.generate("k1")
     with JwksServer([key]) as jwks, DynamoDBLocal() as dynamodb:
-        try:
-            with run_stack({"COGNITO_USER_POOL_ID": POOL_ID, "COGNITO_APP_CLIENT_IDS": CLIENT_ID,
-                            "COGNITO_REGION": "us-east-1", "COGNITO_JWKS_URL": jwks.url,
-                            "JWKS_TIMEOUT_SECONDS": str(JWKS_TIMEOUT), "JWKS_REFRESH_COOLDOWN_SECONDS": "1",
-                            "AWS_ENDPOINT_URL_DYNAMODB": dynamodb.endpoint_url}) as stack:
-                running = Env(stack, dynamodb, TokenFactory(ISSUER, CLIENT_ID, key), jwks)
-                running.create_table()
-                yield running
-        except StackStartError as error:
-            pytest.fail(str(error), pytrace=False)
+        with run_stack({"COGNITO_USER_POOL_ID": POOL_ID, "COGNITO_APP_CLIENT_IDS": CLIENT_ID,
+                        "COGNITO_REGION": "us-east-1", "COGNITO_JWKS_URL": jwks.url,
+                        "JWKS_TIMEOUT_SECONDS": str(JWKS_TIMEOUT), "JWKS_REFRESH_COOLDOWN_SECONDS": "1",
+                        "AWS_ENDPOINT_URL_DYNAMODB": dynamodb.endpoint_url}) as stack:
+            running = Env(stack, dynamodb, TokenFactory(ISSUER, CLIENT_ID, key), jwks)
+            running.create_table()
+            yield running
 
 
 def _refused(env: Env, token: str) -> tuple[int, float]:

@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 
 from devtools.gateway.scheduler import SCHEDULE_INTERVAL_ENV
 from tests.support.jwt_factory import CLIENT_ID, ISSUER, POOL_ID, JwksServer, KeyPair, TokenFactory
-from tests.support.stack import Client, RunningStack, StackStartError, run_stack
+from tests.support.stack import Client, RunningStack, run_stack
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -44,11 +44,8 @@ def _stack(jwks: JwksServer, **settings: str) -> Any:
 
 @pytest.fixture(scope="module")
 def stack(tokens: tuple[TokenFactory, JwksServer]) -> Iterator[RunningStack]:
-    try:
-        with _stack(tokens[1]) as running:
-            yield running
-    except StackStartError as error:
-        pytest.fail(str(error), pytrace=False)
+    with _stack(tokens[1]) as running:
+        yield running
 
 
 def _open(stack: RunningStack, token: str) -> Client:

@@ -205,7 +205,8 @@ def run_stack(settings: dict[str, str] | None = None, env: dict[str, str] | None
     """Start ``python -m devtools.stack --port 0`` and yield once it printed its READY line.
 
     ``settings`` become ``--set KEY=VALUE`` (the app's environment); ``env`` is
-    added to the stack process's own environment.
+    added to the stack process's own environment. A stack that does not start
+    fails the test with its output, and no traceback of this helper.
     """
     with tempfile.TemporaryDirectory(prefix="e2e-stack-") as tmp:
         state_file = Path(tmp) / "stack.json"
@@ -218,7 +219,10 @@ def run_stack(settings: dict[str, str] | None = None, env: dict[str, str] | None
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True, env={**os.environ, **(env or {})})
         output = _OutputPump(process.stdout)
         try:
-            state = _wait_ready(process, output, timeout)
+            try:
+                state = _wait_ready(process, output, timeout)
+            except StackStartError as error:
+                pytest.fail(str(error), pytrace=False)
             yield RunningStack(state, process, output, state_file)
         finally:
             stop_process_group(process, STOP_TIMEOUT)
@@ -244,11 +248,8 @@ def _wait_ready(process: subprocess.Popen[str], output: _OutputPump, timeout: fl
 
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[RunningStack]:
-    try:
-        with run_stack(STACK_OVERRIDES, STACK_ENV) as stack:
-            yield stack
-    except StackStartError as error:
-        pytest.fail(str(error), pytrace=False)
+    with run_stack(STACK_OVERRIDES, STACK_ENV) as stack:
+        yield stack
 
 
 # -- Python websockets clients --------------------------------------------------------
