@@ -71,6 +71,7 @@ class Contexts:
     def close(self) -> None:
         for context in self.opened:
             context.close()
+        self.opened.clear()
 
 
 @pytest.fixture
@@ -293,91 +294,98 @@ def test_cookie_mode_and_a_foreign_origin_is_refused(contexts: Contexts, local_s
         foreign.stop()
 
 
-def _own_gateway(local_stack: RunningStack, table: str, port: int = 0, limits: Limits | None = None,
-                 settings: dict[str, str] | None = None, schedule_interval: float | None = None,
-                 **timers: Any) -> Any:
-    """A gateway of its own (stoppable) for the app, on the session stack's pool and DynamoDB Local.
+class OwnStage:
+    """A table and gateways of one test's own (stoppable), on the session stack's pool and DynamoDB Local."""
 
-    The app's per-container wiring (chalicelib.runtime) is per process: reset, so
-    this gateway's table and management URL are the ones it uses."""
-    runtime.reset()
-    env = {
-        "COGNITO_USER_POOL_ID": local_stack.pool.pool_id,
-        "COGNITO_APP_CLIENT_IDS": local_stack.pool.client_id,
-        "COGNITO_REGION": local_stack.pool.region,
-        "COGNITO_JWKS_URL": local_stack.pool.jwks_url,
-        "CONNECTIONS_TABLE": table,
-        "AWS_ENDPOINT_URL_DYNAMODB": local_stack.state["dynamodb_endpoint"],
-        **(settings or {}),
-    }
-    holder: dict[str, Any] = {}
-    page = local_page(stage_environment("dev"), "dev", local_stack.pool, lambda: holder["gw"].url, **timers)
-    options = {} if schedule_interval is None else {"schedule_interval": schedule_interval}
-    holder["gw"] = run_in_thread(str(ROOT), port=port, stage="dev", env=env, extra_routes=page.routes(),
-                                 limits=limits or Limits(), **options)
-    return holder["gw"]
+    def __init__(self, local_stack: RunningStack) -> None:
+        self.local_stack = local_stack
+        self.table = f"browser-{uuid.uuid4().hex[:8]}"
+        schema.create_table(local_stack.dynamodb, self.table)
+        self.gateways: list[Any] = []
+
+    def gateway(self, port: int = 0, limits: Limits | None = None, settings: dict[str, str] | None = None,
+                schedule_interval: float | None = None, **timers: Any) -> Any:
+        """Start a gateway for the app on this stage's table, serving the page with ``timers``.
+
+        The app's per-container wiring (chalicelib.runtime) is per process: reset, so
+        this gateway's table and management URL are the ones it uses."""
+        runtime.reset()
+        pool = self.local_stack.pool
+        env = {
+            "COGNITO_USER_POOL_ID": pool.pool_id,
+            "COGNITO_APP_CLIENT_IDS": pool.client_id,
+            "COGNITO_REGION": pool.region,
+            "COGNITO_JWKS_URL": pool.jwks_url,
+            "CONNECTIONS_TABLE": self.table,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.local_stack.state["dynamodb_endpoint"],
+            **(settings or {}),
+        }
+        holder: dict[str, Any] = {}
+        page = local_page(stage_environment("dev"), "dev", pool, lambda: holder["gw"].url, **timers)
+        options = {} if schedule_interval is None else {"schedule_interval": schedule_interval}
+        holder["gw"] = run_in_thread(str(ROOT), port=port, stage="dev", env=env, extra_routes=page.routes(),
+                                     limits=limits or Limits(), **options)
+        self.gateways.append(holder["gw"])
+        return holder["gw"]
 
 
-def test_page_reconnects_after_the_gateway_restarts(contexts: Contexts, local_stack: RunningStack) -> None:
-    table = f"browser-reconnect-{uuid.uuid4().hex[:8]}"
-    schema.create_table(local_stack.dynamodb, table)
+@pytest.fixture
+def own_stage(contexts: Contexts, local_stack: RunningStack) -> Iterator[OwnStage]:
+    """Pages are closed before the stage's gateways stop, then the table goes."""
+    stage = OwnStage(local_stack)
+    try:
+        yield stage
+    finally:
+        contexts.close()
+        for gateway in stage.gateways:
+            gateway.stop()  # a no-op for one already stopped
+        runtime.reset()
+        local_stack.dynamodb.delete_table(TableName=stage.table)
+
+
+def test_page_reconnects_after_the_gateway_restarts(contexts: Contexts, local_stack: RunningStack,
+                                                     own_stage: OwnStage) -> None:
     timers = {"backoffBaseMs": 250, "backoffCapMs": 2000}
-    gateway = _own_gateway(local_stack, table, **timers)
+    gateway = own_stage.gateway(**timers)
     port = gateway.port
     base = f"http://127.0.0.1:{port}"
-    try:
-        alice, bob = local_stack.user("alice"), local_stack.user("bob")
-        alice_page = sign_in(contexts.new(), base, alice)
-        bob_page = sign_in(contexts.new(), base, bob)
-        first_id = identity(alice_page)["connectionId"]
+    alice, bob = local_stack.user("alice"), local_stack.user("bob")
+    alice_page = sign_in(contexts.new(), base, alice)
+    bob_page = sign_in(contexts.new(), base, bob)
+    first_id = identity(alice_page)["connectionId"]
 
-        gateway.stop()
-        for page in (alice_page, bob_page):
-            expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=WAIT_MS)
-        time.sleep(1.5)  # a few refused attempts while it is down
-        gateway = _own_gateway(local_stack, table, port=port, **timers)
+    gateway.stop()
+    for page in (alice_page, bob_page):
+        expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=WAIT_MS)
+    time.sleep(1.5)  # a few refused attempts while it is down
+    own_stage.gateway(port=port, **timers)
 
-        expect_connected(alice_page, alice, timeout=15_000)
-        expect_connected(bob_page, bob, timeout=15_000)
-        assert identity(alice_page)["connectionId"] != first_id
-        expect(alice_page.locator("#log li", has_text="reconnecting in")).not_to_have_count(0)
-        chat(alice_page, "back again")
-        expect(chat_line(bob_page, alice.username, "back again")).to_have_count(1, timeout=WAIT_MS)
-        chat(bob_page, "welcome back")
-        expect(chat_line(alice_page, bob.username, "welcome back")).to_have_count(1, timeout=WAIT_MS)
-    finally:
-        contexts.close()
-        contexts.opened.clear()
-        gateway.stop()
-        runtime.reset()
-        local_stack.dynamodb.delete_table(TableName=table)
+    expect_connected(alice_page, alice, timeout=15_000)
+    expect_connected(bob_page, bob, timeout=15_000)
+    assert identity(alice_page)["connectionId"] != first_id
+    expect(alice_page.locator("#log li", has_text="reconnecting in")).not_to_have_count(0)
+    chat(alice_page, "back again")
+    expect(chat_line(bob_page, alice.username, "back again")).to_have_count(1, timeout=WAIT_MS)
+    chat(bob_page, "welcome back")
+    expect(chat_line(alice_page, bob.username, "welcome back")).to_have_count(1, timeout=WAIT_MS)
 
 
-def test_keepalive_and_planned_reconnect(contexts: Contexts, local_stack: RunningStack) -> None:
+def test_keepalive_and_planned_reconnect(contexts: Contexts, local_stack: RunningStack, own_stage: OwnStage) -> None:
     """Below the idle timeout the keepalive holds the connection; before the lifetime
     limit the page opens a new connection and then closes the old one (no gap, no duplicates)."""
-    table = f"browser-timers-{uuid.uuid4().hex[:8]}"
-    schema.create_table(local_stack.dynamodb, table)
     # Scaled-down API Gateway limits: 2.5 s idle, 6 s lifetime.
-    gateway = _own_gateway(local_stack, table, limits=Limits(idle_timeout=2.5, max_lifetime=6),
-                           keepaliveSeconds=1, plannedReconnectSeconds=4)
-    try:
-        alice = local_stack.user("alice")
-        page = sign_in(contexts.new(), f"http://127.0.0.1:{gateway.port}", alice)
-        first_id = identity(page)["connectionId"]
-        expect(page.locator("#identity")).not_to_contain_text(first_id, timeout=8_000)
-        page.wait_for_timeout(4_500)  # past both the idle timeout and the first connection's lifetime
-        expect(page.locator("#status")).to_have_attribute("data-state", "connected")
-        assert int(page.locator("#keepalives").text_content() or "0") >= 4
-        logs = page.locator("#log li").all_text_contents()
-        assert any("planned reconnect: new connection open" in line for line in logs), logs
-        assert not any("connection closed" in line for line in logs), logs
-    finally:
-        contexts.close()
-        contexts.opened.clear()
-        gateway.stop()
-        runtime.reset()
-        local_stack.dynamodb.delete_table(TableName=table)
+    gateway = own_stage.gateway(limits=Limits(idle_timeout=2.5, max_lifetime=6), keepaliveSeconds=1,
+                                plannedReconnectSeconds=4)
+    alice = local_stack.user("alice")
+    page = sign_in(contexts.new(), f"http://127.0.0.1:{gateway.port}", alice)
+    first_id = identity(page)["connectionId"]
+    expect(page.locator("#identity")).not_to_contain_text(first_id, timeout=8_000)
+    page.wait_for_timeout(4_500)  # past both the idle timeout and the first connection's lifetime
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    assert int(page.locator("#keepalives").text_content() or "0") >= 4
+    logs = page.locator("#log li").all_text_contents()
+    assert any("planned reconnect: new connection open" in line for line in logs), logs
+    assert not any("connection closed" in line for line in logs), logs
 
 
 def test_duplicates_are_dropped_by_message_id(contexts: Contexts, local_stack: RunningStack) -> None:
@@ -496,7 +504,6 @@ def test_hosted_ui_sign_in_with_pkce(contexts: Contexts, local_stack: RunningSta
         expect_connected(page, alice)
     finally:
         contexts.close()
-        contexts.opened.clear()
         server.stop()
 
 
@@ -533,17 +540,14 @@ def _short_lived(access_token: str, seconds: int) -> str:
     return jwt.encode(claims, jwt.PyJWK(key).key, algorithm="RS256", headers={"kid": key["kid"]})
 
 
-def test_short_lived_token_renewed_and_the_connection_outlives_it(contexts: Contexts,
-                                                                   local_stack: RunningStack) -> None:
+def test_short_lived_token_renewed_and_the_connection_outlives_it(contexts: Contexts, local_stack: RunningStack,
+                                                                   own_stage: OwnStage) -> None:
     """The server closes a connection once its token expires (the expiry sweep, run every
     second here); the page renews its token before then with REFRESH_TOKEN_AUTH and sends
     it with the refresh action, so its connection stays open past the old expiry. A page
     that cannot renew (no refresh token) is closed: the check that the sweep runs."""
     lifetime = 12
-    table = f"browser-expiry-{uuid.uuid4().hex[:8]}"
-    schema.create_table(local_stack.dynamodb, table)
-    gateway = _own_gateway(local_stack, table, settings={"TOKEN_EXPIRY_WARNING_SECONDS": "4"},
-                           schedule_interval=1.0)
+    gateway = own_stage.gateway(settings={"TOKEN_EXPIRY_WARNING_SECONDS": "4"}, schedule_interval=1.0)
     base = f"http://127.0.0.1:{gateway.port}"
 
     def shorten(drop_refresh: bool) -> Any:
@@ -558,33 +562,26 @@ def test_short_lived_token_renewed_and_the_connection_outlives_it(contexts: Cont
             route.fulfill(response=answer, json=body)
         return handler
 
-    try:
-        alice, bob = local_stack.user("alice"), local_stack.user("bob")
-        alice_context, bob_context = contexts.new(), contexts.new()
-        alice_context.route("**/_web/cognito", shorten(drop_refresh=False))
-        bob_context.route("**/_web/cognito", shorten(drop_refresh=True))
-        alice_page = sign_in(alice_context, base, alice)
-        bob_page = sign_in(bob_context, base, bob)
-        first = identity(alice_page)
-        old_exp = int(first["claims"]["exp"])
-        assert old_exp - time.time() <= lifetime + 1, first["claims"]
+    alice, bob = local_stack.user("alice"), local_stack.user("bob")
+    alice_context, bob_context = contexts.new(), contexts.new()
+    alice_context.route("**/_web/cognito", shorten(drop_refresh=False))
+    bob_context.route("**/_web/cognito", shorten(drop_refresh=True))
+    alice_page = sign_in(alice_context, base, alice)
+    bob_page = sign_in(bob_context, base, bob)
+    first = identity(alice_page)
+    old_exp = int(first["claims"]["exp"])
+    assert old_exp - time.time() <= lifetime + 1, first["claims"]
 
-        expect(alice_page.locator("#renewals")).to_have_text("1", timeout=lifetime * 1000)
-        expect(alice_page.locator("#log li", has_text="server accepted the renewed token")).to_have_count(
-            1, timeout=WAIT_MS)
-        # Past the old token's expiry (and a few sweeps): bob's connection is closed, alice's is not.
-        expect(bob_page.locator("#log li", has_text="connection closed")).not_to_have_count(
-            0, timeout=(lifetime + 8) * 1000)
-        alice_page.wait_for_timeout(max(0.0, old_exp + 3 - time.time()) * 1000)
-        assert time.time() > old_exp + 2
-        expect(alice_page.locator("#status")).to_have_attribute("data-state", "connected")
-        assert not any("connection closed" in line for line in alice_page.locator("#log li").all_text_contents())
-        alice_page.click("#whoami")
-        expect(alice_page.locator("#identity")).not_to_contain_text(f'"exp": {old_exp}', timeout=WAIT_MS)
-        assert identity(alice_page)["connectionId"] == first["connectionId"]
-    finally:
-        contexts.close()
-        contexts.opened.clear()
-        gateway.stop()
-        runtime.reset()
-        local_stack.dynamodb.delete_table(TableName=table)
+    expect(alice_page.locator("#renewals")).to_have_text("1", timeout=lifetime * 1000)
+    expect(alice_page.locator("#log li", has_text="server accepted the renewed token")).to_have_count(
+        1, timeout=WAIT_MS)
+    # Past the old token's expiry (and a few sweeps): bob's connection is closed, alice's is not.
+    expect(bob_page.locator("#log li", has_text="connection closed")).not_to_have_count(
+        0, timeout=(lifetime + 8) * 1000)
+    alice_page.wait_for_timeout(max(0.0, old_exp + 3 - time.time()) * 1000)
+    assert time.time() > old_exp + 2
+    expect(alice_page.locator("#status")).to_have_attribute("data-state", "connected")
+    assert not any("connection closed" in line for line in alice_page.locator("#log li").all_text_contents())
+    alice_page.click("#whoami")
+    expect(alice_page.locator("#identity")).not_to_contain_text(f'"exp": {old_exp}', timeout=WAIT_MS)
+    assert identity(alice_page)["connectionId"] == first["connectionId"]
