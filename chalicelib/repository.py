@@ -271,6 +271,16 @@ class ConnectionRepository:
                     self._client_obj = dynamodb_client()
         return self._client_obj
 
+    def _write_if(self, operation: str, **request: Any) -> bool:
+        """One conditional ``put_item``/``update_item`` on the table; False when its condition failed."""
+        try:
+            getattr(self.client, operation)(TableName=self.table_name, **request)
+        except Exception as error:
+            if _error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     # -- connections ---------------------------------------------------------------
 
     def put_connection(self, record: ConnectionRecord) -> None:
@@ -278,13 +288,8 @@ class ConnectionRepository:
         _validate_id(record.user_id, "user_id")
         if record.username:
             _validate_id(record.username, "username")
-        try:
-            self.client.put_item(TableName=self.table_name, Item=record.to_item(),
-                                 ConditionExpression="attribute_not_exists(pk)")
-        except Exception as error:
-            if _error_code(error) == "ConditionalCheckFailedException":
-                raise ConnectionExists(record.connection_id) from None
-            raise
+        if not self._write_if("put_item", Item=record.to_item(), ConditionExpression="attribute_not_exists(pk)"):
+            raise ConnectionExists(record.connection_id)
 
     def get_connection(self, connection_id: str) -> ConnectionRecord | None:
         _validate_id(connection_id, "connection_id")
@@ -378,19 +383,15 @@ class ConnectionRepository:
         ``$disconnect`` cannot recreate a half item. Raises ConnectionNotFound.
         """
         _validate_id(connection_id, "connection_id")
-        try:
-            self.client.update_item(
-                TableName=self.table_name, Key=connection_key(connection_id),
+        if not self._write_if(
+                "update_item", Key=connection_key(connection_id),
                 UpdateExpression="SET #exp = :exp, #shard = :shard, claims.#claim = :exp REMOVE #warned",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeNames={"#exp": TOKEN_EXP_ATTRIBUTE, "#shard": EXPIRY_SHARD_ATTRIBUTE,
                                           "#claim": "exp", "#warned": WARNED_EXP_ATTRIBUTE},
                 ExpressionAttributeValues={":exp": {"N": str(int(token_exp))},
-                                           ":shard": {"S": expiry_shard(connection_id)}})
-        except Exception as error:
-            if _error_code(error) == "ConditionalCheckFailedException":
-                raise ConnectionNotFound(connection_id) from None
-            raise
+                                           ":shard": {"S": expiry_shard(connection_id)}}):
+            raise ConnectionNotFound(connection_id)
 
     def mark_warned(self, connection_id: str, token_exp: int) -> bool:
         """Record that the client was warned about ``token_exp``; False if it was already, or it changed.
@@ -400,18 +401,12 @@ class ConnectionRepository:
         recorded. Two sweeps running at once therefore warn once.
         """
         _validate_id(connection_id, "connection_id")
-        try:
-            self.client.update_item(
-                TableName=self.table_name, Key=connection_key(connection_id),
-                UpdateExpression="SET #warned = :exp",
-                ConditionExpression="#exp = :exp AND (attribute_not_exists(#warned) OR #warned <> :exp)",
-                ExpressionAttributeNames={"#exp": TOKEN_EXP_ATTRIBUTE, "#warned": WARNED_EXP_ATTRIBUTE},
-                ExpressionAttributeValues={":exp": {"N": str(int(token_exp))}})
-        except Exception as error:
-            if _error_code(error) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._write_if(
+            "update_item", Key=connection_key(connection_id),
+            UpdateExpression="SET #warned = :exp",
+            ConditionExpression="#exp = :exp AND (attribute_not_exists(#warned) OR #warned <> :exp)",
+            ExpressionAttributeNames={"#exp": TOKEN_EXP_ATTRIBUTE, "#warned": WARNED_EXP_ATTRIBUTE},
+            ExpressionAttributeValues={":exp": {"N": str(int(token_exp))}})
 
     # -- lookups by user -----------------------------------------------------------
 
