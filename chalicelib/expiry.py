@@ -91,7 +91,7 @@ def sweep(settings: Settings, repository: ConnectionRepository, broadcaster_for:
 
 def _act(settings: Settings, repository: ConnectionRepository, broadcaster_for: BroadcasterFactory,
          endpoint_for: EndpointResolver, entry: ExpiringConnection, now: int, report: SweepReport) -> None:
-    endpoint = settings.management_url or endpoint_for(entry.domain, entry.stage, entry.api_id)
+    endpoint = endpoint_for(entry.domain, entry.stage, entry.api_id)
     if entry.token_exp + settings.jwt_leeway <= now:
         current = repository.token_expiry(entry.connection_id)  # consistent: a refresh may have just landed
         if current is None or current + settings.jwt_leeway > now:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from . import authorizer as _authorizer
 from .logs import configure as _configure_logs
-from .settings import Settings, get_settings, reset_settings
+from .settings import Settings, get_settings, queue_name, reset_settings
 from .verifier import CognitoJwtVerifier
 
 if TYPE_CHECKING:  # the authorizer path must not import these (boto3 behind them)
@@ -117,8 +117,6 @@ def fanout_queue_name(app_name: str) -> str:
     deploys names the stage's own queue. Nothing else is read or validated here
     (the authorizer's cold start imports app.py too).
     """
-    from .settings import queue_name
-
     return queue_name(os.environ.get("FANOUT_QUEUE_URL", "").strip() or None, f"{app_name}-fanout")
 
 
@@ -141,13 +139,17 @@ def _build_service(s: Settings) -> ConnectionService:
     from .service import ConnectionService
 
     repository = ConnectionRepository(s.connections_table)
-    broadcasters: dict[str, Broadcaster] = {}
 
-    def broadcaster_for(endpoint: str) -> Broadcaster:
-        if endpoint not in broadcasters:
-            broadcasters[endpoint] = Broadcaster(aws.management_client(endpoint),
-                                                 on_gone=repository.delete_connections)
-        return broadcasters[endpoint]
+    def cached(client_for: Callable[[str], Any]) -> Callable[[str], Broadcaster]:
+        """One broadcaster per endpoint for the container's life, on ``client_for(endpoint)``."""
+        made: dict[str, Broadcaster] = {}
+
+        def broadcaster_for(endpoint: str) -> Broadcaster:
+            if endpoint not in made:
+                made[endpoint] = Broadcaster(client_for(endpoint), on_gone=repository.delete_connections)
+            return made[endpoint]
+
+        return broadcaster_for
 
     def endpoint_for(domain: str, stage: str, api_id: str) -> str:
         return aws.management_endpoint(domain, stage, api_id=api_id or None,
@@ -157,22 +159,14 @@ def _build_service(s: Settings) -> ConnectionService:
         # Looked up per call, not here: _lock is held while the service is built.
         return verifier().verify(token)
 
-    worker_broadcasters: dict[str, Broadcaster] = {}
-
-    def worker_broadcaster_for(endpoint: str) -> Broadcaster:
-        if endpoint not in worker_broadcasters:
-            worker_broadcasters[endpoint] = Broadcaster(aws.worker_management_client(endpoint),
-                                                        on_gone=repository.delete_connections)
-        return worker_broadcasters[endpoint]
-
     queue = None
     if s.fanout_queue_url:
         from .fanout_queue import FanoutQueue
 
         queue = FanoutQueue(s.fanout_queue_url)
 
-    return ConnectionService(s, repository, broadcaster_for, endpoint_for, verify=verify, fanout_queue=queue,
-                             worker_broadcaster_for=worker_broadcaster_for)
+    return ConnectionService(s, repository, cached(aws.management_client), endpoint_for, verify=verify,
+                             fanout_queue=queue, worker_broadcaster_for=cached(aws.worker_management_client))
 
 
 def reset() -> None:

@@ -7,6 +7,7 @@ client (acks, errors, echoes) goes back through the management API.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -399,15 +400,15 @@ class ConnectionService:
                 if close is not None:
                     close()  # stops the parallel scan's threads
                 return self._enqueue(kind, value, message, exclude, head,
-                                     endpoint or self._endpoint_for_connections(head))
-        if broadcaster is not None:
-            report = broadcaster.broadcast(head if queue is not None else ids, message, exclude=exclude)
-            return PushResult(report.total, report)
-        audience = head if queue is not None else [i for i in ids if i not in exclude]
-        target = self._endpoint_for_connections(audience) if audience else None
-        if target is None:
-            return PushResult(0, DeliveryReport())
-        return PushResult(len(audience), self._broadcaster_for(target).broadcast(audience, message, exclude=exclude))
+                                     endpoint or self._endpoint_and_ids(head)[0])
+        audience: Iterable[str] = head if queue is not None else ids
+        if broadcaster is None:
+            target, audience = self._endpoint_and_ids(i for i in audience if i not in exclude)
+            if target is None:
+                return PushResult(0, DeliveryReport())
+            broadcaster = self._broadcaster_for(target)
+        report = broadcaster.broadcast(audience, message, exclude=exclude)
+        return PushResult(report.total, report)
 
     def _enqueue(self, kind: str, value: str, message: bytes, exclude: tuple[str, ...], head: list[str],
                  endpoint: str | None) -> PushResult:
@@ -464,7 +465,7 @@ class ConnectionService:
 
     def _endpoint_of(self, record: ConnectionRecord) -> str:
         """The management endpoint of a stored connection (the sender's, for its peers)."""
-        return self.settings.management_url or self._endpoint_for(record.domain, record.stage, record.api_id)
+        return self._endpoint_for(record.domain, record.stage, record.api_id)
 
     def sweep_expired_tokens(self) -> SweepReport:
         """The scheduled sweep (``expiry.sweep``) with this service's repository and management clients."""
@@ -475,14 +476,23 @@ class ConnectionService:
         records = (self.repository.get_connection(i) for i in self.repository.connection_ids_for_user(user_id))
         return [record for record in records if record is not None]
 
-    def _endpoint_for_connections(self, ids: Iterable[str]) -> str | None:
-        if self.settings.management_url:
-            return self.settings.management_url
-        for connection_id in ids:
-            record = self.repository.get_connection(connection_id)
-            if record is not None:
-                return self._endpoint_for(record.domain, record.stage, record.api_id)
-        return None
+    def _endpoint_and_ids(self, ids: Iterable[str]) -> tuple[str | None, Iterator[str]]:
+        """The endpoint of the first stored connection among ``ids``, and ``ids`` again, whole.
+
+        Reads only as far as that first stored record, so a streamed audience
+        stays streamed: the ids read on the way are put back in front.
+        """
+        pending = iter(ids)
+        read: list[str] = []
+        endpoint = self.settings.management_url or None
+        if endpoint is None:
+            for connection_id in pending:
+                read.append(connection_id)
+                record = self.repository.get_connection(connection_id)
+                if record is not None:
+                    endpoint = self._endpoint_for(record.domain, record.stage, record.api_id)
+                    break
+        return endpoint, itertools.chain(read, pending)
 
     @staticmethod
     def _log(event: str, connection_id: str | None, **fields: Field) -> None:
