@@ -20,7 +20,7 @@ from chalice.app import AuthRequest, AuthResponse, CloudWatchEvent, Rate, SQSEve
 from chalice.app import Response as RestResponse
 
 from chalicelib import runtime
-from chalicelib.push import event_pattern
+from chalicelib.event_contract import event_pattern
 
 if TYPE_CHECKING:  # names only: the authorizer's cold start imports nothing it does not run
     from chalicelib.authorizer import Policy

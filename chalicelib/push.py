@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Mapping
 
+from .event_contract import EVENT_DETAIL_TYPES
 from .validation import JsonRefused, TextRefused, check_id, check_json_value, check_topic
 
 Kind = Literal["user", "username", "topic", "all"]
@@ -120,22 +121,11 @@ def broadcast_push(payload: object) -> Push:
 
 # -- EventBridge ------------------------------------------------------------------------------
 
-# detail-type -> the audience its detail names. A detail may only carry the keys
-# of its own audience: a Broadcast that also says "userId" is a mistake
-# somewhere upstream, and sending it to everyone would be the worst reading.
-EVENT_DETAIL_TYPES: dict[str, Kind] = {"UserNotification": "user", "TopicMessage": "topic", "Broadcast": "all"}
+# A detail may only carry the keys of its own audience (EVENT_DETAIL_TYPES: detail-type
+# -> audience): a Broadcast that also says "userId" is a mistake somewhere upstream,
+# and sending it to everyone would be the worst reading.
 _AUDIENCE_KEYS: dict[str, frozenset[str]] = {
     "user": frozenset({"userId", "username"}), "topic": frozenset({"topic"}), "all": frozenset()}
-
-
-def event_source(app_name: str) -> str:
-    """The ``source`` back-end services put on their push events: ``<app>.push``."""
-    return f"{app_name}.push"
-
-
-def event_pattern(app_name: str) -> dict[str, list[str]]:
-    """The EventBridge rule's pattern: this app's push source, the three detail-types."""
-    return {"source": [event_source(app_name)], "detail-type": list(EVENT_DETAIL_TYPES)}
 
 
 def event_push(detail_type: object, detail: object) -> Push:

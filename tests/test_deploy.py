@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.push import event_pattern
+from chalicelib.event_contract import event_pattern
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "ws-cognito"

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.push import event_source
+from chalicelib.event_contract import event_source
 from tests.support.stack import ClientFactory, RunningStack
 
 pytestmark = pytest.mark.timeout(60)

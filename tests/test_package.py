@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.push import event_pattern
+from chalicelib.event_contract import event_pattern
 from devtools.deploy import functions as app_functions
 from devtools.deploy import package as packaging
 

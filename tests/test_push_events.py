@@ -19,7 +19,8 @@ from chalice.test import Client
 
 import app as app_module
 from chalicelib import aws, runtime
-from chalicelib.push import EVENT_DETAIL_TYPES, PushError, event_pattern, event_push, event_source
+from chalicelib.event_contract import EVENT_DETAIL_TYPES, event_pattern, event_source
+from chalicelib.push import PushError, event_push
 from chalicelib.repository import ConnectionRepository
 from devtools.gateway.event_patterns import matches
 from tests.support.builders import settings_env
