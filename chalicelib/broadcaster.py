@@ -32,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
+from .faults import error_code, http_status
+
 logger = logging.getLogger("ws.broadcaster")
 
 # Threads posting at once. ``aws.management_client`` sizes the client's HTTP
@@ -112,12 +114,9 @@ def _encode(data: bytes | bytearray | memoryview | str) -> bytes:
 
 def _outcome_of(error: BaseException) -> tuple[Outcome, str]:
     """Gone or failed, with the code to report, for an error the client gave up on."""
-    response = getattr(error, "response", None)
-    if not isinstance(response, dict):  # a transport error botocore ran out of retries for
+    if not isinstance(getattr(error, "response", None), dict):  # a transport error botocore ran out of retries for
         return FAILED, type(error).__name__
-    code = str((response.get("Error") or {}).get("Code") or "")
-    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-    status = status if isinstance(status, int) else 0
+    code, status = error_code(error), http_status(error) or 0
     if code == "GoneException" or status == 410:
         return GONE, code or "GoneException"
     return FAILED, code or (f"HTTP{status}" if status else type(error).__name__)

@@ -21,17 +21,26 @@ _UNAVAILABLE_CODES = frozenset({
 })
 
 
+def error_code(error: BaseException) -> str:
+    """The error code botocore put on a ``ClientError`` (``""`` for anything else)."""
+    response = getattr(error, "response", None)
+    return str((response.get("Error") or {}).get("Code") or "") if isinstance(response, dict) else ""
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status botocore put on a ``ClientError`` (None for anything else)."""
+    response = getattr(error, "response", None)
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") if isinstance(response, dict) else None
+    return status if isinstance(status, int) else None
+
+
 def is_unavailable(error: BaseException) -> bool:
     """True when ``error`` says an AWS dependency is unreachable, throttling or failing (retry later)."""
     for cls in type(error).__mro__:
         if cls.__module__ == "botocore.exceptions" and cls.__name__ in _TRANSPORT_ERRORS:
             return True
-    response = getattr(error, "response", None)
-    if not isinstance(response, dict):
-        return False
-    code = str((response.get("Error") or {}).get("Code") or "")
-    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-    return code in _UNAVAILABLE_CODES or (isinstance(status, int) and status >= 500)
+    status = http_status(error)
+    return error_code(error) in _UNAVAILABLE_CODES or (status is not None and status >= 500)
 
 
-__all__ = ["is_unavailable"]
+__all__ = ["error_code", "http_status", "is_unavailable"]

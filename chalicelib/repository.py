@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from .faults import error_code
 from .schema import (
     BY_TOKEN_EXPIRY_INDEX, BY_TOPIC_INDEX, BY_USER_ID_INDEX, BY_USERNAME_INDEX, CONNECTION_PREFIX,
     EXPIRY_SHARD_ATTRIBUTE, META_SK, TOKEN_EXP_ATTRIBUTE, TOPIC_PREFIX, WARNED_EXP_ATTRIBUTE, expiry_shard,
@@ -227,19 +228,13 @@ class ExpiringConnection:
                    domain=_s(item, "domain"), stage=_s(item, "stage"), api_id=_s(item, "apiId"))
 
 
-def _error_code(error: BaseException) -> str:
-    """botocore ClientError's code, read without importing botocore."""
-    response = getattr(error, "response", None) or {}
-    return str((response.get("Error") or {}).get("Code") or "")
-
-
 _CONDITION_FAILED = "ConditionalCheckFailed"
 
 
 def _cancellation_codes(error: BaseException) -> list[str] | None:
     """Per-item reason codes of a cancelled two-item transaction (``"None"`` for an item that passed);
     None when ``error`` is not a TransactionCanceledException."""
-    if _error_code(error) != "TransactionCanceledException":
+    if error_code(error) != "TransactionCanceledException":
         return None
     reasons = (getattr(error, "response", None) or {}).get("CancellationReasons") or []
     codes = [str((reason or {}).get("Code") or "None") for reason in reasons]
@@ -276,7 +271,7 @@ class ConnectionRepository:
         try:
             getattr(self.client, operation)(TableName=self.table_name, **request)
         except Exception as error:
-            if _error_code(error) == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
@@ -548,7 +543,7 @@ class ConnectionRepository:
             raise ValueError("segments must be a positive integer")
         if not isinstance(page_size, int) or page_size < 1:
             raise ValueError("page_size must be a positive integer")
-        client = self.client  # create it once, before the threads share it
+        self.client  # created once, here, before the threads share it
         pages: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=segments * 2)
         stop = threading.Event()
 
@@ -563,11 +558,7 @@ class ConnectionRepository:
 
         def scan(segment: int) -> None:
             try:
-                for page in client.get_paginator("scan").paginate(
-                        TableName=self.table_name, Segment=segment, TotalSegments=segments,
-                        FilterExpression="sk = :meta", ExpressionAttributeValues={":meta": {"S": META_SK}},
-                        ProjectionExpression="connectionId", PaginationConfig={"PageSize": page_size}):
-                    ids = [_s(item, "connectionId") for item in page.get("Items", [])]
+                for ids in self.segment_connection_ids(segment, segments, page_size):
                     if ids:
                         offer(("page", ids))
                     if stop.is_set():  # closed: no further page is requested
@@ -597,16 +588,16 @@ class ConnectionRepository:
     # -- fan-out slices (chalicelib/fanout.py) ------------------------------------
 
     def segment_connection_ids(self, segment: int, segments: int, page_size: int = 1000) -> Iterator[list[str]]:
-        """One parallel-scan segment's connection ids, a page at a time (a broadcast work item)."""
+        """One parallel-scan segment's connection ids, a page at a time (a broadcast work item; a
+        thread of ``iter_connection_ids``). A page the filter emptied is yielded empty, so a
+        closed parallel scan stops after the page it was on, whatever that page held."""
         if not (isinstance(segment, int) and isinstance(segments, int) and 0 <= segment < segments):
             raise ValueError("segment must be in 0..segments-1")
         for page in self.client.get_paginator("scan").paginate(
                 TableName=self.table_name, Segment=segment, TotalSegments=segments,
                 FilterExpression="sk = :meta", ExpressionAttributeValues={":meta": {"S": META_SK}},
                 ProjectionExpression="connectionId", PaginationConfig={"PageSize": page_size}):
-            ids = [_s(item, "connectionId") for item in page.get("Items", [])]
-            if ids:
-                yield ids
+            yield [_s(item, "connectionId") for item in page.get("Items", [])]
 
     def approximate_item_count(self) -> int:
         """DynamoDB's ``ItemCount`` (refreshed about every six hours on AWS): sizes a broadcast's segments."""

@@ -40,6 +40,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .faults import error_code
+
 TTL_ATTRIBUTE = "ttl"
 
 PARTITION_KEY = "pk"
@@ -163,11 +165,6 @@ def cloudformation_properties(table_name: str | None, point_in_time_recovery: bo
     return properties
 
 
-def _error_code(error: BaseException) -> str:
-    response = getattr(error, "response", None) or {}
-    return str((response.get("Error") or {}).get("Code") or "")
-
-
 def create_table(client: Any, table_name: str, timeout: float = 60.0) -> None:
     """Create the table (or accept an existing one), wait until ACTIVE, enable TTL.
 
@@ -176,7 +173,7 @@ def create_table(client: Any, table_name: str, timeout: float = 60.0) -> None:
     try:
         client.create_table(**table_definition(table_name))
     except Exception as error:  # botocore's ClientError; not imported here on purpose
-        if _error_code(error) != "ResourceInUseException":
+        if error_code(error) != "ResourceInUseException":
             raise
     _wait_active(client, table_name, timeout)
     current = client.describe_time_to_live(TableName=table_name).get("TimeToLiveDescription") or {}
