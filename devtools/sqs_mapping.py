@@ -64,11 +64,7 @@ def _init_worker(project_dir: str, stage: str) -> None:
 
 def _invoke(name: str, event: dict[str, Any]) -> tuple[bool, str]:
     """Run the handler in the worker process; (ok, error text). Exceptions stay here: they may not pickle."""
-    from chalice.local import LambdaContext
-
-    settings = _worker_config.function_settings(name)
-    context = LambdaContext(f"{_worker_app.app_name}-{_worker_stage}-{name}", memory_size=settings.memory_size,
-                            max_runtime_ms=settings.timeout_seconds * 1000)
+    context = _worker_config.function_settings(name).context(_worker_app.app_name, _worker_stage, name)
     try:
         _worker_app.handler_map[name](event, context)
     except Exception as error:  # noqa: BLE001 - the invocation failed, as Lambda would record it

@@ -20,6 +20,7 @@ from typing import Any
 from chalice import Chalice
 from chalice.config import Config
 from chalice.constants import DEFAULT_LAMBDA_MEMORY_SIZE, DEFAULT_LAMBDA_TIMEOUT
+from chalice.local import LambdaContext
 
 _load_counter = itertools.count(1)
 
@@ -32,6 +33,11 @@ class GatewayConfigError(Exception):
 class FunctionSettings:
     memory_size: int
     timeout_seconds: int
+
+    def context(self, app_name: str, stage: str, function: str) -> LambdaContext:
+        """A fresh Lambda context for one invocation: the deployed name, memory and timeout."""
+        return LambdaContext(f"{app_name}-{stage}-{function}", memory_size=self.memory_size,
+                             max_runtime_ms=self.timeout_seconds * 1000)
 
 
 class ProjectConfig:

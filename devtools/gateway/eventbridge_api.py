@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
@@ -40,7 +39,7 @@ from aiohttp import web
 from chalice.app import CloudWatchEventConfig
 
 from .event_patterns import InvalidPattern, matches
-from .events import new_request_id
+from .events import eventbridge_event, new_request_id
 from .management import error_response
 
 Call = Callable[[str, Any], Awaitable[Any]]
@@ -156,17 +155,10 @@ class EventBridgeApi:
     def event(self, entry: Mapping[str, Any], detail: dict[str, Any]) -> Event:
         """The event EventBridge delivers to a rule's target for one accepted entry."""
         resources = entry.get("Resources")
-        return {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": entry["DetailType"],
-            "source": entry["Source"],
-            "account": self._account_id,
-            "time": _event_time(entry.get("Time")),
-            "region": self._region(),
-            "resources": [str(r) for r in resources] if isinstance(resources, list) else [],
-            "detail": detail,
-        }
+        return eventbridge_event(
+            source=entry["Source"], detail_type=entry["DetailType"], detail=detail, account=self._account_id,
+            region=self._region(), resources=[str(r) for r in resources] if isinstance(resources, list) else [],
+            time=_event_time(entry.get("Time")))
 
     def _validate(self, body: object) -> list[Any]:
         if not isinstance(body, Mapping):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import os
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -299,4 +300,23 @@ def disconnect_event(
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "requestContext": _with_authorizer(context, client),
         "isBase64Encoded": False,
+    }
+
+
+def eventbridge_event(*, source: str, detail_type: str, detail: dict[str, Any], account: str, region: str,
+                      resources: list[str], time: str | None = None) -> dict[str, Any]:
+    """The event EventBridge delivers to a rule's target (an ``on_cw_event`` or a schedule).
+
+    ``time`` as EventBridge writes it (``2024-02-09T18:11:43Z``); now when not given.
+    """
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": account,
+        "time": time or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": resources,
+        "detail": detail,
     }

@@ -90,12 +90,7 @@ class AppInvoker:
         return settings
 
     def _context(self, name: str) -> LambdaContext:
-        settings = self._function_settings(name)
-        return LambdaContext(
-            f"{self.app.app_name}-{self.stage}-{name}",
-            memory_size=settings.memory_size,
-            max_runtime_ms=settings.timeout_seconds * 1000,
-        )
+        return self._function_settings(name).context(self.app.app_name, self.stage, name)
 
     async def _call(
         self, name: str, event: dict[str, Any], executor: ThreadPoolExecutor | None = None

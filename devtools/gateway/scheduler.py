@@ -24,12 +24,12 @@ import asyncio
 import os
 import re
 import time
-import uuid
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 from chalice import Chalice
 from chalice.app import Rate, ScheduledEventConfig
+
+from .events import eventbridge_event
 
 Call = Callable[[str, Any], Awaitable[Any]]
 
@@ -93,17 +93,9 @@ class Scheduler:
     def event(self, config: ScheduledEventConfig) -> dict[str, Any]:
         """The scheduled event EventBridge sends the rule's target."""
         region = self._region()
-        return {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "Scheduled Event",
-            "source": "aws.events",
-            "account": self._account_id,
-            "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": region,
-            "resources": [f"arn:aws:events:{region}:{self._account_id}:rule/{self.rule_name(config)}"],
-            "detail": {},
-        }
+        return eventbridge_event(
+            source="aws.events", detail_type="Scheduled Event", detail={}, account=self._account_id, region=region,
+            resources=[f"arn:aws:events:{region}:{self._account_id}:rule/{self.rule_name(config)}"])
 
     def start(self) -> None:
         for config in self.schedules():
