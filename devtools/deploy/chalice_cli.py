@@ -44,6 +44,11 @@ class Deployed:
         return self.lambda_arns[name]
 
 
+def websocket_url(api_id: str, region: str, api_stage: str) -> str:
+    """A WebSocket API stage's ``wss://`` URL (Chalice records it with a trailing slash)."""
+    return f"wss://{api_id}.execute-api.{region}.amazonaws.com/{api_stage}"
+
+
 def deployed_path(project_dir: Path, stage: str) -> Path:
     return project_dir / ".chalice" / "deployed" / f"{stage}.json"
 

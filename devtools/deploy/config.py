@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from chalice.config import Config
+from chalice.constants import DEFAULT_LAMBDA_TIMEOUT
+
 from .errors import DeployError, UnknownStage
 
 CONFIG_RELATIVE = Path(".chalice") / "config.json"
@@ -125,36 +128,24 @@ class ProjectConfig:
         name = (functions.get(function) or {}).get("iam_policy_file")
         return str(name) if name else None
 
-    def authorizer_policy_name(self, stage: str) -> str:
-        """The authorizers' policy file: ws_authorizer's, else ``policy-<stage>-authorizer.json``."""
-        return self.function_policy_name(stage, "ws_authorizer") or f"policy-{stage}-authorizer.json"
+    def kind_policy_name(self, stage: str, kind: str, first_function: str | None) -> str:
+        """One kind's policy file: the one ``first_function`` names, else ``policy-<stage>-<kind>.json``.
 
-    def push_policy_name(self, stage: str) -> str:
-        """The push handlers' policy file: api_handler's, else ``policy-<stage>-push.json``."""
-        return self.function_policy_name(stage, "api_handler") or f"policy-{stage}-push.json"
-
-    def connection_policy_name(self, stage: str) -> str:
-        """The $connect/$disconnect handlers' policy file: websocket_connect's, else ``policy-<stage>-connection.json``."""
-        return self.function_policy_name(stage, "websocket_connect") or f"policy-{stage}-connection.json"
-
-    def worker_policy_name(self, stage: str, first_worker: str | None = None) -> str:
-        """The fan-out workers' policy file: the first one's, else ``policy-<stage>-worker.json``."""
-        named = self.function_policy_name(stage, first_worker) if first_worker else None
-        return named or f"policy-{stage}-worker.json"
+        One file per kind (``authorizer``, ``push``, ``schedule``...): a file named
+        by hand for the kind's first (or usual) function is kept for the whole kind.
+        """
+        named = self.function_policy_name(stage, first_function) if first_function else None
+        return named or f"policy-{stage}-{kind}.json"
 
     def function_timeout(self, stage: str, function: str) -> int:
-        """A function's ``lambda_timeout`` as Chalice reads it: the function's, the stage's, the file's, or 60."""
-        stage_config = self.stage(stage)
-        per_function = (stage_config.get("lambda_functions") or {}).get(function) or {}
-        for source in (per_function, stage_config, self.data):
-            if source.get("lambda_timeout"):
-                return int(source["lambda_timeout"])
-        return 60
+        """A function's ``lambda_timeout`` as Chalice deploys it (Chalice's own lookup), else its default.
 
-    def schedule_policy_name(self, stage: str, first_schedule: str | None = None) -> str:
-        """The scheduled functions' policy file: the first one's, else ``policy-<stage>-schedule.json``."""
-        named = self.function_policy_name(stage, first_schedule) if first_schedule else None
-        return named or f"policy-{stage}-schedule.json"
+        The same ``chalice.config.Config`` lookup as ``devtools.gateway.appload``,
+        so the queue's visibility timeout follows the timeout Chalice gives the worker.
+        """
+        self.stage(stage)  # an unknown stage is an error, not Chalice's defaults
+        config = Config(chalice_stage=stage, function_name=function, config_from_disk=self.data)
+        return int(config.lambda_timeout or DEFAULT_LAMBDA_TIMEOUT)
 
     def assign_policy_files(self, stage: str, files: Mapping[str, str]) -> bool:
         """Point ``lambda_functions.<name>.iam_policy_file`` at ``files[name]``; True if the file changed.

@@ -8,10 +8,10 @@ from typing import Any, Callable
 
 from . import templates
 from .aws import Aws, all_items, connect, error_code
-from .chalice_cli import deployed_path, read_deployed, run_chalice
+from .chalice_cli import deployed_path, read_deployed, run_chalice, websocket_url
 from .config import ProjectConfig
 from .errors import DeployError
-from .functions import AppFunctions
+from .functions import API_HANDLER, WEBSOCKET_FUNCTIONS, WS_AUTHORIZER, AppFunctions
 from .functions import load as load_functions
 from .stack import delete_stack, deploy_stack
 from .wiring import wire
@@ -47,45 +47,41 @@ def _write_json_if_changed(path: Path, document: dict[str, Any]) -> bool:
 
 
 def write_policies(config: ProjectConfig, stage: str, aws: Aws, table_name: str, api_id: str | None,
-                   functions: AppFunctions) -> bool:
-    """The stage's policy files from known ARNs, and which function uses which; True if any changed.
+                   functions: AppFunctions) -> tuple[bool, list[str]]:
+    """The stage's policy files from known ARNs, and which function uses which.
 
     One file per kind: the stage's ($default, notify), the connection
     handlers' ($connect/$disconnect: their items only), the authorizers'
     (logs only), the push handlers' (REST handler, EventBridge handlers:
-    read the table, post to this API) and the scheduled functions' (the
-    token expiry sweep: the expiry index, warn and close connections). ``lambda_functions`` in
+    read the table, post to this API), the scheduled functions' (the
+    token expiry sweep: the expiry index, warn and close connections) and the
+    fan-out workers' (their queue, slices of the table, POST). ``lambda_functions`` in
     ``.chalice/config.json`` is pointed at them for every function the app has
     (see ``functions``), so a new authorizer or rule cannot fall back to the
-    stage's wider policy.
+    stage's wider policy. Returns whether anything changed and the files'
+    names (the stage's first), for the progress line.
     """
-    where = {"partition": aws.partition, "region": aws.region, "account_id": aws.account_id,
-             "app_name": config.app_name, "stage": stage}
-    api = {"table_name": table_name, "api_id": api_id, "api_stage": config.api_gateway_stage(stage)}
-    changed = _write_json_if_changed(config.policy_file(stage), templates.handler_policy(**where, **api))
-    authorizer_name, push_name = config.authorizer_policy_name(stage), config.push_policy_name(stage)
-    schedule_name = config.schedule_policy_name(stage, functions.schedules[0] if functions.schedules else None)
-    worker_name = config.worker_policy_name(stage, functions.workers[0] if functions.workers else None)
-    connection_name = config.connection_policy_name(stage)
-    files = {**{name: authorizer_name for name in functions.authorizers},
-             **{name: connection_name for name in functions.connectors},
-             **{name: push_name for name in functions.pushers},
-             **{name: schedule_name for name in functions.schedules},
-             **{name: worker_name for name in functions.workers}}
+    arns = templates.literal_arns(config.resources(stage), partition=aws.partition, region=aws.region,
+                                  account_id=aws.account_id, table_name=table_name, api_id=api_id,
+                                  api_stage=config.api_gateway_stage(stage))
+    changed = _write_json_if_changed(config.policy_file(stage), templates.handler_policy(arns))
+    # (kind, its functions, the function whose iam_policy_file names the kind's file (None: the
+    # first of them), the policy). In this order, new lambda_functions entries keep their old order.
+    kinds = (
+        ("authorizer", functions.authorizers, WS_AUTHORIZER, templates.authorizer_policy),
+        ("connection", functions.connectors, WEBSOCKET_FUNCTIONS["$connect"], templates.connection_policy),
+        ("push", functions.pushers, API_HANDLER, templates.push_policy),
+        ("schedule", functions.schedules, None, templates.schedule_policy),
+        ("worker", functions.workers, None, templates.worker_policy),
+    )
+    present = [(config.kind_policy_name(stage, kind, named_by or names[0]), names, policy)
+               for kind, names, named_by, policy in kinds if names]
+    files = {function: filename for filename, names, _ in present for function in names}
     changed = config.assign_policy_files(stage, files) or changed
     policy_dir = config.policy_file(stage).parent
-    if functions.authorizers:
-        changed = _write_json_if_changed(policy_dir / authorizer_name, templates.authorizer_policy(**where)) or changed
-    if functions.pushers:
-        changed = _write_json_if_changed(policy_dir / push_name, templates.push_policy(**where, **api)) or changed
-    if functions.schedules:
-        changed = _write_json_if_changed(policy_dir / schedule_name, templates.schedule_policy(**where, **api)) or changed
-    if functions.connectors:  # $connect/$disconnect: their items only
-        changed = _write_json_if_changed(policy_dir / connection_name,
-                                         templates.connection_policy(**where, **api)) or changed
-    if functions.workers:  # the fan-out worker: its queue, slices of the table, POST
-        changed = _write_json_if_changed(policy_dir / worker_name, templates.worker_policy(**where, **api)) or changed
-    return changed
+    for filename, _, policy in present:
+        changed = _write_json_if_changed(policy_dir / filename, policy(arns)) or changed
+    return changed, [config.policy_file(stage).name] + [filename for filename, _, _ in present]
 
 
 def _existing_api_id(aws: Aws, project_dir: Path, stage: str) -> str | None:
@@ -132,7 +128,7 @@ def seed_websocket_api(aws: Aws, project_dir: Path, app_name: str, stage: str, a
     record["resources"] = [r for r in record.get("resources") or [] if r.get("resource_type") != "websocket_api"]
     record["resources"].append({
         "name": "websocket_api", "resource_type": "websocket_api", "websocket_api_id": api_id,
-        "websocket_api_url": f"wss://{api_id}.execute-api.{aws.region}.amazonaws.com/{api_stage}/"})
+        "websocket_api_url": websocket_url(api_id, aws.region, api_stage) + "/"})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return api_id
@@ -169,13 +165,7 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
         report(f"    {api_id} (from .chalice/deployed/{stage}.json)")
 
     report("[3/5] IAM policies (least privilege: this table and its indexes, this API's connections)")
-    summary.policy_changed = write_policies(config, stage, aws, table_name, api_id, functions)
-    names = [config.policy_file(stage).name]
-    names += [config.authorizer_policy_name(stage)] if functions.authorizers else []
-    names += [config.push_policy_name(stage)] if functions.pushers else []
-    names += [config.schedule_policy_name(stage, functions.schedules[0])] if functions.schedules else []
-    names += [config.worker_policy_name(stage, functions.workers[0])] if functions.workers else []
-    names += [config.connection_policy_name(stage)] if functions.connectors else []
+    summary.policy_changed, names = write_policies(config, stage, aws, table_name, api_id, functions)
     report(f"    {', '.join(names)} " + ("written" if summary.policy_changed else "unchanged"))
 
     report(f"[4/5] chalice deploy --stage {stage} (Lambdas, roles, routes in the API's draft"
@@ -197,8 +187,7 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
     summary.authorizer_id = wiring.authorizer_id
     summary.deployment_id = wiring.deployment_id
     summary.wiring_changes = wiring.changes
-    summary.websocket_url = (f"wss://{deployed.websocket_api_id}.execute-api.{aws.region}.amazonaws.com/"
-                             f"{config.api_gateway_stage(stage)}")
+    summary.websocket_url = websocket_url(deployed.websocket_api_id, aws.region, config.api_gateway_stage(stage))
     report(f"==> done: {summary.websocket_url}")
     if summary.rest_api_url:
         report(f"    REST API {summary.rest_api_url}")

@@ -9,8 +9,9 @@ which SAM turns into the rule and its invoke permission). The merge template
 and groups, the WebSocket REQUEST authorizer, its invoke permission and
 outputs; it patches ``$connect`` to ``CUSTOM`` with the authorizer, every
 role's policy (least privilege, by reference to the template's own table and
-API: see ``devtools.deploy.functions`` for who gets which) and every
-function's env vars that name the pool, client and table.
+API: the builders ``make deploy`` uses, in ``templates``; see
+``devtools.deploy.functions`` for who gets which) and every function's env
+vars that name the pool, client and table.
 
 Chalice's merge can add and override but not remove, so one step follows it:
 Chalice's ``WebsocketAPIDeployment`` (made with no dependency on the routes)
@@ -46,88 +47,21 @@ AUTHORIZER_FUNCTION = "WsAuthorizer"
 REST_API = "RestAPI"
 
 
-def _handler_policy(app_stage: str) -> dict[str, Any]:
-    return {"Version": "2012-10-17", "Statement": [
-        _logs_statement(),
-        {"Sid": "ConnectionsTable", "Effect": "Allow", "Action": list(templates.DYNAMODB_ACTIONS),
-         "Resource": [{"Fn::GetAtt": [templates.TABLE, "Arn"]},
-                      {"Fn::Sub": "${%s.Arn}/index/*" % templates.TABLE}]},
-        {"Sid": "ManageConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
-         "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
-                                  "${%s}/%s/*/@connections/*" % (API, app_stage)}]},
-        *_enqueue_statements(),
-    ]}
+def _template_arns(api_stage: str) -> templates.PolicyArns:
+    """The policies' resources as references to the template's own table, queue and API.
 
-
-def _connection_policy() -> dict[str, Any]:
-    """$connect and $disconnect: store and delete their items; no index, no post, no queue."""
-    return {"Version": "2012-10-17", "Statement": [
-        _logs_statement(),
-        {"Sid": "ConnectionItems", "Effect": "Allow", "Action": list(templates.CONNECTION_TABLE_ACTIONS),
-         "Resource": [{"Fn::GetAtt": [templates.TABLE, "Arn"]}]},
-    ]}
-
-
-def _push_policy(app_stage: str) -> dict[str, Any]:
-    """The REST and EventBridge handlers: read the table and its indexes, POST to this API's connections."""
-    return {"Version": "2012-10-17", "Statement": [
-        _logs_statement(),
-        {"Sid": "ReadConnections", "Effect": "Allow", "Action": list(templates.PUSH_TABLE_ACTIONS),
-         "Resource": [{"Fn::GetAtt": [templates.TABLE, "Arn"]}]},
-        {"Sid": "QueryIndexes", "Effect": "Allow", "Action": list(templates.PUSH_INDEX_ACTIONS),
-         "Resource": [{"Fn::Sub": "${%s.Arn}/index/*" % templates.TABLE}]},
-        {"Sid": "PostToConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
-         "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
-                                  "${%s}/%s/POST/@connections/*" % (API, app_stage)}]},
-        *_enqueue_statements(),
-    ]}
-
-
-def _enqueue_statements() -> list[dict[str, Any]]:
-    """SendMessage on the template's own fan-out queue; DescribeTable (a broadcast's segment count)."""
-    return templates.enqueue_statements({"Fn::GetAtt": [templates.TABLE, "Arn"]},
-                                        {"Fn::GetAtt": [templates.FANOUT_QUEUE, "Arn"]})
-
-
-def _worker_policy(app_stage: str) -> dict[str, Any]:
-    """The fan-out worker: receive/delete on the queue, read slices, delete gone connections, POST."""
-    return {"Version": "2012-10-17", "Statement": [
-        _logs_statement(),
-        {"Sid": "FanoutQueue", "Effect": "Allow", "Action": list(templates.WORKER_QUEUE_ACTIONS),
-         "Resource": [{"Fn::GetAtt": [templates.FANOUT_QUEUE, "Arn"]}]},
-        {"Sid": "ReadSlices", "Effect": "Allow", "Action": list(templates.WORKER_TABLE_ACTIONS),
-         "Resource": [{"Fn::GetAtt": [templates.TABLE, "Arn"]}]},
-        {"Sid": "QueryIndexes", "Effect": "Allow", "Action": list(templates.WORKER_INDEX_ACTIONS),
-         "Resource": [{"Fn::Sub": "${%s.Arn}/index/*" % templates.TABLE}]},
-        {"Sid": "PostToConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
-         "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
-                                  "${%s}/%s/POST/@connections/*" % (API, app_stage)}]},
-    ]}
-
-
-def _schedule_policy(app_stage: str) -> dict[str, Any]:
-    """The scheduled functions (the token expiry sweep): the expiry index, warn (POST) and close (DELETE)."""
-    from chalicelib.schema import BY_TOKEN_EXPIRY_INDEX
-
-    connections = ("arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
-                   "${%s}/%s/{method}/@connections/*" % (API, app_stage))
-    return {"Version": "2012-10-17", "Statement": [
-        _logs_statement(),
-        {"Sid": "ConnectionItems", "Effect": "Allow", "Action": list(templates.SCHEDULE_TABLE_ACTIONS),
-         "Resource": [{"Fn::GetAtt": [templates.TABLE, "Arn"]}]},
-        {"Sid": "ExpiryIndex", "Effect": "Allow", "Action": list(templates.SCHEDULE_INDEX_ACTIONS),
-         "Resource": [{"Fn::Sub": "${%s.Arn}/index/%s" % (templates.TABLE, BY_TOKEN_EXPIRY_INDEX)}]},
-        {"Sid": "WarnAndClose", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
-         "Resource": [{"Fn::Sub": connections.replace("{method}", method)}
-                      for method in templates.SCHEDULE_CONNECTION_METHODS]},
-    ]}
-
-
-def _logs_statement() -> dict[str, Any]:
-    return {"Sid": "Logs", "Effect": "Allow",
-            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:"
-                                    "log-group:/aws/lambda/${AWS::StackName}-*"}}
+    Every function's log group is ``${AWS::StackName}-*``: CloudFormation names
+    the functions after the stack (the REST handler's too).
+    """
+    api = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${%s}/%s" % (API, api_stage)
+    return templates.PolicyArns(
+        logs={"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:"
+                         "log-group:/aws/lambda/${AWS::StackName}-*"},
+        table={"Fn::GetAtt": [templates.TABLE, "Arn"]},
+        index=lambda name: {"Fn::Sub": "${%s.Arn}/index/%s" % (templates.TABLE, name)},
+        queue={"Fn::GetAtt": [templates.FANOUT_QUEUE, "Arn"]},
+        connections=lambda method: {"Fn::Sub": f"{api}/{method}/@connections/*"},
+    )
 
 
 def merge_template(config: ProjectConfig, stage: str, functions: AppFunctions) -> dict[str, Any]:
@@ -166,12 +100,12 @@ def merge_template(config: ProjectConfig, stage: str, functions: AppFunctions) -
     }
     for name in functions.all:
         resources[function_logical_id(name)] = {"Properties": {"Environment": {"Variables": variables}}}
-    documents = {name: {"Version": "2012-10-17", "Statement": [_logs_statement()]} for name in functions.authorizers}
-    documents.update({name: _push_policy(api_stage) for name in functions.pushers})
-    documents.update({name: _schedule_policy(api_stage) for name in functions.schedules})
-    documents.update({name: _worker_policy(api_stage) for name in functions.workers})
-    documents.update({name: _connection_policy() for name in functions.connectors})
-    documents.update({name: _handler_policy(api_stage) for name in functions.handlers})
+    arns = _template_arns(api_stage)
+    kinds = (
+        (functions.authorizers, templates.authorizer_policy), (functions.pushers, templates.push_policy),
+        (functions.schedules, templates.schedule_policy), (functions.workers, templates.worker_policy),
+        (functions.connectors, templates.connection_policy), (functions.handlers, templates.handler_policy))
+    documents = {name: policy(arns) for names, policy in kinds for name in names}
     for name, document in documents.items():
         role = role_logical_id(name)
         resources[role] = {"Properties": {"Policies": [{"PolicyName": f"{role}Policy", "PolicyDocument": document}]}}

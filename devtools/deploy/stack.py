@@ -29,7 +29,8 @@ class StackResult:
     changed: bool
 
 
-def _describe(cfn: Any, name: str) -> dict[str, Any] | None:
+def describe_stack(cfn: Any, name: str) -> dict[str, Any] | None:
+    """The stack as DescribeStacks gives it; None if there is none (CloudFormation says so with an error)."""
     try:
         stacks = cfn.describe_stacks(StackName=name)["Stacks"]
     except Exception as error:
@@ -44,7 +45,8 @@ def _deployed_template(cfn: Any, name: str) -> Any:
     return json.loads(body) if isinstance(body, str) else body
 
 
-def _outputs(stack: dict[str, Any]) -> dict[str, str]:
+def stack_outputs(stack: dict[str, Any]) -> dict[str, str]:
+    """A described stack's outputs, key -> value."""
     return {o["OutputKey"]: str(o["OutputValue"]) for o in stack.get("Outputs") or []}
 
 
@@ -89,7 +91,7 @@ def _wait(cfn: Any, name: str, waiter_name: str, timeout: float, report: Report)
             raise StackFailed(f"waiting for stack {name}: {error}") from None
     finally:
         cfn.meta.events.unregister(event, unique_id=hook_id)
-    return _describe(cfn, name)
+    return describe_stack(cfn, name)
 
 
 def _delete_and_wait(cfn: Any, name: str, timeout: float, report: Report) -> None:
@@ -112,7 +114,7 @@ def _failure_reasons(cfn: Any, name: str) -> str:
 
 def deploy_stack(cfn: Any, name: str, template: dict[str, Any], tags: dict[str, str],
                  report: Report, timeout: float = 1800.0) -> StackResult:
-    existing = _describe(cfn, name)
+    existing = describe_stack(cfn, name)
     body = json.dumps(template, indent=1, sort_keys=True)
     tag_list = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
     if existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE":
@@ -127,7 +129,7 @@ def deploy_stack(cfn: Any, name: str, template: dict[str, Any], tags: dict[str, 
         waiter = "stack_create_complete"
     elif _deployed_template(cfn, name) == json.loads(body):
         report(f"    stack {name} is up to date")
-        return StackResult(outputs=_outputs(existing), changed=False)
+        return StackResult(outputs=stack_outputs(existing), changed=False)
     else:
         report(f"    updating stack {name}")
         try:
@@ -135,7 +137,7 @@ def deploy_stack(cfn: Any, name: str, template: dict[str, Any], tags: dict[str, 
         except Exception as error:
             if error_code(error) == "ValidationError" and "No updates are to be performed" in str(error):
                 report(f"    stack {name} is up to date")
-                return StackResult(outputs=_outputs(existing), changed=False)
+                return StackResult(outputs=stack_outputs(existing), changed=False)
             raise
         waiter = "stack_update_complete"
     stack = _wait(cfn, name, waiter, timeout, report)
@@ -144,12 +146,12 @@ def deploy_stack(cfn: Any, name: str, template: dict[str, Any], tags: dict[str, 
         reasons = _failure_reasons(cfn, name)
         raise StackFailed(f"stack {name} ended {status}" + (f": {reasons}" if reasons else ""))
     assert stack is not None
-    return StackResult(outputs=_outputs(stack), changed=True)
+    return StackResult(outputs=stack_outputs(stack), changed=True)
 
 
 def delete_stack(cfn: Any, name: str, report: Report, timeout: float = 1800.0) -> bool:
     """Delete the stack; False if there was none."""
-    if _describe(cfn, name) is None:
+    if describe_stack(cfn, name) is None:
         report(f"    stack {name} does not exist")
         return False
     report(f"    deleting stack {name}")

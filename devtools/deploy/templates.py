@@ -5,7 +5,8 @@ defined once. Everything here is pure: dicts in, dicts out.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 from chalicelib import schema
 from chalicelib.settings import DEFAULT_TOKEN_SOURCES
@@ -146,8 +147,9 @@ def fanout_queues(settings: StageResources, named: bool = True) -> dict[str, Any
     }
 
 
-def fanout_queue_arn(partition: str, region: str, account_id: str, app_name: str, stage: str) -> str:
-    return f"arn:{partition}:sqs:{region}:{account_id}:{app_name}-{stage}-fanout"
+def fanout_queue_arn(partition: str, region: str, account_id: str, queue_name: str) -> str:
+    """The queue's ARN from its name (``StageResources.fanout_queue_name``, the one place it is made)."""
+    return f"arn:{partition}:sqs:{region}:{account_id}:{queue_name}"
 
 
 def stage_outputs() -> dict[str, Any]:
@@ -175,171 +177,167 @@ def resources_template(settings: StageResources, account_id: str) -> dict[str, A
 
 
 # --- IAM -------------------------------------------------------------------------------------
+#
+# One builder per kind of function (see ``devtools.deploy.functions``), over a ``PolicyArns``:
+# ``make deploy`` fills it with literal ARNs (``literal_arns``), ``make package`` with
+# CloudFormation references to the template's own resources, so both write the same grants.
 
 DYNAMODB_ACTIONS = (
     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
     "dynamodb:ConditionCheckItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchWriteItem",
 )
-
-
-def _logs_statement(log_group_arn: Any) -> dict[str, Any]:
-    return {"Sid": "Logs", "Effect": "Allow",
-            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": log_group_arn}
-
-
-def handler_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str,
-                   table_name: str, api_id: str | None, api_stage: str) -> dict[str, Any]:
-    """Least privilege for the handlers: the table and its indexes, this API's connections.
-
-    ``api_id`` None (first deploy, the API does not exist yet) leaves out the
-    execute-api statement; the deploy then rewrites the policy with the id.
-    """
-    table_arn = f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"
-    statements: list[dict[str, Any]] = [
-        _logs_statement(f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}-*"),
-        {"Sid": "ConnectionsTable", "Effect": "Allow", "Action": list(DYNAMODB_ACTIONS),
-         "Resource": [table_arn, f"{table_arn}/index/*"]},
-        *enqueue_statements(table_arn, fanout_queue_arn(partition, region, account_id, app_name, stage)),
-    ]
-    if api_id:
-        statements.append({
-            "Sid": "ManageConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
-            "Resource": [f"arn:{partition}:execute-api:{region}:{account_id}:{api_id}/{api_stage}/*/@connections/*"]})
-    return {"Version": "2012-10-17", "Statement": statements}
-
-
 # $connect stores the connection (a conditional PutItem); $disconnect deletes it
 # with its subscriptions (Query the partition, BatchWriteItem the keys).
 CONNECTION_TABLE_ACTIONS = ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchWriteItem")
-
-
-def connection_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str,
-                      table_name: str, api_id: str | None, api_stage: str) -> dict[str, Any]:
-    """The $connect and $disconnect handlers' policy: their items in the table, nothing else
-    (no index, no post to a connection, no queue)."""
-    table_arn = f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"
-    return {"Version": "2012-10-17", "Statement": [
-        _logs_statement(f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}-*"),
-        {"Sid": "ConnectionItems", "Effect": "Allow", "Action": list(CONNECTION_TABLE_ACTIONS),
-         "Resource": [table_arn]},
-    ]}
-
-
 # What a push reads: the audience from the indexes (a user's or a topic's connections),
 # a connection's record (its endpoint; GET /me) and, for a broadcast, a Scan of the table.
 # Query/BatchWriteItem on the table: the broadcaster deletes the record of a
 # connection that answered 410 Gone (its item and subscriptions, by key).
 PUSH_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchWriteItem")
-PUSH_INDEX_ACTIONS = ("dynamodb:Query",)
+# The expiry sweep (chalicelib/expiry.py): one Query per shard of the expiry index;
+# GetItem (re-read an expired connection's exp), UpdateItem (record a warning),
+# Query + BatchWriteItem (delete a closed connection's items, by key) on the table.
+SCHEDULE_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchWriteItem")
+# POST: the token_expiring warning; DELETE: the close.
+SCHEDULE_CONNECTION_METHODS = ("POST", "DELETE")
+# The worker: Lambda's event source mapping receives and deletes with the
+# function's role (GetQueueAttributes too); it reads slices (Scan segments,
+# index Query pages, a user's connections) and deletes gone connections.
+WORKER_QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+WORKER_TABLE_ACTIONS = ("dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchWriteItem")
+# Every kind that reads an index only queries it.
+INDEX_ACTIONS = ("dynamodb:Query",)
+# What a handler that may enqueue a fan-out needs on top of its own policy:
+# SendMessage (which also authorizes SendMessageBatch) on the stage's queue
+# only, and DescribeTable on the table (its ItemCount sizes a broadcast's segments).
+ENQUEUE_ACTIONS = ("sqs:SendMessage",)
+SIZE_ACTIONS = ("dynamodb:DescribeTable",)
+LOGS_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
 
 
-def push_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str,
-                table_name: str, api_id: str | None, api_stage: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PolicyArns:
+    """The resources the policies name: literal ARNs or CloudFormation references, the grants alike."""
+
+    logs: Any  # the Logs statement's Resource: the stage's functions' log groups
+    table: Any  # the connections table
+    index: Callable[[str], Any]  # one of the table's indexes, by name ("*": all of them)
+    queue: Any  # the fan-out queue
+    # This WebSocket API's connections for one method ("*", "POST", "DELETE"). None before the
+    # API exists (a first deploy): the execute-api statements are left out, and the deploy
+    # rewrites the policies once it has the id.
+    connections: Callable[[str], Any] | None
+    # The push handlers' Logs Resource, when ``logs`` misses one of their log groups; None: ``logs``.
+    push_logs: Any = None
+
+
+def literal_arns(settings: StageResources, *, partition: str, region: str, account_id: str,
+                 table_name: str, api_id: str | None, api_stage: str) -> PolicyArns:
+    """The ARNs of a deployed stage (``make deploy``), for the policy files Chalice attaches."""
+    table = f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"
+    groups = f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{settings.app_name}-{settings.stage}"
+    api = f"arn:{partition}:execute-api:{region}:{account_id}:{api_id}/{api_stage}"
+    return PolicyArns(
+        logs=f"{groups}-*",
+        table=table,
+        index=lambda name: f"{table}/index/{name}",
+        queue=fanout_queue_arn(partition, region, account_id, settings.fanout_queue_name),
+        connections=(lambda method: f"{api}/{method}/@connections/*") if api_id else None,
+        # Chalice names the REST handler <app>-<stage>, with no suffix: its log group is that name.
+        push_logs=[f"{groups}-*", groups, f"{groups}:*"],
+    )
+
+
+def _allow(sid: str, actions: tuple[str, ...], resource: Any) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": resource}
+
+
+def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def _query_indexes(sid: str, arns: PolicyArns, name: str) -> dict[str, Any]:
+    """Query on one index (``*``: any): what every kind that reads an index needs, and no more."""
+    return _allow(sid, INDEX_ACTIONS, [arns.index(name)])
+
+
+def _manage_connections(sid: str, arns: PolicyArns, *methods: str) -> list[dict[str, Any]]:
+    """ManageConnections for these methods on this API's connections; none while there is no API."""
+    if arns.connections is None:
+        return []
+    return [_allow(sid, ("execute-api:ManageConnections",), [arns.connections(method) for method in methods])]
+
+
+def _enqueue(arns: PolicyArns) -> list[dict[str, Any]]:
+    return [_allow("EnqueueFanout", ENQUEUE_ACTIONS, [arns.queue]),
+            _allow("SizeBroadcast", SIZE_ACTIONS, [arns.table])]
+
+
+def handler_policy(arns: PolicyArns) -> dict[str, Any]:
+    """The stage's policy (``$default``, ``notify``...): the table and its indexes, enqueue, this API's connections."""
+    return _policy(
+        _allow("Logs", LOGS_ACTIONS, arns.logs),
+        _allow("ConnectionsTable", DYNAMODB_ACTIONS, [arns.table, arns.index("*")]),
+        *_enqueue(arns),
+        *_manage_connections("ManageConnections", arns, "*"),
+    )
+
+
+def connection_policy(arns: PolicyArns) -> dict[str, Any]:
+    """The $connect and $disconnect handlers' policy: their items in the table, nothing else
+    (no index, no post to a connection, no queue)."""
+    return _policy(
+        _allow("Logs", LOGS_ACTIONS, arns.logs),
+        _allow("ConnectionItems", CONNECTION_TABLE_ACTIONS, [arns.table]),
+    )
+
+
+def push_policy(arns: PolicyArns) -> dict[str, Any]:
     """The REST handler's and the EventBridge handler's policy: read the table, post to this API.
 
     They only deliver back-end messages: the one write they may make is the
     delete of a connection that answered 410 Gone (the broadcaster's clean-up);
     no GET or DELETE of connections, and no ``events:PutEvents`` (publishing is
     the back-end services' business).
-    ``api_id`` None leaves out the execute-api statement, as in ``handler_policy``.
     """
-    table_arn = f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"
-    # Chalice names the REST handler <app>-<stage>, with no suffix: its log group is that name.
-    groups = f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}"
-    statements: list[dict[str, Any]] = [
-        _logs_statement([f"{groups}-*", groups, f"{groups}:*"]),
-        {"Sid": "ReadConnections", "Effect": "Allow", "Action": list(PUSH_TABLE_ACTIONS), "Resource": [table_arn]},
-        {"Sid": "QueryIndexes", "Effect": "Allow", "Action": list(PUSH_INDEX_ACTIONS),
-         "Resource": [f"{table_arn}/index/*"]},
-        *enqueue_statements(table_arn, fanout_queue_arn(partition, region, account_id, app_name, stage)),
-    ]
-    if api_id:
-        statements.append({
-            "Sid": "PostToConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
-            "Resource": [f"arn:{partition}:execute-api:{region}:{account_id}:{api_id}/{api_stage}/POST/@connections/*"]})
-    return {"Version": "2012-10-17", "Statement": statements}
+    return _policy(
+        _allow("Logs", LOGS_ACTIONS, arns.logs if arns.push_logs is None else arns.push_logs),
+        _allow("ReadConnections", PUSH_TABLE_ACTIONS, [arns.table]),
+        _query_indexes("QueryIndexes", arns, "*"),
+        *_enqueue(arns),
+        *_manage_connections("PostToConnections", arns, "POST"),
+    )
 
 
-# The expiry sweep (chalicelib/expiry.py): one Query per shard of the expiry index;
-# GetItem (re-read an expired connection's exp), UpdateItem (record a warning),
-# Query + BatchWriteItem (delete a closed connection's items, by key) on the table.
-SCHEDULE_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchWriteItem")
-SCHEDULE_INDEX_ACTIONS = ("dynamodb:Query",)
-# POST: the token_expiring warning; DELETE: the close.
-SCHEDULE_CONNECTION_METHODS = ("POST", "DELETE")
-
-
-def schedule_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str,
-                    table_name: str, api_id: str | None, api_stage: str) -> dict[str, Any]:
+def schedule_policy(arns: PolicyArns) -> dict[str, Any]:
     """The scheduled functions' policy (the token expiry sweep): the expiry index, warn and close.
 
     Query on the one index it reads (``schema.BY_TOKEN_EXPIRY_INDEX``), the
     table actions it makes (no PutItem, no Scan), and ``ManageConnections``
     for POST (the warning) and DELETE (the close) on this API's connections.
-    ``api_id`` None leaves out the execute-api statement, as in ``handler_policy``.
     """
-    from chalicelib.schema import BY_TOKEN_EXPIRY_INDEX
-
-    table_arn = f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"
-    statements: list[dict[str, Any]] = [
-        _logs_statement(f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}-*"),
-        {"Sid": "ConnectionItems", "Effect": "Allow", "Action": list(SCHEDULE_TABLE_ACTIONS), "Resource": [table_arn]},
-        {"Sid": "ExpiryIndex", "Effect": "Allow", "Action": list(SCHEDULE_INDEX_ACTIONS),
-         "Resource": [f"{table_arn}/index/{BY_TOKEN_EXPIRY_INDEX}"]},
-    ]
-    if api_id:
-        statements.append({
-            "Sid": "WarnAndClose", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
-            "Resource": [f"arn:{partition}:execute-api:{region}:{account_id}:{api_id}/{api_stage}/{method}/@connections/*"
-                         for method in SCHEDULE_CONNECTION_METHODS]})
-    return {"Version": "2012-10-17", "Statement": statements}
+    return _policy(
+        _allow("Logs", LOGS_ACTIONS, arns.logs),
+        _allow("ConnectionItems", SCHEDULE_TABLE_ACTIONS, [arns.table]),
+        _query_indexes("ExpiryIndex", arns, schema.BY_TOKEN_EXPIRY_INDEX),
+        *_manage_connections("WarnAndClose", arns, *SCHEDULE_CONNECTION_METHODS),
+    )
 
 
-# What a handler that may enqueue a fan-out needs on top of its own policy:
-# SendMessage (which also authorizes SendMessageBatch) on the stage's queue
-# only, and DescribeTable on the table (its ItemCount sizes a broadcast's segments).
-ENQUEUE_ACTIONS = ("sqs:SendMessage",)
-SIZE_ACTIONS = ("dynamodb:DescribeTable",)
-# The worker: Lambda's event source mapping receives and deletes with the
-# function's role (GetQueueAttributes too); it reads slices (Scan segments,
-# index Query pages, a user's connections) and deletes gone connections.
-WORKER_QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
-WORKER_TABLE_ACTIONS = ("dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchWriteItem")
-WORKER_INDEX_ACTIONS = ("dynamodb:Query",)
+def worker_policy(arns: PolicyArns) -> dict[str, Any]:
+    """The fan-out worker's policy: its queue (receive, delete), read slices, delete gone ones, POST."""
+    return _policy(
+        _allow("Logs", LOGS_ACTIONS, arns.logs),
+        _allow("FanoutQueue", WORKER_QUEUE_ACTIONS, [arns.queue]),
+        _allow("ReadSlices", WORKER_TABLE_ACTIONS, [arns.table]),
+        _query_indexes("QueryIndexes", arns, "*"),
+        *_manage_connections("PostToConnections", arns, "POST"),
+    )
 
 
-def enqueue_statements(table_arn: Any, queue_arn: Any) -> list[dict[str, Any]]:
-    return [{"Sid": "EnqueueFanout", "Effect": "Allow", "Action": list(ENQUEUE_ACTIONS), "Resource": [queue_arn]},
-            {"Sid": "SizeBroadcast", "Effect": "Allow", "Action": list(SIZE_ACTIONS), "Resource": [table_arn]}]
-
-
-def worker_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str,
-                  table_name: str, api_id: str | None, api_stage: str) -> dict[str, Any]:
-    """The fan-out worker's policy: its queue (receive, delete), read slices, delete gone ones, POST.
-
-    ``api_id`` None leaves out the execute-api statement, as in ``handler_policy``.
-    """
-    table_arn = f"arn:{partition}:dynamodb:{region}:{account_id}:table/{table_name}"
-    statements: list[dict[str, Any]] = [
-        _logs_statement(f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}-*"),
-        {"Sid": "FanoutQueue", "Effect": "Allow", "Action": list(WORKER_QUEUE_ACTIONS),
-         "Resource": [fanout_queue_arn(partition, region, account_id, app_name, stage)]},
-        {"Sid": "ReadSlices", "Effect": "Allow", "Action": list(WORKER_TABLE_ACTIONS), "Resource": [table_arn]},
-        {"Sid": "QueryIndexes", "Effect": "Allow", "Action": list(WORKER_INDEX_ACTIONS),
-         "Resource": [f"{table_arn}/index/*"]},
-    ]
-    if api_id:
-        statements.append({
-            "Sid": "PostToConnections", "Effect": "Allow", "Action": ["execute-api:ManageConnections"],
-            "Resource": [f"arn:{partition}:execute-api:{region}:{account_id}:{api_id}/{api_stage}/POST/@connections/*"]})
-    return {"Version": "2012-10-17", "Statement": statements}
-
-
-def authorizer_policy(*, partition: str, region: str, account_id: str, app_name: str, stage: str) -> dict[str, Any]:
+def authorizer_policy(arns: PolicyArns) -> dict[str, Any]:
     """The authorizer reads only the JWKS over HTTPS: logs, nothing else."""
-    return {"Version": "2012-10-17", "Statement": [
-        _logs_statement(f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{app_name}-{stage}-*")]}
+    return _policy(_allow("Logs", LOGS_ACTIONS, arns.logs))
 
 
 # --- Authorizer ------------------------------------------------------------------------------

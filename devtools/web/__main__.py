@@ -33,7 +33,7 @@ from devtools.web import WebPage, page_config
 
 def stage_config(stage: str, ws_url: str | None, hosted_ui_domain: str | None,
                  callback_url: str | None) -> dict[str, object]:
-    from devtools.deploy.chalice_cli import read_deployed
+    from devtools.deploy.chalice_cli import read_deployed, websocket_url
     from devtools.deploy.config import ProjectConfig
 
     project = ProjectConfig.load(ROOT)
@@ -55,8 +55,7 @@ def stage_config(stage: str, ws_url: str | None, hosted_ui_domain: str | None,
         if deployed is None or not deployed.websocket_api_id:
             raise SystemExit(f"error: .chalice/deployed/{stage}.json names no WebSocket API: "
                              f"run `make deploy STAGE={stage}`, or pass --ws-url")
-        ws_url = (f"wss://{deployed.websocket_api_id}.execute-api.{region}.amazonaws.com/"
-                  f"{project.api_gateway_stage(stage)}")
+        ws_url = websocket_url(deployed.websocket_api_id, region, project.api_gateway_stage(stage))
     if hosted_ui_domain is None:
         hosted_ui_domain = _stack_output(resources.stack_name, region, "HostedUiDomain")
     return page_config(ws_url=ws_url, region=region, pool_id=pool_id, client_id=client_id, stage=stage,
@@ -67,20 +66,25 @@ def _stack_output(stack_name: str, region: str, key: str) -> str:
     import boto3
     import botocore.exceptions
 
+    from devtools.deploy.stack import describe_stack, stack_outputs
+
+    hint = f"pass --hosted-ui-domain https://<prefix>.auth.{region}.amazoncognito.com"
     try:
-        stacks = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)["Stacks"]
+        stack = describe_stack(boto3.client("cloudformation", region_name=region), stack_name)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
-        raise SystemExit(f"error: could not read {key} from the stack {stack_name} ({error}); "
-                         f"pass --hosted-ui-domain https://<prefix>.auth.{region}.amazoncognito.com") from None
-    for output in stacks[0].get("Outputs", []):
-        if output.get("OutputKey") == key:
-            return str(output["OutputValue"])
-    raise SystemExit(f"error: the stack {stack_name} has no {key} output; pass --hosted-ui-domain")
+        raise SystemExit(f"error: could not read {key} from the stack {stack_name} ({error}); {hint}") from None
+    if stack is None:
+        raise SystemExit(f"error: could not read {key} from the stack {stack_name} (it does not exist); {hint}")
+    value = stack_outputs(stack).get(key)
+    if value is None:
+        raise SystemExit(f"error: the stack {stack_name} has no {key} output; pass --hosted-ui-domain")
+    return value
 
 
-async def _serve(config_file: Path, host: str, port: int) -> None:
+async def _serve(config: dict[str, object], host: str, port: int) -> None:
+    """Serve the page with the config ``main`` made (and wrote to the config file): it is not re-read per request."""
     app = web.Application()
-    app.add_routes(WebPage(lambda: json.loads(config_file.read_text())).routes())
+    app.add_routes(WebPage(config).routes())
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    WebSocket {config['wsUrl']}  hosted UI {config['hostedUiDomain']}  "
           f"client {config['clientId']}", flush=True)
     try:
-        asyncio.run(_serve(path, host, port))
+        asyncio.run(_serve(config, host, port))
     except OSError as error:
         print(f"error: {error} (is port {port} in use? `make run` uses it too)", file=sys.stderr)
         return 1
