@@ -28,14 +28,15 @@ from devtools.state import DEFAULT_STATE_FILE, ROOT, clear_state, write_state
 READY_LINE = "LOCAL_STACK_READY"
 
 
-def _stage_env(stage: str) -> dict[str, str]:
+def _stage_env(stage: str) -> tuple[str, dict[str, str]]:
+    """The app's name and the stage's environment variables, from .chalice/config.json."""
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     if stage not in config.get("stages", {}):
         raise SystemExit(f"error: stage {stage!r} is not in .chalice/config.json "
                          f"(stages: {', '.join(config.get('stages', {}))})")
     env = dict(config.get("environment_variables", {}))
     env.update(config["stages"][stage].get("environment_variables", {}))
-    return env
+    return str(config["app_name"]), env
 
 
 def _say(message: str) -> None:
@@ -76,7 +77,8 @@ class LocalStack:
 
         from chalicelib import schema
 
-        stage_env = _stage_env(self.stage)
+        app_name, stage_env = _stage_env(self.stage)
+        prefix = f"{app_name}-{self.stage}"  # what the stage's resources are called on AWS too
         os.environ.setdefault("AWS_REGION", "us-east-1")
         os.environ.setdefault("AWS_DEFAULT_REGION", os.environ["AWS_REGION"])
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
@@ -84,13 +86,13 @@ class LocalStack:
 
         _say("starting DynamoDB Local")
         self.dynamodb = DynamoDBLocal().start()
-        table = stage_env.get("CONNECTIONS_TABLE") or f"ws-cognito-{self.stage}-connections"
+        table = stage_env.get("CONNECTIONS_TABLE") or f"{prefix}-connections"
         schema.create_table(self.dynamodb.client(), table)
         _say(f"DynamoDB Local at {self.dynamodb.endpoint_url}, table {table}")
 
         _say("starting local Cognito (moto server)")
         self.moto = MotoServer().start()
-        pool = cognito_local.create_pool(self.moto.endpoint_url, name=f"ws-cognito-{self.stage}",
+        pool = cognito_local.create_pool(self.moto.endpoint_url, name=prefix,
                                          region=os.environ["AWS_REGION"])
         cognito_local.sign_up(pool, self.demo_user)
         _say(f"Cognito user pool {pool.pool_id}, app client {pool.client_id}, user {self.demo_user!r}")
@@ -100,7 +102,7 @@ class LocalStack:
         from devtools.sqs_mapping import create_queues
 
         sqs = boto3.client("sqs", endpoint_url=self.moto.endpoint_url, region_name=os.environ["AWS_REGION"])
-        queues = create_queues(sqs, f"ws-cognito-{self.stage}-fanout", visibility_timeout=self.fanout_visibility_timeout,
+        queues = create_queues(sqs, f"{prefix}-fanout", visibility_timeout=self.fanout_visibility_timeout,
                                max_receive_count=self.fanout_max_receive)
         _say(f"fan-out queue {queues['queue_url']} (DLQ after {self.fanout_max_receive} receives, "
              f"visibility timeout {self.fanout_visibility_timeout} s)")
