@@ -45,7 +45,7 @@ node_modules/.stamp: package.json
 deps: $(VENV)/.stamp node_modules/.stamp .stamp-java
 
 test: deps .stamp-chromium
-	@PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pytest
+	@$(BIN)/python -m pytest
 
 run: deps
 	@$(BIN)/python -m devtools.stack --stage $(STAGE) --port $(PORT)
