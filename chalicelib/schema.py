@@ -102,31 +102,19 @@ def _key_schema() -> list[dict[str, str]]:
     ]
 
 
+def _index(name: str, hash_key: str, range_key: str, projection: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "IndexName": name,
+        "KeySchema": [{"AttributeName": hash_key, "KeyType": "HASH"},
+                      {"AttributeName": range_key, "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": projection["ProjectionType"],
+                       "NonKeyAttributes": list(projection["NonKeyAttributes"])},
+    }
+
+
 def _global_secondary_indexes() -> list[dict[str, Any]]:
-    return [
-        {
-            "IndexName": name,
-            "KeySchema": [
-                {"AttributeName": hash_key, "KeyType": "HASH"},
-                {"AttributeName": PARTITION_KEY, "KeyType": "RANGE"},
-            ],
-            "Projection": {
-                "ProjectionType": INDEX_PROJECTION["ProjectionType"],
-                "NonKeyAttributes": list(INDEX_PROJECTION["NonKeyAttributes"]),
-            },
-        }
-        for name, hash_key in _INDEXES
-    ] + [{
-        "IndexName": BY_TOKEN_EXPIRY_INDEX,
-        "KeySchema": [
-            {"AttributeName": EXPIRY_SHARD_ATTRIBUTE, "KeyType": "HASH"},
-            {"AttributeName": TOKEN_EXP_ATTRIBUTE, "KeyType": "RANGE"},
-        ],
-        "Projection": {
-            "ProjectionType": EXPIRY_PROJECTION["ProjectionType"],
-            "NonKeyAttributes": list(EXPIRY_PROJECTION["NonKeyAttributes"]),
-        },
-    }]
+    return [_index(name, hash_key, PARTITION_KEY, INDEX_PROJECTION) for name, hash_key in _INDEXES] + [
+        _index(BY_TOKEN_EXPIRY_INDEX, EXPIRY_SHARD_ATTRIBUTE, TOKEN_EXP_ATTRIBUTE, EXPIRY_PROJECTION)]
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
