@@ -21,11 +21,13 @@ from chalice.app import Response as RestResponse
 
 from chalicelib import runtime
 from chalicelib.event_contract import event_pattern
+from chalicelib.ws_request import WsRequest
 
 if TYPE_CHECKING:  # names only: the authorizer's cold start imports nothing it does not run
     from chalicelib.authorizer import Policy
+    from chalicelib.messages import Response
     from chalicelib.push_events import PushEventResult
-    from chalicelib.service import NotifyResult, Response
+    from chalicelib.pushes import NotifyResult
 
 app = Chalice(app_name="ws-cognito")
 # Chalice 1.x still gates deploying/packaging WebSocket handlers behind this flag.
@@ -40,18 +42,18 @@ def ws_authorizer(event: dict[str, Any], context: object) -> Policy:
 
 @app.on_ws_connect()
 def connect(event: WebsocketEvent) -> Response:
-    return runtime.service().on_connect(event.to_dict())
+    return runtime.on_connect(WsRequest.from_event(event.to_dict()))
 
 
 @app.on_ws_message()
 def message(event: WebsocketEvent) -> Response:
-    """Chalice registers only $default, so the service dispatches on the frame's ``action``."""
-    return runtime.service().on_message(event.to_dict())
+    """Chalice registers only $default, so the app dispatches on the frame's ``action`` (chalicelib/actions.py)."""
+    return runtime.on_message(WsRequest.from_event(event.to_dict()))
 
 
 @app.on_ws_disconnect()
 def disconnect(event: WebsocketEvent) -> Response:
-    return runtime.service().on_disconnect(event.to_dict())
+    return runtime.on_disconnect(WsRequest.from_event(event.to_dict()))
 
 
 # -- REST API: the same verifier and settings; pushes need PUSH_GROUPS / PUSH_SCOPES --------
@@ -92,7 +94,7 @@ def push_to_all() -> RestResponse:
 @app.lambda_function(name="notify")
 def notify(event: dict[str, Any], context: object) -> NotifyResult:
     """``{"userId"|"username": ..., "data": ...}`` -> pushed to all that user's connections."""
-    return runtime.service().notify(event)
+    return runtime.notify(event)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="token_expiry")

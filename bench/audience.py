@@ -39,9 +39,11 @@ def invoke(base: str, name: str) -> Any:
 
 
 def put_records(client: Any, table_name: str, ids: list[str]) -> None:
+    from chalicelib.items import connection_item
     from tests.support.dynamodb import make_record
 
-    items = [{"PutRequest": {"Item": make_record(cid, user_id=f"user-{i % 100}", username=f"user{i % 100}").to_item()}}
+    items = [{"PutRequest": {"Item": connection_item(make_record(cid, user_id=f"user-{i % 100}",
+                                                                 username=f"user{i % 100}"))}}
              for i, cid in enumerate(ids)]
     for start in range(0, len(items), 25):
         pending = items[start:start + 25]

@@ -54,7 +54,7 @@ def run(tokens: int = TOKENS, rounds: int = ROUNDS) -> Result:
         import app
         from chalicelib import runtime
 
-        runtime.reset()
+        runtime.rebuild()
         factory = TokenFactory(ISSUER, CLIENT_ID, key)
         values = [factory.access_token(sub=f"user-{i}", username=f"user{i}", groups=["members"])
                   if i % 2 else factory.id_token(sub=f"user-{i}", username=f"user{i}", email=f"u{i}@example.com")
@@ -83,7 +83,7 @@ def run(tokens: int = TOKENS, rounds: int = ROUNDS) -> Result:
                 for event in events:
                     decisions.append(handler(event, None))
 
-        verifier = runtime.verifier()
+        verifier = runtime.current().verifier
 
         def project_verify() -> None:
             for value in values:
@@ -138,7 +138,7 @@ def run(tokens: int = TOKENS, rounds: int = ROUNDS) -> Result:
                 os.environ[name] = value
         from chalicelib import runtime as _runtime
 
-        _runtime.reset()
+        _runtime.rebuild()
 
     import statistics
 

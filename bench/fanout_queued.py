@@ -9,7 +9,7 @@ Local. Measured side by side, in one run:
 - the seeds' sequential boto3 loop (a 200-post sample, extrapolated);
 - the project's inline ``Broadcaster`` in this one process (what a Lambda
   does for an audience up to ``FANOUT_INLINE_MAX``);
-- the queued path: ``ConnectionService.push`` writes the broadcast's work
+- the queued path: ``pushes.push`` writes the broadcast's work
   items (one per scan segment, ``FANOUT_SEGMENT_SIZE`` = 500) to moto's SQS
   queue, and ``devtools.sqs_mapping`` (the local event source mapping) runs
   the real ``app.fanout_worker`` with 1, 2 and 4 worker processes.
@@ -44,7 +44,8 @@ def run(connections: int = CONNECTIONS, workers: tuple[int, ...] = WORKERS) -> R
     import boto3
     import psutil
 
-    from chalicelib import aws, runtime, schema
+    from chalicelib import aws, pushes, runtime, schema
+    from chalicelib.audience import Everyone
     from chalicelib.broadcaster import Broadcaster
     from chalicelib.logs import configure
     from chalicelib.push import Push
@@ -72,8 +73,7 @@ def run(connections: int = CONNECTIONS, workers: tuple[int, ...] = WORKERS) -> R
                     "AWS_ENDPOINT_URL_SQS": moto.endpoint_url, "WEBSOCKET_MANAGEMENT_URL": audience.management_url,
                     "FANOUT_QUEUE_URL": queues["queue_url"], "FANOUT_INLINE_MAX": "100",
                     "FANOUT_SEGMENT_SIZE": str(SEGMENT_SIZE), "LOG_LEVEL": "WARNING"})
-                runtime.reset()
-                aws.reset_clients()
+                runtime.rebuild()
                 configure("WARNING")  # one line per push and per item otherwise
 
                 # 1. The seeds' loop, one boto3 post after another, on a sample.
@@ -112,8 +112,8 @@ def run(connections: int = CONNECTIONS, workers: tuple[int, ...] = WORKERS) -> R
                     return rate
 
                 # 2. The inline broadcaster, in this one process.
-                broadcaster = Broadcaster(aws.management_client(audience.management_url),
-                                          on_gone=runtime.service().repository.delete_connections)
+                broadcaster = Broadcaster(aws.Clients().management(audience.management_url),
+                                          on_gone=runtime.current().components.connections.delete_many)
                 broadcaster.send(live[-1], b"warm-up")
                 audience.expect([live[-1]])
                 audience.wait()
@@ -139,7 +139,7 @@ def run(connections: int = CONNECTIONS, workers: tuple[int, ...] = WORKERS) -> R
                     try:
                         before = cpu_now(pool_pids)
                         started = time.monotonic()
-                        queued = runtime.service().push(Push("all", {"workers": count}))
+                        queued = pushes.push(Push(Everyone(), {"workers": count}), runtime.current().components)
                         items = queued.queued
                         check(items > 0, f"the broadcast was not queued: {queued.counts()}")
                         audience.expect(live)
@@ -183,8 +183,7 @@ def run(connections: int = CONNECTIONS, workers: tuple[int, ...] = WORKERS) -> R
         finally:
             os.environ.clear()
             os.environ.update(saved_env)
-            runtime.reset()
-            aws.reset_clients()
+            runtime.rebuild()
     return result
 
 

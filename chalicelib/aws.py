@@ -1,26 +1,21 @@
 """boto3 clients, created on first use and kept for the life of the container.
 
-This is the only runtime module that touches boto3, and only inside functions:
-the authorizer Lambda imports nothing from here, so it never pays boto3's
-import cost (~200 ms cold). Clients are thread-safe once built, but building
-one through boto3's shared default session is not, hence the lock.
+``Clients`` is the only runtime code that touches boto3, and only inside its
+methods: the composition root (``components``) holds one and injects it, and
+the authorizer Lambda never builds one, so it never pays boto3's import cost
+(~200 ms cold). Clients are thread-safe once built, but building one through a
+boto3 session is not, hence the lock.
 
-Endpoints: botocore (>= 1.31) reads ``AWS_ENDPOINT_URL_DYNAMODB`` and
-``AWS_ENDPOINT_URL`` from the environment itself, so ``dynamodb_client`` does
-not pass an endpoint; local DynamoDB works by setting one of those variables.
+Endpoints: botocore (>= 1.31) reads ``AWS_ENDPOINT_URL_DYNAMODB``,
+``AWS_ENDPOINT_URL_SQS`` and ``AWS_ENDPOINT_URL`` from the environment itself,
+so local services work by setting those variables.
 """
 from __future__ import annotations
 
-import re
 import threading
 from typing import Any
 
 from .broadcaster import BROADCAST_WORKERS
-
-_lock = threading.Lock()
-_session: Any = None
-_clients: dict[str, Any] = {}  # service name -> the process-wide client (DynamoDB, SQS)
-_management: dict[str, Any] = {}
 
 # Short timeouts: a Lambda invocation would rather fail a post than hang on it.
 # DynamoDB accepts a connection in milliseconds from inside its region: an
@@ -35,84 +30,6 @@ MANAGEMENT_READ_TIMEOUT = 5.0
 # a Lambda invocation would rather report one post failed than wait longer.
 MANAGEMENT_MAX_ATTEMPTS = 3
 NO_RETRY_AFTER_SEND_ID = "ws-cognito-no-retry-after-send"
-
-_EXECUTE_API = re.compile(
-    r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$", re.IGNORECASE)
-
-
-def _boto3_session() -> Any:
-    """One session per process; call with ``_lock`` held."""
-    global _session
-    if _session is None:
-        import boto3.session
-
-        _session = boto3.session.Session()
-    return _session
-
-
-def _shared_client(service: str, **config: Any) -> Any:
-    """The process-wide client of ``service``, built once with these botocore ``Config`` options."""
-    client = _clients.get(service)
-    if client is None:
-        with _lock:
-            client = _clients.get(service)
-            if client is None:
-                from botocore.config import Config
-
-                client = _boto3_session().client(service, config=Config(**config))
-                _clients[service] = client
-    return client
-
-
-def dynamodb_client() -> Any:
-    """The process-wide DynamoDB client (standard retries, small timeouts)."""
-    return _shared_client("dynamodb", connect_timeout=DYNAMODB_CONNECT_TIMEOUT, read_timeout=DYNAMODB_READ_TIMEOUT,
-                          retries={"mode": "standard", "max_attempts": 4}, max_pool_connections=32,
-                          tcp_keepalive=True)
-
-
-def management_client(endpoint_url: str, retry_mode: str = "standard",
-                      max_attempts: int = MANAGEMENT_MAX_ATTEMPTS) -> Any:
-    """The ``apigatewaymanagementapi`` client for one endpoint, cached per endpoint.
-
-    One per endpoint for the container's life, so every Broadcaster post reuses
-    its keep-alive connections and shares one retry quota. The connection pool
-    holds ``BROADCAST_WORKERS`` connections, one per broadcast thread. Retries
-    are botocore's ``standard`` mode: throttling (``LimitExceededException``,
-    429), 5xx and connection errors are retried with jittered exponential
-    backoff, a 410 ``GoneException`` or a 4xx is not, and a post that may
-    already have been delivered is not either (``_refuse_retry_after_send``);
-    ``adaptive`` mode would add a client-side rate limiter that, once tripped,
-    blocks every later post of the container on a token bucket. Parameter validation is off: the
-    Broadcaster always passes a str id and bytes, and validation is a
-    measurable share of each post's CPU when thousands of posts share one GIL.
-    """
-    endpoint_url = endpoint_url.rstrip("/")
-    key = f"{retry_mode}:{max_attempts}:{endpoint_url}"
-    client = _management.get(key)
-    if client is None:
-        with _lock:
-            client = _management.get(key)
-            if client is None:
-                from botocore.config import Config
-
-                config = Config(
-                    connect_timeout=MANAGEMENT_CONNECT_TIMEOUT,
-                    read_timeout=MANAGEMENT_READ_TIMEOUT,
-                    retries={"mode": retry_mode, "total_max_attempts": max_attempts},
-                    max_pool_connections=BROADCAST_WORKERS,
-                    parameter_validation=False,
-                    tcp_keepalive=True,
-                )
-                client = _boto3_session().client("apigatewaymanagementapi",
-                                                 endpoint_url=endpoint_url, config=config)
-                service = client.meta.service_model.service_id.hyphenize()
-                client.meta.events.register_first(f"needs-retry.{service}", _refuse_retry_after_send,
-                                                  unique_id=NO_RETRY_AFTER_SEND_ID)
-                _management[key] = client
-    return client
-
-
 # The fan-out worker's posts: botocore's adaptive mode, whose client-side rate
 # limiter backs off on throttling, so many workers near the account's
 # @connections limit slow down together instead of each burning its retries;
@@ -122,15 +39,81 @@ WORKER_RETRY_MODE = "adaptive"
 WORKER_MAX_ATTEMPTS = 5
 
 
-def worker_management_client(endpoint_url: str) -> Any:
-    """The management client a fan-out worker posts with (adaptive retries; see above)."""
-    return management_client(endpoint_url, retry_mode=WORKER_RETRY_MODE, max_attempts=WORKER_MAX_ATTEMPTS)
+class Clients:
+    """The container's boto3 clients: one per service, one management client per endpoint and retry mode."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._made: dict[str, Any] = {}
 
-def sqs_client() -> Any:
-    """The process-wide SQS client (the fan-out queue); ``AWS_ENDPOINT_URL_SQS`` points it elsewhere."""
-    return _shared_client("sqs", connect_timeout=2.0, read_timeout=10.0,
-                          retries={"mode": "standard", "max_attempts": 4}, tcp_keepalive=True)
+    def _build(self, key: str, service: str, **kwargs: Any) -> Any:
+        client = self._made.get(key)
+        if client is None:
+            with self._lock:
+                client = self._made.get(key)
+                if client is None:
+                    if self._session is None:
+                        import boto3.session
+
+                        self._session = boto3.session.Session()
+                    client = self._session.client(service, **kwargs)
+                    self._made[key] = client
+        return client
+
+    @property
+    def dynamodb(self) -> Any:
+        """DynamoDB: standard retries, small timeouts."""
+        from botocore.config import Config
+
+        return self._made.get("dynamodb") or self._build("dynamodb", "dynamodb", config=Config(
+            connect_timeout=DYNAMODB_CONNECT_TIMEOUT, read_timeout=DYNAMODB_READ_TIMEOUT,
+            retries={"mode": "standard", "max_attempts": 4}, max_pool_connections=32, tcp_keepalive=True))
+
+    @property
+    def sqs(self) -> Any:
+        """SQS (the fan-out queue)."""
+        from botocore.config import Config
+
+        return self._made.get("sqs") or self._build("sqs", "sqs", config=Config(
+            connect_timeout=2.0, read_timeout=10.0, retries={"mode": "standard", "max_attempts": 4},
+            tcp_keepalive=True))
+
+    def management(self, endpoint_url: str, retry_mode: str = "standard",
+                   max_attempts: int = MANAGEMENT_MAX_ATTEMPTS) -> Any:
+        """The ``apigatewaymanagementapi`` client for one endpoint, cached per endpoint.
+
+        One per endpoint for the container's life, so every Broadcaster post reuses
+        its keep-alive connections and shares one retry quota. The connection pool
+        holds ``BROADCAST_WORKERS`` connections, one per broadcast thread. Retries
+        are botocore's ``standard`` mode: throttling (``LimitExceededException``,
+        429), 5xx and connection errors are retried with jittered exponential
+        backoff, a 410 ``GoneException`` or a 4xx is not, and a post that may
+        already have been delivered is not either (``_refuse_retry_after_send``);
+        ``adaptive`` mode would add a client-side rate limiter that, once tripped,
+        blocks every later post of the container on a token bucket. Parameter validation is off: the
+        Broadcaster always passes a str id and bytes, and validation is a
+        measurable share of each post's CPU when thousands of posts share one GIL.
+        """
+        endpoint_url = endpoint_url.rstrip("/")
+        key = f"management:{retry_mode}:{max_attempts}:{endpoint_url}"
+        client = self._made.get(key)
+        if client is not None:
+            return client
+        from botocore.config import Config
+
+        config = Config(connect_timeout=MANAGEMENT_CONNECT_TIMEOUT, read_timeout=MANAGEMENT_READ_TIMEOUT,
+                        retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+                        max_pool_connections=BROADCAST_WORKERS, parameter_validation=False, tcp_keepalive=True)
+        client = self._build(key, "apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
+        service = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register_first(f"needs-retry.{service}", _refuse_retry_after_send,
+                                          unique_id=NO_RETRY_AFTER_SEND_ID)
+        return client
+
+    def worker_management(self, endpoint_url: str) -> Any:
+        """The management client a fan-out worker posts with (adaptive retries; see above)."""
+        return self.management(endpoint_url, retry_mode=WORKER_RETRY_MODE, max_attempts=WORKER_MAX_ATTEMPTS)
 
 
 def _refuse_retry_after_send(caught_exception: BaseException | None = None, **_: Any) -> None:
@@ -162,36 +145,3 @@ def _refuse_retry_after_send(caught_exception: BaseException | None = None, **_:
 
     if isinstance(caught_exception, HTTPClientError) and not isinstance(caught_exception, NotSentError):
         raise caught_exception
-
-
-def reset_clients() -> None:
-    """Forget every cached client (tests change endpoints and env between cases)."""
-    global _session
-    with _lock:
-        _session = None
-        _clients.clear()
-        _management.clear()
-
-
-def management_endpoint(domain_name: str, stage: str, api_id: str | None = None,
-                        region: str | None = None, override: str | None = None) -> str:
-    """The management API URL for connections made through ``domain_name``/``stage``.
-
-    A custom domain cannot be used: its base-path mapping (which may hide or
-    rename the stage) is not in the event, so the API's own execute-api host is
-    built from the api id and region instead. Pure; imports nothing from boto3.
-    """
-    if override:
-        return override.rstrip("/")
-    domain = (domain_name or "").strip().rstrip(".").lower()
-    stage = (stage or "").strip().strip("/")
-    if not stage:
-        raise ValueError("cannot build the management endpoint: the event has no stage")
-    if _EXECUTE_API.match(domain):
-        return f"https://{domain}/{stage}"
-    if api_id and region:
-        suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
-        return f"https://{api_id}.execute-api.{region}{suffix}/{stage}"
-    raise ValueError(
-        f"cannot build the management endpoint for domain {domain_name!r}: it is not an "
-        "execute-api domain and the api id or region is missing; set WEBSOCKET_MANAGEMENT_URL")

@@ -19,9 +19,9 @@ minute) runs ``sweep``:
    its items deleted here too, so nothing lingers if that ``$disconnect`` is lost.
 
 A client keeps its connection by sending ``{"action": "refresh", "token": ...}``
-before then (``ConnectionService``). ``TOKEN_EXPIRY=ignore`` makes the sweep
+before then (``actions.refresh``). ``TOKEN_EXPIRY=ignore`` makes the sweep
 do nothing. The close happens within one schedule period after ``exp``.
-No boto3 here: the repository and broadcasters are injected.
+No boto3 here: the connection store and the management API are injected.
 """
 from __future__ import annotations
 
@@ -30,16 +30,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .broadcaster import DELIVERED, GONE, Broadcaster
+from typing import TYPE_CHECKING
+
+from .broadcaster import DELIVERED, GONE
 from .logs import log_event
+from .management import Management
 from .protocol import outgoing
-from .repository import ConnectionRepository, ExpiringConnection
+from .records import ExpiringConnection
 from .settings import Settings
 
-logger = logging.getLogger("ws.expiry")
+if TYPE_CHECKING:  # the store imports boto3; it is injected
+    from .connections import ConnectionStore
 
-BroadcasterFactory = Callable[[str], Broadcaster]  # management endpoint -> Broadcaster
-EndpointResolver = Callable[[str, str, str], str]  # domain, stage, api id -> endpoint
+logger = logging.getLogger("ws.expiry")
 
 
 @dataclass
@@ -63,8 +66,8 @@ def warning_frame(token_exp: int) -> bytes:
     return outgoing({"type": "token_expiring", "expiresAt": token_exp})
 
 
-def sweep(settings: Settings, repository: ConnectionRepository, broadcaster_for: BroadcasterFactory,
-          endpoint_for: EndpointResolver, clock: Callable[[], float] = time.time) -> SweepReport:
+def sweep(settings: Settings, connections: ConnectionStore, management: Management,
+          clock: Callable[[], float] = time.time) -> SweepReport:
     """Warn, then close, the connections whose token expires; see the module docstring."""
     report = SweepReport()
     if settings.token_expiry != "close":
@@ -73,30 +76,30 @@ def sweep(settings: Settings, repository: ConnectionRepository, broadcaster_for:
     now = int(clock())
     leeway = settings.jwt_leeway
     deadline = max(now + settings.token_expiry_warning_seconds, now - leeway)
-    entries = repository.expiring_before(deadline)
+    entries = connections.expiring_before(deadline)
     report.candidates = len(entries)
     for entry in entries:
         try:
-            _act(settings, repository, broadcaster_for, endpoint_for, entry, now, report)
+            _act(settings, connections, management, entry, now, report)
         except Exception as error:  # noqa: BLE001 - one connection's failure must not stop the sweep
             report.failed.append(entry.connection_id)
             log_event(logger, "handler_error", logging.ERROR, route="token_expiry",
                       connectionId=entry.connection_id, error=type(error).__name__)
     done = report.closed + report.gone
     if done:
-        repository.delete_connections(done)
+        connections.delete_many(done)
     log_event(logger, "token_expiry_sweep", **report.to_dict())
     return report
 
 
-def _act(settings: Settings, repository: ConnectionRepository, broadcaster_for: BroadcasterFactory,
-         endpoint_for: EndpointResolver, entry: ExpiringConnection, now: int, report: SweepReport) -> None:
-    endpoint = endpoint_for(entry.domain, entry.stage, entry.api_id)
+def _act(settings: Settings, connections: ConnectionStore, management: Management, entry: ExpiringConnection,
+         now: int, report: SweepReport) -> None:
+    broadcaster = management.broadcaster(management.endpoint(entry.endpoint))
     if entry.token_exp + settings.jwt_leeway <= now:
-        current = repository.token_expiry(entry.connection_id)  # consistent: a refresh may have just landed
+        current = connections.token_expiry(entry.connection_id)  # consistent: a refresh may have just landed
         if current is None or current + settings.jwt_leeway > now:
             return
-        outcome = broadcaster_for(endpoint).disconnect(entry.connection_id)
+        outcome = broadcaster.disconnect(entry.connection_id)
         if outcome == DELIVERED:
             report.closed.append(entry.connection_id)
         elif outcome == GONE:
@@ -106,8 +109,8 @@ def _act(settings: Settings, repository: ConnectionRepository, broadcaster_for: 
         log_event(logger, "token_expired", connectionId=entry.connection_id, exp=entry.token_exp, outcome=outcome)
         return
     if settings.token_expiry_warning_seconds and entry.warned_exp != entry.token_exp:
-        if repository.mark_warned(entry.connection_id, entry.token_exp):
-            broadcaster_for(endpoint).send(entry.connection_id, warning_frame(entry.token_exp))
+        if connections.mark_warned(entry.connection_id, entry.token_exp):
+            broadcaster.send(entry.connection_id, warning_frame(entry.token_exp))
             report.warned.append(entry.connection_id)
 
 

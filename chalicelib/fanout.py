@@ -20,7 +20,7 @@ whose id they have seen. ``exclude`` names the sender for "every other
 connection" pushes, whichever path is taken.
 
 Pure: no boto3. The queue client lives in ``fanout_queue``; reading slices in
-``repository``; posting in ``broadcaster``.
+``audience``; posting in ``broadcaster``.
 """
 from __future__ import annotations
 
@@ -158,19 +158,6 @@ def segment_count(approximate_items: int, at_least: int, segment_size: int = DEF
     return max(1, min(max_segments, math.ceil(estimate / segment_size)))
 
 
-def broadcast_slices(segments: int) -> list[Slice]:
-    return [Slice("all", segment=i, segments=segments) for i in range(segments)]
-
-
-def topic_slices(topic: str, bounds: list[tuple[Mapping[str, Any] | None, str | None]]) -> list[Slice]:
-    """One slice per topic page, from ``repository.topic_page_bounds``."""
-    return [Slice("topic", topic=topic, after=after, through=through) for after, through in bounds]
-
-
-def user_slice(kind: Literal["user", "username"], user: str) -> Slice:
-    return Slice(kind, user=user)
-
-
 def work_items(push_id: str, endpoint: str, frame: bytes, slices: list[Slice],
                exclude: tuple[str, ...] = ()) -> list[WorkItem]:
     """The items of one push: the same frame and ``messageId`` in every one."""
@@ -178,5 +165,5 @@ def work_items(push_id: str, endpoint: str, frame: bytes, slices: list[Slice],
     return [WorkItem(push_id, message_id, endpoint, frame, s, exclude) for s in slices]
 
 
-__all__ = ["WorkItem", "Slice", "WorkItemError", "should_queue", "segment_count", "broadcast_slices",
-           "topic_slices", "user_slice", "work_items", "message_id_of", "DEFAULT_INLINE_MAX"]
+__all__ = ["WorkItem", "Slice", "WorkItemError", "should_queue", "segment_count", "work_items", "message_id_of",
+           "DEFAULT_INLINE_MAX"]

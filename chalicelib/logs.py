@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import traceback
 from typing import TextIO
 
 ROOT_LOGGER = "ws"
@@ -61,3 +63,14 @@ def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **f
     """One JSON line ``{"event": event, **fields}`` (skipped cheaply below the level)."""
     if logger.isEnabledFor(level):
         logger.log(level, event, extra={"fields": {"event": event, **fields}})
+
+
+def log_failure(logger: logging.Logger, route: str, connection_id: str | None, error: BaseException) -> None:
+    """One ERROR line for an unexpected failure: the exception's type and where it was raised.
+
+    Not its message nor a traceback's locals: either may quote the frame, a payload or a token.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
+    log_event(logger, "handler_error", logging.ERROR, route=route,
+              connectionId=connection_id[:128] if connection_id else None, error=type(error).__name__, where=where)

@@ -1,8 +1,9 @@
 """The message protocol: incoming frames and the JSON frames we send.
 
 API Gateway would route on ``$request.body.action``; Chalice registers only
-``$default``, so we read ``action`` here and clients send the frames they would
-send to custom routes. Frames without ``action`` are the ``$default`` route.
+``$default``, so the action is read here and ``actions`` dispatches on it.
+Frames without ``action`` are the ``$default`` route (an echo). Bad input
+raises ``AppError``; every answer is a JSON object, errors included.
 """
 from __future__ import annotations
 
@@ -12,30 +13,18 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .validation import JsonRefused, TextRefused, check_request_id, dumps_strict, loads_strict
+from .errors import AppError, ErrorCode
+from .validation import JsonRefused, check_request_id, dumps_strict, loads_strict
 
 MAX_FRAME_BYTES = 128 * 1024  # API Gateway's WebSocket frame limit
-ACTIONS = ("sendmessage", "subscribe", "unsubscribe", "publish", "whoami", "refresh")
 DEFAULT_ROUTE = "$default"
-
-
-class ProtocolError(Exception):
-    """Bad input from a client; answered with an error frame, never a crash."""
-
-    def __init__(self, code: str, message: str, request_id: Any = None, *, close: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        # After the error frame, close the connection (a refresh with another user's token).
-        self.close = close
 
 
 @dataclass(frozen=True)
 class Frame:
     """A parsed client frame: the action to run and its JSON body."""
 
-    action: str
+    action: object  # the frame's ``action`` as sent (a str for every known action; checked by ``actions``)
     body: Mapping[str, Any]
     raw: str
     request_id: str | int | None = None  # the client's ``id``, validated: safe to copy into any answer
@@ -43,24 +32,24 @@ class Frame:
 
 def _decode(body: str | None, is_base64: bool) -> str:
     if body is None:
-        raise ProtocolError("bad_request", "empty message")
+        raise AppError(ErrorCode.BAD_REQUEST, "empty message")
     if is_base64:
         try:
             data = base64.b64decode(body, validate=True)
         except ValueError:
-            raise ProtocolError("bad_request", "binary frame is not valid base64") from None
+            raise AppError(ErrorCode.BAD_REQUEST, "binary frame is not valid base64") from None
     else:
         data = body.encode("utf-8", "surrogatepass")
     if len(data) > MAX_FRAME_BYTES:
-        raise ProtocolError("payload_too_large", f"message is {len(data)} bytes; the limit is {MAX_FRAME_BYTES}")
+        raise AppError(ErrorCode.PAYLOAD_TOO_LARGE, f"message is {len(data)} bytes; the limit is {MAX_FRAME_BYTES}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ProtocolError("bad_request", "message is not UTF-8 text") from None
+        raise AppError(ErrorCode.BAD_REQUEST, "message is not UTF-8 text") from None
 
 
 def parse_frame(body: str | None, is_base64: bool = False) -> Frame:
-    """Parse and route one incoming frame; raises ProtocolError for bad input.
+    """Parse one incoming frame; raises AppError for bad input.
 
     The whole frame is strict JSON (``validation.loads_strict``: no NaN or
     Infinity, no duplicate key, no lone surrogate, bounded depth and numbers),
@@ -69,38 +58,15 @@ def parse_frame(body: str | None, is_base64: bool = False) -> Frame:
     runs, so every answer, errors included, can carry it.
     """
     text = _decode(body, is_base64)
-    try:
-        parsed = loads_strict(text)
-    except JsonRefused as error:
-        raise ProtocolError("invalid_json", str(error)) from None
+    parsed = loads_strict(text)
     if not isinstance(parsed, dict):
-        raise ProtocolError("invalid_json", "message must be a JSON object")
-    request_id = None
-    if parsed.get("id") is not None:
-        try:
-            request_id = check_request_id(parsed["id"])
-        except TextRefused as error:
-            raise ProtocolError("bad_field", str(error)) from None
+        raise JsonRefused("message must be a JSON object")
+    request_id = check_request_id(parsed["id"]) if parsed.get("id") is not None else None
     action = parsed.get("action")
     if action is None:
-        # The seeds' older form: {"message": "sendmessage", "data": ...}
-        if parsed.get("message") == "sendmessage":
-            return Frame("sendmessage", parsed, text, request_id)
-        return Frame(DEFAULT_ROUTE, parsed, text, request_id)
-    if not isinstance(action, str) or action not in ACTIONS:
-        shown = repr(action[:64]) if isinstance(action, str) else f"of type {type(action).__name__}"
-        raise ProtocolError("unknown_action", f"unknown action {shown}; known: {', '.join(ACTIONS)}", request_id)
+        # The older form some clients send: {"message": "sendmessage", "data": ...}
+        action = "sendmessage" if parsed.get("message") == "sendmessage" else DEFAULT_ROUTE
     return Frame(action, parsed, text, request_id)
-
-
-def require(frame: Frame, name: str, kind: type | tuple[type, ...] = str) -> Any:
-    """A required field of the frame, of the given type."""
-    if name not in frame.body:
-        raise ProtocolError("missing_field", f"{frame.action} needs {name!r}")
-    value = frame.body[name]
-    if not isinstance(value, kind) or (isinstance(value, str) and not value):
-        raise ProtocolError("bad_field", f"{name!r} has the wrong type or is empty")
-    return value
 
 
 def now_ms() -> int:
@@ -123,9 +89,9 @@ def encode(frame: Mapping[str, Any]) -> bytes:
     try:
         data = dumps_strict(frame)
     except JsonRefused as error:
-        raise ProtocolError("internal_error", f"the answer could not be encoded: {error}") from None
+        raise AppError(ErrorCode.INTERNAL_ERROR, f"the answer could not be encoded: {error}") from None
     if len(data) > MAX_FRAME_BYTES:
-        raise ProtocolError("payload_too_large", f"outgoing message would be {len(data)} bytes; the limit is {MAX_FRAME_BYTES}")
+        raise AppError(ErrorCode.PAYLOAD_TOO_LARGE, f"outgoing message would be {len(data)} bytes; the limit is {MAX_FRAME_BYTES}")
     return data
 
 
@@ -139,8 +105,8 @@ def outgoing(frame: Mapping[str, Any]) -> bytes:
     return encode({**frame, "messageId": new_message_id()})
 
 
-def error_frame(code: str, message: str, request_id: Any = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+def error_frame(error: AppError, request_id: Any = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": error.code.value, "message": error.message}
     if request_id is not None:
         frame["id"] = request_id
     return frame

@@ -3,27 +3,29 @@
 EventBridge invokes the Lambda asynchronously, and Lambda retries an
 invocation that raised (twice, then drops it or hands it to a dead-letter
 target). Bad input fails the same way on every try, so it must never raise:
-it is logged with its reason and the handler returns normally, having sent
-nothing. A failure of DynamoDB (reading the audience) does raise: it happens
-before any post is sent, so Lambda's retry can only help and never delivers
-twice. Posts that fail are counted in the delivery report, not raised, for
-the same reason: a retry would repeat the posts that succeeded. Pure: the
-delivery itself is injected (``ConnectionService.push``).
+it is logged with its reason and dropped, having sent nothing (EventBridge's
+one mapping of ``AppError``). A failure of DynamoDB (reading the audience)
+does raise: it happens before any post is sent, so Lambda's retry can only
+help and never delivers twice. Posts that fail are counted in the delivery
+report, not raised: a retry would repeat the posts that succeeded. Pure: the
+delivery itself is injected (``pushes.push``).
 """
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from .errors import AppError, ErrorCode
 from .logs import log_event
-from .push import Push, PushError, event_push
+from .push import Push, event_push
 
-if TYPE_CHECKING:  # types only: this module must not pull the service (boto3) in
-    from .service import PushResult
+if TYPE_CHECKING:  # types only: this module must not pull the stores (boto3) in
+    from .delivery import PushResult
 
 logger = logging.getLogger("ws.events")
 
 PushEventResult = dict[str, Any]  # the handler's answer (EventBridge ignores it; tests and logs read it)
+_RETRYABLE = (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL_ERROR)
 
 
 def handle(event: Mapping[str, Any], deliver: Callable[[Push], PushResult]) -> PushEventResult:
@@ -33,10 +35,13 @@ def handle(event: Mapping[str, Any], deliver: Callable[[Push], PushResult]) -> P
     try:
         push = event_push(detail_type, event.get("detail"))
         result = deliver(push)
-    except PushError as error:  # never retried: the same event would fail the same way
-        log_event(logger, "push_event_dropped", logging.WARNING, reason=error.code, message=error.message,
+    except AppError as error:
+        if error.code in _RETRYABLE:
+            raise
+        log_event(logger, "push_event_dropped", logging.WARNING, reason=error.code.value, message=error.message,
                   eventId=event_id, source=str(event.get("source") or ""), detailType=str(detail_type or ""))
-        return {"ok": False, "error": {"code": error.code, "message": error.message}}
+        return {"ok": False, "error": error.to_dict()}
     counts = result.counts()  # per-connection counts, or {"queued": items} for a queued fan-out
-    log_event(logger, "push_event", eventId=event_id, detailType=str(detail_type), audience=push.kind, **counts)
+    log_event(logger, "push_event", eventId=event_id, detailType=str(detail_type), audience=push.audience.kind,
+              **counts)
     return {"ok": True, **counts}

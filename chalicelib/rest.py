@@ -23,44 +23,43 @@ client id). Both lists empty, the default: nobody may push over REST.
 
 The routes check the permission again from the authorizer's context and refuse
 a request that no authorizer vouched for, so a route deployed without the
-authorizer fails closed. Bad input is a 400 with a JSON error; nothing is read
-from the table or sent before the input is valid (``ConnectionService.push``).
+authorizer fails closed. Every refusal is an ``AppError``, answered here once
+with its status and ``{"ok": false, "error": {...}}``; nothing is read from the
+table or sent before the input is valid (``pushes.push``).
 
 The management endpoint of a push cannot come from a REST request (it carries
-no WebSocket event, Chalice issue #1357): ``ConnectionService.push`` reads it
-from the stored connections (each record keeps the domain, stage and API id of
-its ``$connect``), or takes ``WEBSOCKET_MANAGEMENT_URL`` when that is set.
+no WebSocket event, Chalice issue #1357): ``delivery`` reads it from the stored
+connections (each record keeps the domain, stage and API id of its
+``$connect``), or takes ``WEBSOCKET_MANAGEMENT_URL`` when that is set.
 
 This module is on the authorizer's path, which must not import boto3: the
-service is only named for type checking, and ``runtime`` hands it in.
+components are only named for type checking, and ``runtime`` hands them in.
 """
 from __future__ import annotations
 
 import json
 import logging
-import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from chalice.app import AuthRequest, AuthResponse, AuthRoute, Request, Response
 
-from .authorizer import Claims, Policy, Verifier, build_context, check_permissions, claim_groups, claim_scopes
+from .authorizer import Policy, Verifier, check_permissions
 from .authorizer import policy as iam_policy
-from .faults import is_unavailable
-from .errors import AuthError, TokenMissing, Unauthorized
+from .errors import AppError, AuthError, ErrorCode, TokenMissing, Unauthorized, classify
+from .identity import Claims, Identity
 from .logs import log_event
-from .push import Push, PushError, broadcast_push, topic_push, user_push
+from .push import Push, broadcast_push, topic_push, user_push
 from .settings import Settings, SettingsError
-from .validation import JsonRefused, loads_strict
+from .validation import loads_strict
 
 if TYPE_CHECKING:  # the authorizer imports this module: no boto3 behind it at run time
-    from .service import ConnectionService
+    from .components import Components
 
 logger = logging.getLogger("ws.rest")
 
 TOKEN_SOURCE = "header"
 # Bodies larger than this are refused unread. A message's frame is checked
-# against API Gateway's 128 KB when it is encoded (ConnectionService.push); a
+# against API Gateway's 128 KB when it is encoded (pushes.push); a
 # JSON body may be larger than its frame (escapes, whitespace), hence the margin.
 MAX_BODY_BYTES = 1024 * 1024
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -90,9 +89,9 @@ def bearer_token(header_value: object) -> str:
     return token.strip()
 
 
-def may_push(groups: list[str], scopes: list[str], settings: Settings) -> bool:
+def may_push(identity: Identity, settings: Settings) -> bool:
     """Any-of ``PUSH_GROUPS`` or ``PUSH_SCOPES``; both unset: nobody (fail closed)."""
-    return bool(settings.push_groups.intersection(groups) or settings.push_scopes.intersection(scopes))
+    return bool(settings.push_groups.intersection(identity.groups) or settings.push_scopes.intersection(identity.scopes))
 
 
 def api_wide_arn(method_arn: str) -> str:
@@ -103,29 +102,9 @@ def api_wide_arn(method_arn: str) -> str:
 
 
 def _gateway_error(kind: str) -> Exception:
-    """What an authorizer raises for API Gateway's 401 (``kind="unauthorized"``) or 500.
-
-    On Lambda, API Gateway reads the error's message: exactly ``Unauthorized``
-    is a 401; anything else is a 500. Chalice's local API Gateway
-    (``chalice local``, ``chalice.test.Client``, the REST server of ``make
-    run``) turns only its own exception classes into HTTP answers and drops the
-    connection on any other, so where it runs (its module is loaded already;
-    nothing is imported here, and Lambda's package has no ``chalice.local``)
-    the same error is raised as its class for that answer, with the message
-    ``Unauthorized`` still.
-    """
-    local = sys.modules.get("chalice.local")
-    if local is None:
-        return Exception("Unauthorized" if kind == "unauthorized" else "authorizer error")
-    if kind == "unauthorized":
-        error: Exception = local.NotAuthorizedError(
-            {"x-amzn-ErrorType": "UnauthorizedException"}, b'{"message":"Unauthorized"}')
-        error.args = ("Unauthorized",)
-    else:
-        error = local.InvalidAuthorizerError(
-            {"x-amzn-ErrorType": "AuthorizerConfigurationException"}, b'{"message":null}')
-        error.args = ("authorizer error",)
-    return error
+    """What an authorizer raises for API Gateway's 401 (``kind="unauthorized"``: the message is exactly
+    ``Unauthorized``) or 500 (anything else)."""
+    return Exception("Unauthorized" if kind == "unauthorized" else "authorizer error")
 
 
 def _log(decision: str, reason: str, method_arn: str, claims: Claims | None = None) -> None:
@@ -159,66 +138,28 @@ def authorize(request: AuthRequest, settings: Callable[[], Settings],
         raise _gateway_error("error") from None
     try:
         check_permissions(claims, current)
-        context = build_context(claims, TOKEN_SOURCE, {}, current)
+        identity = Identity.from_claims(claims, TOKEN_SOURCE, extra_claims=current.context_claims)
+        context = identity.to_context()
     except AuthError as error:
         _log("deny", error.reason, method_arn, claims)
         return iam_policy(claims["sub"], "Deny", api_wide_arn(method_arn))
     routes = list(READ_ROUTES)
-    if may_push(claim_groups(claims), claim_scopes(claims), current):
+    if may_push(identity, current):
         routes += PUSH_ROUTES
     _log("allow", "ok" if len(routes) > len(READ_ROUTES) else "read_only", method_arn, claims)
     return AuthResponse(routes=list(routes), principal_id=claims["sub"], context=context)
 
 
-# -- the routes ---------------------------------------------------------------------
+# -- the routes: REST's one mapping of AppError (a status and a JSON body) --------------------
 
 
-class RestError(Exception):
-    """A request the route refuses: HTTP ``status`` with a JSON error ``code``."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who the authorizer said is calling, read back from ``requestContext.authorizer``.
-
-    On AWS a REST API hands the context's values to the handler as strings;
-    ``chalice local`` keeps their types. Both read the same here.
-    """
-
-    sub: str
-    username: str
-    token_use: str
-    groups: list[str]
-    scopes: list[str]
-
-    def identity(self) -> dict[str, str | list[str]]:
-        return {"sub": self.sub, "username": self.username, "token_use": self.token_use,
-                "groups": self.groups, "scopes": self.scopes}
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def caller(request: Request) -> Caller:
+def caller(request: Request) -> Identity:
     """The verified caller; 401 when no authorizer vouched for the request (fail closed)."""
-    context = (request.context or {}).get("authorizer") or {}
-    principal = context.get("principalId") if isinstance(context, Mapping) else None
-    if not isinstance(principal, str) or not principal:
-        raise RestError(401, "unauthorized", "no verified caller (is the route deployed without its authorizer?)")
-    return Caller(
-        sub=principal,
-        username=_text(context.get("username")),
-        token_use=_text(context.get("token_use")),
-        groups=[g for g in _text(context.get("groups")).split(",") if g],
-        scopes=_text(context.get("scope")).split(),
-    )
+    context = (request.context or {}).get("authorizer")
+    identity = Identity.from_context(context) if isinstance(context, Mapping) else None
+    if identity is None:
+        raise AppError(ErrorCode.UNAUTHORIZED, "no verified caller (is the route deployed without its authorizer?)")
+    return identity
 
 
 def json_body(raw: str | bytes | None) -> dict[str, Any]:
@@ -226,90 +167,71 @@ def json_body(raw: str | bytes | None) -> dict[str, Any]:
     follow); a 400 with the reason otherwise."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else (raw or b"")
     if len(data) > MAX_BODY_BYTES:
-        raise RestError(400, "payload_too_large", f"body is {len(data)} bytes; the limit is {MAX_BODY_BYTES}")
+        raise AppError(ErrorCode.PAYLOAD_TOO_LARGE, f"body is {len(data)} bytes; the limit is {MAX_BODY_BYTES}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise RestError(400, "invalid_json", "the body is not UTF-8 text") from None
+        raise AppError(ErrorCode.INVALID_JSON, "the body is not UTF-8 text") from None
     if not text.strip():
-        raise RestError(400, "invalid_json", 'the body must be a JSON object like {"data": ...}')
-    try:
-        parsed = loads_strict(text, "the body")
-    except JsonRefused as error:
-        raise RestError(400, "invalid_json", str(error)) from None
+        raise AppError(ErrorCode.INVALID_JSON, 'the body must be a JSON object like {"data": ...}')
+    parsed = loads_strict(text, "the body")
     if not isinstance(parsed, dict):
-        raise RestError(400, "bad_request", 'the body must be a JSON object like {"data": ...}')
+        raise AppError(ErrorCode.BAD_REQUEST, 'the body must be a JSON object like {"data": ...}')
     return parsed
 
 
 def _answer(status: int, body: Mapping[str, object]) -> Response:
-    return Response(body=json.dumps(body, separators=(",", ":")),
-                    headers=dict(JSON_HEADERS), status_code=status)
+    return Response(body=json.dumps(body, separators=(",", ":")), headers=dict(JSON_HEADERS), status_code=status)
 
 
-def _error(error: RestError) -> Response:
-    return _answer(error.status, {"ok": False, "error": {"code": error.code, "message": error.message}})
+def _refused(route: str, error: Exception) -> Response:
+    """The error's status and ``{"ok": false, "error": ...}``; an unexpected one is logged as one line
+    with its type (never its message: it may quote the payload) and answered 503 or 500."""
+    failure = classify(error)
+    if failure is not error:
+        log_event(logger, "rest_error", logging.ERROR, route=route, error=type(error).__name__)
+    return _answer(failure.code.http_status, {"ok": False, "error": failure.to_dict()})
 
 
-def me(request: Request, service: ConnectionService) -> Response:
+def me(request: Request, app: Components) -> Response:
     """``GET /me``: the verified identity and the caller's own open connections."""
     try:
         who = caller(request)
-    except RestError as error:
-        return _error(error)
-    try:
-        records = service.connections_of(who.sub)
-    except Exception as error:  # noqa: BLE001 - a JSON answer and one log line, not Chalice's stack trace
-        return _internal_error("/me", error)
-    connections = [{"connectionId": r.connection_id, "connectedAt": r.connected_at, "tokenSource": r.token_source}
+        records = app.connections_of(who.sub)
+    except Exception as error:  # noqa: BLE001 - a JSON answer, not Chalice's stack trace
+        return _refused("/me", error)
+    connections = [{"connectionId": r.connection_id, "connectedAt": r.connected_at, "tokenSource": r.identity.source}
                    for r in records]
-    return _answer(200, {**who.identity(), "connections": connections})
-
-
-def _internal_error(route: str, error: BaseException) -> Response:
-    """503 ``unavailable`` when a dependency is down or throttling (retry later), else 500
-    ``internal_error``; logged as one line with the exception's type (never its message:
-    it may quote the payload)."""
-    log_event(logger, "rest_error", logging.ERROR, route=route, error=type(error).__name__)
-    if is_unavailable(error):
-        return _error(RestError(503, "unavailable", "a dependency is unavailable; try again later"))
-    return _error(RestError(500, "internal_error", "the request could not be handled"))
+    return _answer(200, {**who.public(), "connections": connections})
 
 
 def _user_push(request: Request, user: str, body: Mapping[str, Any]) -> Push:
     by = (request.query_params or {}).get("by", "sub")
     if by not in USER_KEYS:
-        raise RestError(400, "bad_request", f"'by' must be one of {', '.join(USER_KEYS)}")
+        raise AppError(ErrorCode.BAD_REQUEST, f"'by' must be one of {', '.join(USER_KEYS)}")
     if "userId" in body or "username" in body:
-        raise RestError(400, "bad_request", "the path names the user; the body carries only 'data'")
+        raise AppError(ErrorCode.BAD_REQUEST, "the path names the user; the body carries only 'data'")
     return user_push({**body, USER_KEYS[by]: user}, "a message")
 
 
-def push(request: Request, service: ConnectionService, kind: str, target: str = "") -> Response:
+def push(request: Request, app: Components, kind: str, target: str = "") -> Response:
     """A push route: ``kind`` is ``user`` (``target`` a sub or, ``?by=username``, a username),
     ``topic`` (``target`` the topic) or ``all``. Answers notify's delivery report."""
+    from .pushes import push as deliver
+
     try:
         who = caller(request)
-        if not may_push(who.groups, who.scopes, service.settings):
-            _log_refusal(who, kind)
-            raise RestError(403, "forbidden", "pushing needs a group in PUSH_GROUPS or a scope in PUSH_SCOPES")
+        if not may_push(who, app.settings):
+            log_event(logger, "push_refused", logging.WARNING, reason="no_push_permission", sub=who.sub, audience=kind)
+            raise AppError(ErrorCode.FORBIDDEN, "pushing needs a group in PUSH_GROUPS or a scope in PUSH_SCOPES")
         body = json_body(request.raw_body)
-        try:
-            if kind == "user":
-                message = _user_push(request, target, body)
-            elif kind == "topic":
-                message = topic_push(target, body)
-            else:
-                message = broadcast_push(body)
-            result = service.push(message)
-        except PushError as error:
-            raise RestError(400, error.code, error.message) from None
-    except RestError as error:
-        return _error(error)
-    except Exception as error:  # noqa: BLE001 - DynamoDB down...: a JSON 500, as notify answers internal_error
-        return _internal_error(kind, error)
+        if kind == "user":
+            message = _user_push(request, target, body)
+        elif kind == "topic":
+            message = topic_push(target, body)
+        else:
+            message = broadcast_push(body)
+        result = deliver(message, app)
+    except Exception as error:  # noqa: BLE001 - a JSON answer, not Chalice's stack trace
+        return _refused(kind, error)
     return _answer(200, {"ok": True, **result.counts()})
-
-
-def _log_refusal(who: Caller, kind: str) -> None:
-    log_event(logger, "push_refused", logging.WARNING, reason="no_push_permission", sub=who.sub, audience=kind)

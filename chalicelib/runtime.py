@@ -1,112 +1,169 @@
-"""Per-container wiring: the objects app.py's handlers use, built once, lazily.
+"""The container's runtime: settings, the verifier and the components, each built once, on first use.
 
-Lambda reuses a container for many invocations, so settings, the verifier (and
-its JWKS cache), the repository and the broadcasters live here for the life of
-the process. The authorizer path touches only settings and the verifier, so
-it never imports boto3; the DynamoDB and management clients are created on the
-first handler that needs them.
+Lambda reuses a container for many invocations, so these live for the life of
+the process. The authorizer path touches only the settings and the verifier,
+so it never imports boto3; ``components`` (stores, management API, queue) and
+the modules behind them are imported on the first handler that needs them.
+``app.py``'s handlers call the functions below; tests build a fresh
+``Runtime`` with ``rebuild()`` after changing the environment.
 """
 from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from . import authorizer as _authorizer
 from .logs import configure as _configure_logs
-from .settings import Settings, get_settings, queue_name, reset_settings
+from .settings import Settings, load_settings, queue_name
 from .verifier import CognitoJwtVerifier
 
 if TYPE_CHECKING:  # the authorizer path must not import these (boto3 behind them)
     from chalice.app import AuthRequest, AuthResponse, Request
     from chalice.app import Response as RestResponse
 
-    from .expiry import SweepReport
+    from .components import Components
+    from .messages import Response
     from .push_events import PushEventResult
-    from .service import ConnectionService
+    from .pushes import NotifyResult
+    from .ws_request import WsRequest
 
 _configure_logs(os.environ.get("LOG_LEVEL"))
 
-_lock = threading.Lock()
-_verifier: CognitoJwtVerifier | None = None
-_service: ConnectionService | None = None
-deny_hook: _authorizer.DenyHook | None = None
+
+class Runtime:
+    """Settings from the environment, the verifier on them, and the components on both."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = env
+        self._lock = threading.Lock()
+        self._settings: Settings | None = None
+        self._verifier: CognitoJwtVerifier | None = None
+        self._components: Components | None = None
+        self.deny_hook: _authorizer.DenyHook | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """Read and validated once; a bad stage fails every invocation with an error naming the variable."""
+        if self._settings is None:
+            self._settings = load_settings(self._env)
+        return self._settings
+
+    @property
+    def verifier(self) -> CognitoJwtVerifier:
+        with self._lock:
+            if self._verifier is None:
+                s = self.settings
+                self._verifier = CognitoJwtVerifier(
+                    issuers=s.issuers, client_ids=s.app_client_ids, token_uses=s.token_uses, leeway=s.jwt_leeway,
+                    max_token_bytes=s.max_token_bytes, jwks_timeout=s.jwks_timeout, jwks_cooldown=s.jwks_cooldown)
+            return self._verifier
+
+    @property
+    def components(self) -> Components:
+        if self._components is None:
+            from .components import Components
+
+            verifier = self.verifier
+            with self._lock:
+                if self._components is None:
+                    self._components = Components(self.settings, verifier)
+        return self._components
 
 
-def settings() -> Settings:
-    return get_settings()
+_current = Runtime()
 
 
-def verifier() -> CognitoJwtVerifier:
-    global _verifier
-    with _lock:
-        if _verifier is None:
-            s = settings()
-            _verifier = CognitoJwtVerifier(
-                issuers=s.issuers,
-                client_ids=s.app_client_ids,
-                token_uses=s.token_uses,
-                leeway=s.jwt_leeway,
-                max_token_bytes=s.max_token_bytes,
-                jwks_timeout=s.jwks_timeout,
-                jwks_cooldown=s.jwks_cooldown,
-            )
-        return _verifier
+def current() -> Runtime:
+    return _current
+
+
+def rebuild(env: Mapping[str, str] | None = None) -> Runtime:
+    """A fresh runtime (tests change the environment between cases)."""
+    global _current
+    _current = Runtime(env)
+    return _current
+
+
+# -- what app.py's handlers call ------------------------------------------------------
 
 
 def authorize(event: _authorizer.Event) -> _authorizer.Policy:
     """The ws_authorizer Lambda's answer for one upgrade request."""
-    return _authorizer.authorize(event, settings(), verifier(), deny_hook)
+    run = _current
+    return _authorizer.authorize(event, run.settings, run.verifier, run.deny_hook)
 
 
 def rest_authorize(request: AuthRequest) -> AuthResponse | _authorizer.Policy:
-    """The REST API's TOKEN authorizer: the same settings and verifier as ws_authorizer.
-
-    ``rest`` is imported here, not at the top: ws_authorizer's cold start never runs it.
-    """
+    """The REST API's TOKEN authorizer; ``rest`` is imported here, off ws_authorizer's cold start."""
     from . import rest
 
-    return rest.authorize(request, settings, verifier)
+    run = _current
+    return rest.authorize(request, lambda: run.settings, lambda: run.verifier)
+
+
+def on_connect(request: WsRequest) -> Response:
+    from . import messages
+
+    return messages.on_connect(request, _current.components)
+
+
+def on_message(request: WsRequest) -> Response:
+    from . import messages
+
+    return messages.on_message(request, _current.components)
+
+
+def on_disconnect(request: WsRequest) -> Response:
+    from . import messages
+
+    return messages.on_disconnect(request, _current.components)
+
+
+def notify(payload: Mapping[str, Any]) -> NotifyResult:
+    from . import pushes
+
+    return pushes.notify(payload, _current.components)
 
 
 def rest_me(request: Request) -> RestResponse:
-    """``GET /me``."""
     from . import rest
 
-    return rest.me(request, service())
+    return rest.me(request, _current.components)
 
 
 def rest_push(request: Request, kind: str, target: str = "") -> RestResponse:
-    """A REST push route (``kind``: user, topic or all), through ``ConnectionService.push``."""
+    """A REST push route (``kind``: user, topic or all)."""
     from . import rest
 
-    return rest.push(request, service(), kind, target)
-
-
-def service() -> ConnectionService:
-    """The ConnectionService, with a real DynamoDB and management API behind it."""
-    global _service
-    with _lock:
-        if _service is None:
-            _service = _build_service(settings())
-        return _service
+    return rest.push(request, _current.components, kind, target)
 
 
 def push_event(event: Mapping[str, Any]) -> PushEventResult:
     """The EventBridge handler's answer for one push event (bad detail logged and dropped)."""
+    from . import pushes
     from .push_events import handle
 
-    return handle(event, service().push)
+    components = _current.components
+    return handle(event, lambda message: pushes.push(message, components))
 
 
 def expire_tokens(event: Mapping[str, Any]) -> dict[str, int | bool]:
-    """The schedule's answer: warn, then close, connections whose token expires (``expiry.sweep``).
+    """The schedule's answer (``expiry.sweep``); the event carries nothing the sweep needs."""
+    return _current.components.sweep().to_dict()
 
-    The scheduled event carries nothing the sweep needs (the time is read
-    from the clock), so it is accepted whatever its shape.
+
+def fanout_work(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The fan-out worker's answer for one SQS event (batch size 1: one work item).
+
+    A work item that fails raises (``delivery.FanoutItemFailed``): Lambda
+    leaves the message on the queue for redelivery. Chalice registers no
+    ``ReportBatchItemFailures`` response type, so one item per invocation
+    keeps a failure to that one item.
     """
-    report: SweepReport = service().sweep_expired_tokens()
-    return report.to_dict()
+    delivery = _current.components.delivery
+    results = [delivery.run_work_item(str(record.get("body") or "")) for record in event.get("Records") or []]
+    return {"items": len(results), "results": results}
 
 
 def fanout_queue_name(app_name: str) -> str:
@@ -114,65 +171,6 @@ def fanout_queue_name(app_name: str) -> str:
 
     Read from the environment when app.py is imported: Chalice imports it with
     the stage's ``environment_variables`` set, so the event source mapping it
-    deploys names the stage's own queue. Nothing else is read or validated here
-    (the authorizer's cold start imports app.py too).
+    deploys names the stage's own queue. Nothing else is read or validated here.
     """
     return queue_name(os.environ.get("FANOUT_QUEUE_URL", "").strip() or None, f"{app_name}-fanout")
-
-
-def fanout_work(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The fan-out worker's answer for one SQS event (batch size 1: one work item).
-
-    A work item that fails raises (``service.FanoutItemFailed``): Lambda leaves
-    the message on the queue for redelivery. Chalice registers no
-    ``ReportBatchItemFailures`` response type, so partial batch answers are
-    not used; one item per invocation keeps a failure to that one item.
-    """
-    results = [service().run_work_item(str(record.get("body") or "")) for record in event.get("Records") or []]
-    return {"items": len(results), "results": results}
-
-
-def _build_service(s: Settings) -> ConnectionService:
-    from . import aws
-    from .broadcaster import Broadcaster
-    from .repository import ConnectionRepository
-    from .service import ConnectionService
-
-    repository = ConnectionRepository(s.connections_table)
-
-    def cached(client_for: Callable[[str], Any]) -> Callable[[str], Broadcaster]:
-        """One broadcaster per endpoint for the container's life, on ``client_for(endpoint)``."""
-        made: dict[str, Broadcaster] = {}
-
-        def broadcaster_for(endpoint: str) -> Broadcaster:
-            if endpoint not in made:
-                made[endpoint] = Broadcaster(client_for(endpoint), on_gone=repository.delete_connections)
-            return made[endpoint]
-
-        return broadcaster_for
-
-    def endpoint_for(domain: str, stage: str, api_id: str) -> str:
-        return aws.management_endpoint(domain, stage, api_id=api_id or None,
-                                       region=os.environ.get("AWS_REGION"), override=s.management_url)
-
-    def verify(token: str) -> dict[str, Any]:
-        # Looked up per call, not here: _lock is held while the service is built.
-        return verifier().verify(token)
-
-    queue = None
-    if s.fanout_queue_url:
-        from .fanout_queue import FanoutQueue
-
-        queue = FanoutQueue(s.fanout_queue_url)
-
-    return ConnectionService(s, repository, cached(aws.management_client), endpoint_for, verify=verify,
-                             fanout_queue=queue, worker_broadcaster_for=cached(aws.worker_management_client))
-
-
-def reset() -> None:
-    """Forget everything built (tests change the environment between cases)."""
-    global _verifier, _service
-    with _lock:
-        _verifier = None
-        _service = None
-    reset_settings()

@@ -238,20 +238,3 @@ def _queue_url(env: Mapping[str, str]) -> str | None:
 def queue_name(url: str | None, default: str) -> str:
     """The queue's name, the last part of its URL (what ``@app.on_sqs_message(queue=...)`` takes)."""
     return url.rstrip("/").rsplit("/", 1)[-1] if url else default
-
-
-_cached: Settings | None = None
-
-
-def get_settings() -> Settings:
-    """Settings of this container, read once (Lambda reuses the process)."""
-    global _cached
-    if _cached is None:
-        _cached = load_settings()
-    return _cached
-
-
-def reset_settings() -> None:
-    """Forget the cached settings (tests change the environment)."""
-    global _cached
-    _cached = None

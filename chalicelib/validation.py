@@ -27,6 +27,8 @@ import re
 import sys
 from typing import Any
 
+from .errors import AppError, ErrorCode
+
 # Containers inside containers. Deep enough for any real message, and far from
 # the depth where the C parser or encoder raise RecursionError.
 MAX_JSON_DEPTH = 64
@@ -43,44 +45,54 @@ _UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class JsonRefused(ValueError):
-    """A value that is not strict JSON; the message says why (never echoing the value)."""
+class JsonRefused(AppError):
+    """A value that is not strict JSON (``invalid_json``); the message says why, never echoing the value."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.INVALID_JSON, message)
 
 
-class TextRefused(ValueError):
-    """A topic, name or id that is not safe text; the message says why (never echoing it)."""
+class TextRefused(AppError):
+    """A topic, name or id that is not safe text; the message says why, never echoing it.
+
+    The code is the caller's: ``bad_field`` in a frame, ``bad_topic`` or
+    ``bad_request`` in a back-end push.
+    """
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_FIELD) -> None:
+        super().__init__(code, message)
 
 
 # -- text ---------------------------------------------------------------------------------
 
-def check_text(value: object, what: str, max_length: int) -> str:
+def check_text(value: object, what: str, max_length: int, code: ErrorCode = ErrorCode.BAD_FIELD) -> str:
     """``value`` if it is 1..max_length characters of safe text, else TextRefused naming ``what``.
 
     Lengths are in characters (code points): 128 of them are at most 512 bytes
     of UTF-8, well inside DynamoDB's 1,024-byte sort key.
     """
     if not isinstance(value, str):
-        raise TextRefused(f"{what} must be a string")
+        raise TextRefused(f"{what} must be a string", code)
     if not 1 <= len(value) <= max_length:
-        raise TextRefused(f"{what} must be 1-{max_length} characters long (got {len(value)})")
+        raise TextRefused(f"{what} must be 1-{max_length} characters long (got {len(value)})", code)
     match = _UNSAFE_TEXT.search(value)
     if match is not None:
         if _SURROGATE.match(match.group()):
-            raise TextRefused(f"{what} must be valid UTF-8 text (it holds an unpaired surrogate)")
-        raise TextRefused(f"{what} must not contain control characters")
+            raise TextRefused(f"{what} must be valid UTF-8 text (it holds an unpaired surrogate)", code)
+        raise TextRefused(f"{what} must not contain control characters", code)
     return value
 
 
-def check_topic(value: object) -> str:
+def check_topic(value: object, code: ErrorCode = ErrorCode.BAD_FIELD) -> str:
     """A topic name: 1-128 characters of safe text."""
-    return check_text(value, "topic", MAX_TOPIC_LENGTH)
+    return check_text(value, "topic", MAX_TOPIC_LENGTH, code)
 
 
-def check_id(value: object, what: str) -> str:
+def check_id(value: object, what: str, code: ErrorCode = ErrorCode.BAD_FIELD) -> str:
     """A connection id, a sub or a username: 1-1024 characters of safe text."""
     if not isinstance(value, str) or not value:
-        raise TextRefused(f"{what} must be a non-empty string")
-    return check_text(value, what, MAX_ID_LENGTH)
+        raise TextRefused(f"{what} must be a non-empty string", code)
+    return check_text(value, what, MAX_ID_LENGTH, code)
 
 
 def check_request_id(value: object) -> str | int:

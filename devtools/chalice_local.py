@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     # chalice local's reloader restarts the server when a file under the project
     # changes; the bytecode its own imports would write is such a change.
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # devtools/chalice_site/sitecustomize.py: the local gateway answers a failing authorizer as AWS does.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "devtools" / "chalice_site"), str(ROOT)])
     argv_ = command(port)
     print(f"==> chalice local --stage {LOCAL_STAGE} --port {port}", flush=True)
     print(f"    with {', '.join(FROM_STACK)} from {args.state_file}", flush=True)
@@ -119,6 +121,9 @@ class RestServer:
         from chalice.config import Config
         from chalice.local import create_local_server
 
+        from devtools.local_authorizer import install
+
+        install()
         if str(self.project_dir) not in sys.path:
             sys.path.insert(0, str(self.project_dir))
         app = importlib.import_module("app").app

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.authorizer import MAX_CONTEXT_BYTES, authorize
+from chalicelib.authorizer import authorize
+from chalicelib.identity import MAX_CONTEXT_BYTES, Identity
 from chalicelib.errors import JwksUnavailable, TokenInvalid
 from tests.support.builders import request_event, settings
 
@@ -197,30 +198,45 @@ def test_context_always_encodes_within_the_limit(seed: int) -> None:
             claims["cognito:groups"] = [text() for _ in range(rng.randrange(4))]
         answer = authorize(event(), settings(), StubVerifier(claims))
         if answer["policyDocument"]["Statement"][0]["Effect"] == "Deny":
-            identity = {"sub": claims["sub"], "username": claims.get("username", "")[:1024],
-                        "token_use": claims["token_use"], "iss": claims["iss"], "tokenSource": "header"}
-            assert len(json.dumps(identity)) > MAX_CONTEXT_BYTES
+            protected = {"sub": claims["sub"], "username": claims.get("username", ""),
+                         "token_use": claims["token_use"], "iss": claims["iss"], "tokenSource": "header",
+                         "groups": ",".join(claims.get("cognito:groups", [])), "scope": claims.get("scope", "")}
+            assert len(json.dumps(protected)) > MAX_CONTEXT_BYTES - 64  # + "exp": what cannot be dropped
             outcomes["deny"] += 1
             continue
         outcomes["allow"] += 1
         context = answer["context"]
         assert len(json.dumps(context)) <= MAX_CONTEXT_BYTES
         assert all(type(v) in (str, int, float, bool) for v in context.values())
-        assert context["sub"] == claims["sub"][:1024]
+        assert context["sub"] == claims["sub"]  # never cut: routes read it back
+        assert context["groups"] == ",".join(claims.get("cognito:groups", []))
     assert outcomes["allow"] > 50, outcomes
 
 
-def test_read_context_gives_back_what_build_context_wrote() -> None:
-    """The $connect side of the format: claims apart from the client's allow-listed values."""
-    from chalicelib.authorizer import read_context
-
+def test_the_identity_reads_back_what_the_authorizer_wrote() -> None:
+    """The routes' side of the format: the identity, apart from the client's allow-listed values."""
     s = settings(CONTEXT_QUERY_PARAMS="clientQueryParameter", CONTEXT_HEADERS="clientHeader")
     context = authorize(event(clientQueryParameter="v1"), s, StubVerifier(CLAIMS))["context"]
-    stored = read_context({**context, "principalId": "1d7856e9", "integrationLatency": 12})
+    stored = Identity.from_context({**context, "principalId": "1d7856e9", "integrationLatency": 12})
+    assert stored is not None
     assert stored.client_params == {"query_clientQueryParameter": "v1", "header_clientheader": "clientHeaderValue"}
-    assert stored.claims["sub"] == "1d7856e9" and stored.claims["custom_tenant"] == "acme"
-    assert "principalId" not in stored.claims and "integrationLatency" not in stored.claims
-    assert not any(name.startswith(("query_", "header_")) for name in stored.claims)
+    claims = stored.flat_claims()
+    assert claims["sub"] == "1d7856e9" and claims["custom_tenant"] == "acme"
+    assert "principalId" not in claims and "integrationLatency" not in claims
+    assert not any(name.startswith(("query_", "header_")) for name in claims)
+    assert stored.to_context() == context  # the same context, whichever side writes it
+
+
+def test_every_group_is_carried_or_the_connection_is_denied() -> None:
+    """An Allow is never followed by a route's refusal: groups are never cut to fit the context."""
+    many = [f"group-{n:04d}-with-a-long-name" for n in range(120)]  # about 3.5 KB joined
+    answer = authorize(event(), settings(), StubVerifier(dict(CLAIMS, **{"cognito:groups": many})))
+    assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    carried = Identity.from_context({**answer["context"], "principalId": answer["principalId"]})
+    assert carried is not None and list(carried.groups) == many  # the last group whole
+    too_many = [f"group-{n:04d}-with-a-long-name" for n in range(300)]  # about 9 KB: cannot fit 8 KB
+    denied = authorize(event(), settings(), StubVerifier(dict(CLAIMS, **{"cognito:groups": too_many})))
+    assert denied["policyDocument"]["Statement"][0]["Effect"] == "Deny" and "context" not in denied
 
 
 def test_identity_too_large_for_any_answer_is_a_deny() -> None:

@@ -9,16 +9,19 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chalicelib import aws
-from chalicelib.aws import management_endpoint
+from chalicelib.management import management_endpoint
 from chalicelib.broadcaster import BROADCAST_WORKERS
 from tests.support.management_api import ManagementApiServer
 
 
+clients = aws.Clients()
+
+
 @pytest.fixture(autouse=True)
 def fresh_clients() -> Iterator[None]:
-    aws.reset_clients()
+    global clients
+    clients = aws.Clients()
     yield
-    aws.reset_clients()
 
 
 # -- management_endpoint ------------------------------------------------------------------
@@ -61,13 +64,12 @@ def test_management_endpoint_errors(domain: str, stage: str, api_id: str | None,
 
 def test_management_clients_are_cached_per_endpoint(management_api: ManagementApiServer) -> None:
     url = management_api.endpoint_url
-    client = aws.management_client(url)
-    assert aws.management_client(url + "/") is client
-    other = aws.management_client("http://127.0.0.1:9/other")
-    assert other is not client and aws.management_client("http://127.0.0.1:9/other") is other
+    client = clients.management(url)
+    assert clients.management(url + "/") is client
+    other = clients.management("http://127.0.0.1:9/other")
+    assert other is not client and clients.management("http://127.0.0.1:9/other") is other
     assert client.meta.endpoint_url == url
-    aws.reset_clients()
-    assert aws.management_client(url) is not client
+    assert aws.Clients().management(url) is not client  # a new container's
 
 
 def test_concurrent_first_calls_build_one_client(management_api: ManagementApiServer) -> None:
@@ -76,7 +78,7 @@ def test_concurrent_first_calls_build_one_client(management_api: ManagementApiSe
 
     def first_call() -> None:
         barrier.wait()
-        got.append(aws.management_client(management_api.endpoint_url))
+        got.append(clients.management(management_api.endpoint_url))
 
     threads = [threading.Thread(target=first_call) for _ in range(8)]
     for thread in threads:
@@ -87,7 +89,7 @@ def test_concurrent_first_calls_build_one_client(management_api: ManagementApiSe
 
 
 def test_management_client_configuration(management_api: ManagementApiServer) -> None:
-    config = aws.management_client(management_api.endpoint_url).meta.config
+    config = clients.management(management_api.endpoint_url).meta.config
     assert config.max_pool_connections == BROADCAST_WORKERS  # one connection per broadcast thread
     assert config.connect_timeout == aws.MANAGEMENT_CONNECT_TIMEOUT <= 5
     assert config.read_timeout == aws.MANAGEMENT_READ_TIMEOUT <= 10
@@ -97,8 +99,8 @@ def test_management_client_configuration(management_api: ManagementApiServer) ->
 
 def test_dynamodb_client_is_cached_and_honours_endpoint_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8999")
-    client = aws.dynamodb_client()
-    assert aws.dynamodb_client() is client
+    client = clients.dynamodb
+    assert clients.dynamodb is client
     assert client.meta.endpoint_url == "http://127.0.0.1:8999"
     assert client.meta.config.retries["mode"] == "standard"
 
@@ -106,7 +108,7 @@ def test_dynamodb_client_is_cached_and_honours_endpoint_env(monkeypatch: pytest.
 def test_management_client_retries_throttling_but_not_gone(management_api: ManagementApiServer) -> None:
     management_api.add("a")
     management_api.throttle("a", 1)
-    client = aws.management_client(management_api.endpoint_url)
+    client = clients.management(management_api.endpoint_url)
     client.post_to_connection(ConnectionId="a", Data=b"x")
     assert management_api.attempts == {"a": 2}
     assert management_api.received == {"a": [b"x"]}
@@ -120,7 +122,7 @@ def test_management_client_retries_throttling_but_not_gone(management_api: Manag
 
 def test_server_speaks_boto3(management_api: ManagementApiServer) -> None:
     management_api.add("Ab0=")
-    client = aws.management_client(management_api.endpoint_url)
+    client = clients.management(management_api.endpoint_url)
     client.post_to_connection(ConnectionId="Ab0=", Data=b"hello")
     assert management_api.received == {"Ab0=": [b"hello"]}
     info = client.get_connection(ConnectionId="Ab0=")

@@ -1,6 +1,6 @@
 """Broadcaster with the real boto3 client, against a real HTTP management API.
 
-The client is the one the runtime wires (``aws.management_client``), so the
+The client is the one the runtime wires (``aws.Clients.management``), so the
 retries seen here are botocore's own, and the outcomes are classified on the
 exceptions boto3 really raises for each wire response.
 """
@@ -28,11 +28,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture
 def make_broadcaster(management_api: ManagementApiServer) -> Iterator[MakeBroadcaster]:
-    aws.reset_clients()
+    clients = aws.Clients()
     made: list[Broadcaster] = []
 
     def factory(endpoint_url: str | None = None, **options: Any) -> Broadcaster:
-        client = aws.management_client(endpoint_url or management_api.endpoint_url)
+        client = clients.management(endpoint_url or management_api.endpoint_url)
         broadcaster = Broadcaster(client, **options)
         made.append(broadcaster)
         return broadcaster
@@ -40,7 +40,6 @@ def make_broadcaster(management_api: ManagementApiServer) -> Iterator[MakeBroadc
     yield factory
     for broadcaster in made:
         broadcaster.close()
-    aws.reset_clients()
 
 
 def _pool_threads() -> set[int]:

@@ -308,7 +308,7 @@ class OwnStage:
 
         The app's per-container wiring (chalicelib.runtime) is per process: reset, so
         this gateway's table and management URL are the ones it uses."""
-        runtime.reset()
+        runtime.rebuild()
         pool = self.local_stack.pool
         env = {
             "COGNITO_USER_POOL_ID": pool.pool_id,
@@ -338,7 +338,7 @@ def own_stage(contexts: Contexts, local_stack: RunningStack) -> Iterator[OwnStag
         contexts.close()
         for gateway in stage.gateways:
             gateway.stop()  # a no-op for one already stopped
-        runtime.reset()
+        runtime.rebuild()
         local_stack.dynamodb.delete_table(TableName=stage.table)
 
 

@@ -13,14 +13,13 @@ from typing import Any
 import pytest
 
 from chalicelib import aws
-from chalicelib.broadcaster import Broadcaster
+from chalicelib.audience import Everyone, Topic, User
+from chalicelib.delivery import FanoutItemFailed, batches
 from chalicelib.fanout import Slice, WorkItem, WorkItemError, message_id_of, segment_count, should_queue
-from chalicelib.fanout_queue import FanoutQueue, batches
 from chalicelib.push import Push
-from chalicelib.repository import ConnectionRepository
-from chalicelib.service import ConnectionService, FanoutItemFailed
 from tests.support.builders import settings
-from tests.support.dynamodb import make_record
+from tests.support.dynamodb import Stores, make_record
+from tests.support.entry import Entry
 from tests.support.management_api import ManagementApiServer
 
 
@@ -30,29 +29,23 @@ def queue_url(moto_session: Any) -> str:
 
 
 class Harness:
-    """A ConnectionService wired like ``runtime``: real repository, queue and management clients."""
+    """The components wired like ``runtime``: real stores, queue and management clients."""
 
-    def __init__(self, repository: ConnectionRepository, api: ManagementApiServer, sqs: Any, queue_url: str | None,
+    def __init__(self, stores: Stores, api: ManagementApiServer, sqs: Any, queue_url: str | None,
                  inline_max: int, segment_size: int = 10) -> None:
-        self.repository, self.api, self.sqs, self.queue_url = repository, api, sqs, queue_url
+        self.stores, self.api, self.sqs, self.queue_url = stores, api, sqs, queue_url
         env = {"FANOUT_INLINE_MAX": str(inline_max), "FANOUT_SEGMENT_SIZE": str(segment_size),
-               "WEBSOCKET_MANAGEMENT_URL": api.endpoint_url, "CONNECTIONS_TABLE": repository.table_name}
+               "WEBSOCKET_MANAGEMENT_URL": api.endpoint_url, "CONNECTIONS_TABLE": stores.table.name}
         if queue_url:
             env["FANOUT_QUEUE_URL"] = queue_url
         self.settings = settings(**env)
-        self.service = ConnectionService(
-            self.settings, repository,
-            lambda endpoint: Broadcaster(aws.management_client(endpoint), on_gone=repository.delete_connections),
-            lambda domain, stage, api_id: api.endpoint_url,
-            fanout_queue=FanoutQueue(queue_url, client=sqs) if queue_url else None,
-            worker_broadcaster_for=lambda endpoint: Broadcaster(aws.worker_management_client(endpoint),
-                                                                on_gone=repository.delete_connections))
+        self.service = Entry.build(self.settings, stores.table.client, sqs)
 
     def connect(self, *ids: str, user: str = "u1", topic: str | None = None) -> None:
         for connection_id in ids:
-            self.repository.put_connection(make_record(connection_id, user_id=user, username=user))
+            self.stores.connections.put(make_record(connection_id, user_id=user, username=user))
             if topic:
-                self.repository.subscribe(connection_id, topic)
+                self.stores.subscriptions.subscribe(connection_id, topic)
         self.api.add(*ids)
 
     def items(self) -> list[WorkItem]:
@@ -75,11 +68,11 @@ class Harness:
 
 
 @pytest.fixture
-def harness(repository: ConnectionRepository, management_api: ManagementApiServer, moto_session: Any,
+def harness(stores: Stores, management_api: ManagementApiServer, moto_session: Any,
             queue_url: str) -> Iterator[Harness]:
-    aws.reset_clients()
-    yield Harness(repository, management_api, moto_session.client("sqs"), queue_url, inline_max=3)
-    aws.reset_clients()
+    made = Harness(stores, management_api, moto_session.client("sqs"), queue_url, inline_max=3)
+    yield made
+    made.service.close()
 
 
 def _ids(n: int, prefix: str = "c") -> list[str]:
@@ -122,25 +115,25 @@ def test_batches_respect_send_message_batch_limits() -> None:
 
 def test_a_broadcast_at_the_limit_is_inline_and_one_over_is_queued(harness: Harness) -> None:
     harness.connect(*_ids(3))
-    result = harness.service.push(Push("all", {"n": 1}))
+    result = harness.service.push(Push(Everyone(), {"n": 1}))
     assert result.counts() == {"connections": 3, "delivered": 3, "gone": 0, "failed": 0}
     assert harness.items() == []
     harness.connect("c999AAAA=")
-    assert harness.service.push(Push("all", {"n": 2})).counts() == {"queued": 1}
+    assert harness.service.push(Push(Everyone(), {"n": 2})).counts() == {"queued": 1}
     assert len(harness.posts()["c000AAAA="]) == 1  # the queued push posted nothing yet
 
 
-def test_without_a_queue_everything_is_inline(repository: ConnectionRepository,
+def test_without_a_queue_everything_is_inline(stores: Stores,
                                               management_api: ManagementApiServer, moto_session: Any) -> None:
-    minimal = Harness(repository, management_api, moto_session.client("sqs"), None, inline_max=3)
+    minimal = Harness(stores, management_api, moto_session.client("sqs"), None, inline_max=3)
     minimal.connect(*_ids(8))
-    assert minimal.service.push(Push("all", {"n": 1})).counts()["delivered"] == 8
+    assert minimal.service.push(Push(Everyone(), {"n": 1})).counts()["delivered"] == 8
 
 
 def test_broadcast_items_are_scan_segments_that_cover_everyone_once(harness: Harness) -> None:
     ids = _ids(25)
     harness.connect(*ids)
-    assert harness.service.push(Push("all", {"n": 1})).counts() == {"queued": 3}  # ~25 items / 10 per segment
+    assert harness.service.push(Push(Everyone(), {"n": 1})).counts() == {"queued": 3}  # ~25 items / 10 per segment
     items = harness.items()
     assert sorted((i.slice.segment, i.slice.segments) for i in items) == [(0, 3), (1, 3), (2, 3)]
     assert len({i.message_id for i in items}) == 1 and len({i.frame for i in items}) == 1
@@ -156,7 +149,7 @@ def test_topic_items_are_pages_of_the_index(harness: Harness) -> None:
     subscribers = _ids(23, "t")
     harness.connect(*subscribers, topic="news")
     harness.connect(*_ids(5, "o"))  # not subscribed
-    assert harness.service.push(Push("topic", {"n": 1}, "news")).counts() == {"queued": 3}
+    assert harness.service.push(Push(Topic("news"), {"n": 1})).counts() == {"queued": 3}
     items = harness.items()
     assert [i.slice.kind for i in items] == ["topic"] * 3
     assert items[0].slice.after is None and items[-1].slice.through is None
@@ -170,7 +163,7 @@ def test_topic_items_are_pages_of_the_index(harness: Harness) -> None:
 def test_a_user_with_many_connections_is_one_item(harness: Harness) -> None:
     harness.connect(*_ids(5), user="bob")
     harness.connect("x000AAAA=", user="carol")
-    assert harness.service.push(Push("user", {"n": 1}, "bob")).counts() == {"queued": 1}
+    assert harness.service.push(Push(User("bob"), {"n": 1})).counts() == {"queued": 1}
     (item,) = harness.items()
     assert item.slice == Slice("user", user="bob")
     harness.service.run_work_item(item.encode())
@@ -198,17 +191,17 @@ def test_the_sender_is_excluded_on_the_queued_path(harness: Harness) -> None:
 
 def test_the_worker_deletes_gone_connections(harness: Harness) -> None:
     harness.connect(*_ids(4))
-    harness.repository.put_connection(make_record("gone00AA="))  # stored, but API Gateway answers 410
-    harness.service.push(Push("all", {"n": 1}))
+    harness.stores.connections.put(make_record("gone00AA="))  # stored, but API Gateway answers 410
+    harness.service.push(Push(Everyone(), {"n": 1}))
     (item,) = harness.items()
     assert harness.service.run_work_item(item.encode()) == {"ok": True, "delivered": 4, "gone": 1, "failed": 0}
-    assert harness.repository.get_connection("gone00AA=") is None
+    assert harness.stores.connections.get("gone00AA=") is None
 
 
 def test_the_worker_rides_out_throttling(harness: Harness) -> None:
     harness.connect(*_ids(4))
     harness.api.throttle("c001AAAA=", 2)  # 429 twice: botocore's adaptive mode retries
-    harness.service.push(Push("all", {"n": 1}))
+    harness.service.push(Push(Everyone(), {"n": 1}))
     (item,) = harness.items()
     assert harness.service.run_work_item(item.encode())["delivered"] == 4
     assert harness.api.attempts["c001AAAA="] == 3
@@ -218,7 +211,7 @@ def test_a_failed_item_raises_and_its_redelivery_sends_the_same_message(harness:
     ids = _ids(4)
     harness.connect(*ids)
     harness.api.fail("c002AAAA=", 500)  # every attempt: the item fails for good this time
-    harness.service.push(Push("all", {"n": 1}))
+    harness.service.push(Push(Everyone(), {"n": 1}))
     (item,) = harness.items()
     with pytest.raises(FanoutItemFailed):
         harness.service.run_work_item(item.encode())
@@ -233,9 +226,9 @@ def test_a_failed_item_raises_and_its_redelivery_sends_the_same_message(harness:
 
 def test_no_message_id_is_shared_between_pushes(harness: Harness) -> None:
     harness.connect(*_ids(25))
-    harness.service.push(Push("all", {"n": 1}))
+    harness.service.push(Push(Everyone(), {"n": 1}))
     first = harness.items()
-    harness.service.push(Push("all", {"n": 2}))
+    harness.service.push(Push(Everyone(), {"n": 2}))
     second = harness.items()
     assert len({i.message_id for i in first}) == 1 and len({i.message_id for i in second}) == 1
     assert first[0].message_id != second[0].message_id

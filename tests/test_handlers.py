@@ -53,8 +53,8 @@ def stage_env(jwks_server: JwksServer, connections_table: str, dynamodb_local: A
 
 @pytest.fixture
 def harness(tmp_path: Path, stage_env: dict[str, str], token_factory: TokenFactory,
-            management_api: ManagementApiServer, repository: Any) -> Iterator[Harness]:
-    with app_harness(Harness, tmp_path, stage_env, token_factory, management_api, repository) as harness:
+            management_api: ManagementApiServer, stores: Any) -> Iterator[Harness]:
+    with app_harness(Harness, tmp_path, stage_env, token_factory, management_api, stores) as harness:
         yield harness
 
 
@@ -135,12 +135,12 @@ def test_authorizer_cookie_needs_csrf_and_origin(harness: Harness) -> None:
 
 def test_connect_stores_the_connection(harness: Harness) -> None:
     info = harness.connect(sub="sub-9", username="zoe")
-    record = harness.repository.get_connection(info.connection_id)
+    record = harness.stores.connections.get(info.connection_id)
     assert record is not None
     assert (record.user_id, record.username, record.source_ip, record.user_agent) == ("sub-9", "zoe", "10.0.0.7", "pytest")
-    assert (record.stage, record.domain, record.token_source) == ("test", API.domain, "header")
-    assert record.client_params == {"query_clientQueryParameter": "v1"}
-    assert record.claims["token_use"] == "access"
+    assert (record.endpoint.stage, record.endpoint.domain, record.identity.source) == ("test", API.domain, "header")
+    assert record.identity.client_params == {"query_clientQueryParameter": "v1"}
+    assert record.identity.token_use == "access"
     assert 2 * 3600 < record.ttl - record.connected_at // 1000 <= 3 * 3600
 
 
@@ -148,7 +148,7 @@ def test_connect_without_authorizer_fails_closed(harness: Harness) -> None:
     info = ClientInfo()
     result = harness.client.lambda_.invoke("connect", connect_event(API, info)).payload
     assert result["statusCode"] == 403
-    assert harness.repository.get_connection(info.connection_id) is None
+    assert harness.stores.connections.get(info.connection_id) is None
 
 
 def test_connect_selects_the_subprotocol_marker(harness: Harness) -> None:
@@ -164,12 +164,12 @@ def test_connect_selects_the_subprotocol_marker(harness: Harness) -> None:
 def test_disconnect_removes_connection_and_subscriptions_idempotently(harness: Harness) -> None:
     info = harness.connect()
     harness.send(info, {"action": "subscribe", "topic": "news"})
-    assert harness.repository.subscriber_ids("news") == [info.connection_id]
+    assert harness.stores.audiences.subscriber_ids("news") == [info.connection_id]
     for _ in range(2):
         result = harness.client.lambda_.invoke("disconnect", disconnect_event(API, info, 1000, "bye")).payload
         assert result["statusCode"] == 200
-    assert harness.repository.get_connection(info.connection_id) is None
-    assert harness.repository.subscriber_ids("news") == []
+    assert harness.stores.connections.get(info.connection_id) is None
+    assert harness.stores.audiences.subscriber_ids("news") == []
 
 
 # -- messages -----------------------------------------------------------------------
@@ -239,7 +239,7 @@ def test_bad_input_gets_an_error_frame_and_writes_nothing(harness: Harness, fram
     error = harness.last(info)
     assert (error["type"], error["code"]) == ("error", code)
     assert error["message"]
-    assert harness.repository.topics_for(info.connection_id) == []
+    assert harness.stores.subscriptions.topics_for(info.connection_id) == []
 
 
 def test_error_frames_carry_the_request_id(harness: Harness) -> None:
@@ -255,7 +255,7 @@ def test_gone_connections_are_removed_by_a_broadcast(harness: Harness) -> None:
     harness.management.remove(ghost.connection_id)  # killed without $disconnect
     harness.send(alice, {"action": "sendmessage", "data": "anyone?"})
     assert harness.last(alice)["gone"] == 1
-    assert harness.repository.get_connection(ghost.connection_id) is None
+    assert harness.stores.connections.get(ghost.connection_id) is None
 
 
 # -- notify -------------------------------------------------------------------------

@@ -146,21 +146,21 @@ def test_a_message_that_would_exceed_128_kb_reaches_no_peer(local_stack: Running
 
 def test_an_unexpected_failure_is_answered_internal_error_and_logged_as_one_line(
         local_stack: RunningStack, ws_clients: ClientFactory) -> None:
-    """A stored item the code cannot read (a claim of an unsupported type) makes ``whoami`` raise."""
+    """A stored item the code cannot read (a connection time that is not a number) makes ``whoami`` raise."""
     client = ws_clients(local_stack.user("broken").access_token)
     local_stack.dynamodb.update_item(
         TableName=local_stack.table, Key={"pk": {"S": f"CONN#{client.connection_id}"}, "sk": {"S": "META"}},
-        UpdateExpression="SET claims.#odd = :odd", ExpressionAttributeNames={"#odd": "odd"},
-        ExpressionAttributeValues={":odd": {"L": [{"S": "not a claim"}]}})
+        UpdateExpression="SET #odd = :odd", ExpressionAttributeNames={"#odd": "connectedAt"},
+        ExpressionAttributeValues={":odd": {"S": "not a number"}})
     marker = f"secret-{uuid.uuid4().hex}"
     client.send({"action": "whoami", "id": marker})
     answer = client.recv()
-    assert answer == {"type": "error", "code": "internal_error", "message": "the message could not be handled",
+    assert answer == {"type": "error", "code": "internal_error", "message": "the request could not be handled",
                       "id": marker}
     line = json.loads(local_stack.wait_for_log(f'"connectionId":"{client.connection_id}","error":'))
     assert line["event"] == "handler_error" and line["level"] == "ERROR"
     assert (line["route"], line["error"]) == ("$default", "ValueError")
-    assert line["where"].startswith("repository.py:")
+    assert line["where"].startswith("items.py:")
     assert marker not in local_stack.logs()  # the frame body is never logged
     assert client.request({"action": "subscribe", "topic": "still-works"})["type"] == "subscribed"
 
@@ -215,7 +215,7 @@ def test_subscriptions_per_connection_are_limited(local_stack: RunningStack, ws_
     ({"userId": "u", "data": {"x": float("inf")}}, "invalid_json"),
     ({"userId": "u", "data": "\ud800"}, "invalid_json"),
     ({"userId": "u", "data": json.loads("[" * 100 + "]" * 100)}, "invalid_json"),
-    ({"userId": "u" * 2000, "data": 1}, "bad_request"),  # the repository's own limit: a ValueError before
+    ({"userId": "u" * 2000, "data": 1}, "bad_request"),  # the stores's own limit: a ValueError before
     ({"username": "bad\nname", "data": 1}, "bad_request"),
     ({"username": "\udc00", "data": 1}, "bad_request"),
     ({"userId": ["u"], "data": 1}, "bad_request"),

@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from chalicelib.protocol import MAX_FRAME_BYTES, ProtocolError, encode, parse_frame
+from chalicelib.actions import route
+from chalicelib.errors import AppError
+from chalicelib.protocol import MAX_FRAME_BYTES, encode, parse_frame
 
 
 @pytest.mark.parametrize("action", ["sendmessage", "subscribe", "unsubscribe", "publish", "whoami"])
@@ -39,20 +41,20 @@ def test_binary_frame_is_decoded() -> None:
     ("x" * (MAX_FRAME_BYTES + 1), "payload_too_large"),
 ])
 def test_bad_frames(body: str | None, code: str) -> None:
-    with pytest.raises(ProtocolError) as info:
-        parse_frame(body)
+    with pytest.raises(AppError) as info:
+        route(parse_frame(body))  # parsed, then looked up in the action table, as every frame is
     assert info.value.code == code
 
 
 def test_bad_base64_and_bad_utf8() -> None:
-    with pytest.raises(ProtocolError):
+    with pytest.raises(AppError):
         parse_frame("%%%", is_base64=True)
-    with pytest.raises(ProtocolError):
+    with pytest.raises(AppError):
         parse_frame(base64.b64encode(b"\xff\xfe").decode(), is_base64=True)
 
 
 def test_encode_refuses_oversize() -> None:
     assert json.loads(encode({"data": "é"})) == {"data": "é"}
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(AppError) as info:
         encode({"data": "x" * MAX_FRAME_BYTES})
     assert info.value.code == "payload_too_large"

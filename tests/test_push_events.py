@@ -18,29 +18,29 @@ from chalice.app import CloudWatchEventConfig
 from chalice.test import Client
 
 import app as app_module
-from chalicelib import aws, runtime
+from chalicelib import runtime
 from chalicelib.event_contract import EVENT_DETAIL_TYPES, event_pattern, event_source
-from chalicelib.push import PushError, event_push
-from chalicelib.repository import ConnectionRepository
+from chalicelib.errors import AppError
+from chalicelib.push import event_push
 from devtools.gateway.event_patterns import matches
 from tests.support.builders import settings_env
 from tests.support.chalice_client import chalice_client
-from tests.support.dynamodb import make_record
+from tests.support.dynamodb import Stores, make_record
 from tests.support.management_api import ManagementApiServer
 
 SOURCE = event_source(app_module.app.app_name)
 
 
 class Harness:
-    def __init__(self, client: Client, repository: ConnectionRepository, management: ManagementApiServer) -> None:
+    def __init__(self, client: Client, stores: Stores, management: ManagementApiServer) -> None:
         self.client = client
-        self.repository = repository
+        self.stores = stores
         self.management = management
 
     def connect(self, connection_id: str, user_id: str, username: str, *topics: str) -> str:
-        self.repository.put_connection(make_record(connection_id, user_id, username))
+        self.stores.connections.put(make_record(connection_id, user_id, username))
         for topic in topics:
-            self.repository.subscribe(connection_id, topic)
+            self.stores.subscriptions.subscribe(connection_id, topic)
         self.management.add(connection_id)
         return connection_id
 
@@ -56,13 +56,12 @@ class Harness:
 
 @pytest.fixture
 def harness(tmp_path: Path, connections_table: str, dynamodb_local: Any, management_api: ManagementApiServer,
-            repository: ConnectionRepository) -> Iterator[Harness]:
+            stores: Stores) -> Iterator[Harness]:
     env = settings_env(CONNECTIONS_TABLE=connections_table, WEBSOCKET_MANAGEMENT_URL=management_api.endpoint_url,
                        AWS_ENDPOINT_URL_DYNAMODB=dynamodb_local.endpoint_url)
     with chalice_client(tmp_path, env) as client:
-        yield Harness(client, repository, management_api)
-    runtime.reset()
-    aws.reset_clients()
+        yield Harness(client, stores, management_api)
+    runtime.rebuild()
 
 
 def _without_timestamp(frame: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +128,7 @@ BAD_DETAIL = [
     ("UserNotification", {"userId": "sub-1", "topic": "news", "data": 1}, "bad_request"),
     ("TopicMessage", {"data": 1}, "missing_field"),
     ("TopicMessage", {"topic": "", "data": 1}, "bad_topic"),
-    ("TopicMessage", {"topic": "x" * 5000, "data": 1}, "bad_topic"),         # the repository refuses it
+    ("TopicMessage", {"topic": "x" * 5000, "data": 1}, "bad_topic"),         # the stores refuses it
     ("Broadcast", {}, "missing_field"),
     ("Broadcast", {"userId": "sub-1", "data": "meant for one user"}, "bad_request"),
     ("Broadcast", ["not", "an", "object"], "bad_request"),
@@ -167,13 +166,14 @@ def test_a_dynamodb_failure_raises_so_lambda_retries(harness: Harness, connectio
 # -- the detail reader and the rule's pattern -------------------------------------------------
 
 def test_event_push_reads_each_detail_type() -> None:
-    assert event_push("UserNotification", {"userId": "s", "data": 1}).kind == "user"
-    assert event_push("UserNotification", {"username": "u", "data": 1}).kind == "username"
+    assert event_push("UserNotification", {"userId": "s", "data": 1}).audience.kind == "user"
+    assert event_push("UserNotification", {"username": "u", "data": 1}).audience.kind == "username"
     topic = event_push("TopicMessage", {"topic": "t", "data": None})
-    assert (topic.kind, topic.value, topic.data, topic.frame_type) == ("topic", "t", None, "publish")
+    assert (topic.audience.kind, topic.audience.target, topic.data, topic.audience.frame_type) == \
+        ("topic", "t", None, "publish")
     everyone = event_push("Broadcast", {"data": {"a": 1}, "extra": "ignored"})
-    assert (everyone.kind, everyone.value, everyone.frame_type) == ("all", "", "broadcast")
-    with pytest.raises(PushError):
+    assert (everyone.audience.kind, everyone.audience.target, everyone.audience.frame_type) == ("all", "", "broadcast")
+    with pytest.raises(AppError):
         event_push(None, {"data": 1})
 
 

@@ -19,6 +19,7 @@ from chalice.app import Request
 from chalice.test import HTTPResponse
 
 from chalicelib import rest, runtime
+from chalicelib.errors import AppError
 from chalicelib.verifier import CognitoJwtVerifier
 from devtools.gateway.events import ClientInfo
 from tests.support.builders import ROOT
@@ -83,8 +84,8 @@ def stage_env(jwks_server: JwksServer, connections_table: str, dynamodb_local: A
 
 @pytest.fixture
 def harness(tmp_path: Path, stage_env: dict[str, str], token_factory: TokenFactory,
-            management_api: ManagementApiServer, repository: Any) -> Iterator[Harness]:
-    with app_harness(Harness, tmp_path, stage_env, token_factory, management_api, repository) as harness:
+            management_api: ManagementApiServer, stores: Any) -> Iterator[Harness]:
+    with app_harness(Harness, tmp_path, stage_env, token_factory, management_api, stores) as harness:
         yield harness
 
 
@@ -206,7 +207,7 @@ def test_dynamodb_down_is_a_json_503(tmp_path: Path, stage_env: dict[str, str], 
                          client.http.post("/users/u-1/messages", headers=headers, body=b'{"data": 1}')):
             assert response.status_code == 503
             assert json.loads(response.body) == {"ok": False, "error": {
-                "code": "unavailable", "message": "a dependency is unavailable; try again later"}}
+                "code": "unavailable", "message": "a service this needs is unavailable; try again later"}}
     assert management_api.total_posts == 0
 
 
@@ -303,8 +304,8 @@ def test_gone_connections_are_reported_and_forgotten(harness: Harness) -> None:
     harness.management.remove(ghost.connection_id)
     report = _json(harness.post("/users/u-1/messages", {"data": 1}, harness.publisher()))
     assert report == {"ok": True, "connections": 2, "delivered": 1, "gone": 1, "failed": 0}
-    assert harness.repository.get_connection(ghost.connection_id) is None
-    assert harness.repository.get_connection(alive.connection_id) is not None
+    assert harness.stores.connections.get(ghost.connection_id) is None
+    assert harness.stores.connections.get(alive.connection_id) is not None
 
 
 @pytest.mark.parametrize("path", ["/messages", "/users/u-1/messages", "/topics/news/messages"])
@@ -399,9 +400,9 @@ def _request(authorizer: dict[str, Any] | None, body: str | None = None) -> Requ
 
 @pytest.mark.parametrize("authorizer", [None, {}, {"principalId": ""}])
 def test_a_route_no_authorizer_vouched_for_is_401(authorizer: dict[str, Any] | None) -> None:
-    with pytest.raises(rest.RestError) as caught:
+    with pytest.raises(AppError) as caught:
         rest.caller(_request(authorizer))
-    assert (caught.value.status, caught.value.code) == (401, "unauthorized")
+    assert (caught.value.code.http_status, caught.value.code) == (401, "unauthorized")
 
 
 def test_the_push_routes_check_the_permission_again_from_the_context(harness: Harness, stage_env: dict[str, str],
@@ -410,8 +411,8 @@ def test_the_push_routes_check_the_permission_again_from_the_context(harness: Ha
     info = harness.connect("u-1", "ann")
     for name, value in stage_env.items():
         monkeypatch.setenv(name, value)
-    runtime.reset()
-    service = runtime.service()
+    runtime.rebuild()
+    service = runtime.current().components
     for context in ({"principalId": "u-1", "groups": "staff", "scope": "openid"},
                     {"principalId": "u-1"},  # context entries dropped: fail closed
                     {"principalId": "u-1", "groups": "publishers-not", "scope": "ws-cognito/pushx"}):
@@ -428,7 +429,7 @@ def test_the_push_routes_check_the_permission_again_from_the_context(harness: Ha
 def test_the_caller_reads_the_context_as_aws_hands_it_over_stringified() -> None:
     who = rest.caller(_request({"principalId": "s-1", "sub": "s-1", "username": "ann", "token_use": "access",
                                 "groups": "a,b", "scope": "x y", "exp": "1900000000"}))
-    assert who.identity() == {"sub": "s-1", "username": "ann", "token_use": "access", "groups": ["a", "b"],
+    assert who.public() == {"sub": "s-1", "username": "ann", "token_use": "access", "groups": ["a", "b"],
                               "scopes": ["x", "y"]}
 
 

@@ -1,6 +1,6 @@
 """At-least-once delivery without duplicates: what botocore may retry, against a real HTTP management API.
 
-The client is the runtime's (``aws.management_client``: standard retries plus
+The client is the runtime's (``aws.Clients.management``: standard retries plus
 ``_refuse_retry_after_send``). The local management API records a post as
 delivered once it has answered it, whether or not the client was still
 waiting, as API Gateway delivers a frame whose answer the caller lost.
@@ -28,9 +28,7 @@ def client_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], 
     """The runtime's management client with a short read timeout, fresh per test."""
     monkeypatch.setattr(aws, "MANAGEMENT_READ_TIMEOUT", READ_TIMEOUT)
     monkeypatch.setattr(aws, "MANAGEMENT_CONNECT_TIMEOUT", 0.5)
-    aws.reset_clients()
-    yield aws.management_client
-    aws.reset_clients()
+    yield aws.Clients().management
 
 
 def _sent_bodies(client: Any) -> list[bytes]:

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from types import SimpleNamespace
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from chalicelib import aws, schema
-from chalicelib.broadcaster import Broadcaster
+from chalicelib import schema
 from chalicelib.errors import TokenInvalid
-from chalicelib.repository import ConnectionRepository
-from chalicelib.service import ConnectionService
 from chalicelib.settings import Settings
-from tests.support.dynamodb import make_record
+from tests.support.dynamodb import Stores, make_record
+from tests.support.entry import Entry
 from tests.support.management_api import ManagementApiServer
 
 NOW = 1_800_000_000
@@ -46,24 +45,18 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def make_service(management_api: ManagementApiServer, repository: ConnectionRepository,
+def make_service(management_api: ManagementApiServer, stores: Stores,
                  clock: Clock) -> Iterator[Any]:
-    aws.reset_clients()
-    made: list[Broadcaster] = []
+    made: list[Entry] = []
 
-    def factory(verify: Any = None, **overrides: Any) -> ConnectionService:
-        def broadcaster_for(endpoint: str) -> Broadcaster:
-            made.append(Broadcaster(aws.management_client(endpoint), on_gone=repository.delete_connections))
-            return made[-1]
-
-        return ConnectionService(_settings(repository.table_name, management_api.endpoint_url, **overrides),
-                                 repository, broadcaster_for, lambda d, s, a: management_api.endpoint_url,
-                                 clock=clock, verify=verify)
+    def factory(verify: Any = None, **overrides: Any) -> Entry:
+        settings = _settings(stores.table.name, management_api.endpoint_url, **overrides)
+        made.append(Entry.build(settings, stores.table.client, verifier=SimpleNamespace(verify=verify), clock=clock))
+        return made[-1]
 
     yield factory
-    for broadcaster in made:
-        broadcaster.close()
-    aws.reset_clients()
+    for entry in made:
+        entry.close()
 
 
 def _frames(api: ManagementApiServer, connection_id: str) -> list[dict[str, Any]]:
@@ -76,58 +69,58 @@ def _message(connection_id: str, frame: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_expiry_index_finds_exactly_the_connections_expiring_before_a_time(
-        repository: ConnectionRepository) -> None:
+        stores: Stores) -> None:
     for n, exp in enumerate((NOW - 10, NOW + 100, NOW + 1000, None)):
-        repository.put_connection(make_record(f"c{n}", token_exp=exp))
-    found = repository.expiring_before(NOW + 100)
+        stores.connections.put(make_record(f"c{n}", token_exp=exp))
+    found = stores.connections.expiring_before(NOW + 100)
     assert sorted((e.connection_id, e.token_exp) for e in found) == [("c0", NOW - 10), ("c1", NOW + 100)]
-    assert {e.domain for e in found} == {"localhost"}  # projected: the endpoint needs no GetItem
+    assert {e.endpoint.domain for e in found} == {"localhost"}  # projected: the endpoint needs no GetItem
     # Sparse and sharded: only connection items with an exp are in it, spread over the shards.
     shards = {schema.expiry_shard(f"c{n}") for n in range(200)}
     assert shards == set(schema.expiry_shards())
 
 
-def test_an_expiring_connection_is_warned_once_then_closed(make_service: Any, repository: ConnectionRepository,
+def test_an_expiring_connection_is_warned_once_then_closed(make_service: Any, stores: Stores,
                                                            management_api: ManagementApiServer,
                                                            clock: Clock) -> None:
     management_api.add("c1", "c2")
-    repository.put_connection(make_record("c1", token_exp=NOW + 200))
-    repository.put_connection(make_record("c2", token_exp=NOW + 3600))  # not yet in the window
+    stores.connections.put(make_record("c1", token_exp=NOW + 200))
+    stores.connections.put(make_record("c2", token_exp=NOW + 3600))  # not yet in the window
     service = make_service()
-    assert service.sweep_expired_tokens().to_dict()["warned"] == 1
-    assert service.sweep_expired_tokens().to_dict()["warned"] == 0  # once per token
+    assert service.sweep().to_dict()["warned"] == 1
+    assert service.sweep().to_dict()["warned"] == 0  # once per token
     [warning] = _frames(management_api, "c1")
     assert (warning["type"], warning["expiresAt"]) == ("token_expiring", NOW + 200) and warning["messageId"]
     assert _frames(management_api, "c2") == [] and management_api.deleted == []
 
     clock.now = NOW + 200  # exp reached: closed through DELETE @connections, items removed
-    report = service.sweep_expired_tokens()
+    report = service.sweep()
     assert (report.closed, management_api.deleted) == (["c1"], ["c1"])
-    assert repository.get_connection("c1") is None and repository.get_connection("c2") is not None
+    assert stores.connections.get("c1") is None and stores.connections.get("c2") is not None
 
 
-def test_a_connection_already_gone_is_cleaned_up(make_service: Any, repository: ConnectionRepository,
+def test_a_connection_already_gone_is_cleaned_up(make_service: Any, stores: Stores,
                                                  management_api: ManagementApiServer) -> None:
-    repository.put_connection(make_record("c1", token_exp=NOW - 1))  # its $disconnect was lost: 410 now
-    repository.subscribe("c1", "news")
-    report = make_service().sweep_expired_tokens()
+    stores.connections.put(make_record("c1", token_exp=NOW - 1))  # its $disconnect was lost: 410 now
+    stores.subscriptions.subscribe("c1", "news")
+    report = make_service().sweep()
     assert report.gone == ["c1"]
-    assert repository.get_connection("c1") is None and repository.subscriber_ids("news") == []
+    assert stores.connections.get("c1") is None and stores.audiences.subscriber_ids("news") == []
 
 
-def test_token_expiry_ignore_leaves_connections_alone(make_service: Any, repository: ConnectionRepository,
+def test_token_expiry_ignore_leaves_connections_alone(make_service: Any, stores: Stores,
                                                       management_api: ManagementApiServer) -> None:
     management_api.add("c1")
-    repository.put_connection(make_record("c1", token_exp=NOW - 100))
-    assert make_service(token_expiry="ignore").sweep_expired_tokens().to_dict()["skipped"] is True
+    stores.connections.put(make_record("c1", token_exp=NOW - 100))
+    assert make_service(token_expiry="ignore").sweep().to_dict()["skipped"] is True
     assert management_api.deleted == [] and _frames(management_api, "c1") == []
 
 
-def test_a_refresh_moves_the_expiry_and_rearms_the_warning(make_service: Any, repository: ConnectionRepository,
+def test_a_refresh_moves_the_expiry_and_rearms_the_warning(make_service: Any, stores: Stores,
                                                            management_api: ManagementApiServer,
                                                            clock: Clock) -> None:
     management_api.add("c1")
-    repository.put_connection(make_record("c1", user_id="u1", token_exp=NOW + 100))
+    stores.connections.put(make_record("c1", user_id="u1", token_exp=NOW + 100))
     tokens = {"good": {"sub": "u1", "exp": NOW + 3600}, "other": {"sub": "u2", "exp": NOW + 3600}}
 
     def verify(token: str) -> dict[str, Any]:
@@ -136,20 +129,20 @@ def test_a_refresh_moves_the_expiry_and_rearms_the_warning(make_service: Any, re
         return tokens[token]
 
     service = make_service(verify=verify)
-    service.sweep_expired_tokens()  # warned about NOW + 100
+    service.sweep()  # warned about NOW + 100
     service.on_message(_message("c1", {"action": "refresh", "token": "forged", "id": 1}))
     service.on_message(_message("c1", {"action": "refresh", "token": "good", "id": 2}))
     frames = _frames(management_api, "c1")
     assert [(f["type"], f.get("code"), f.get("id")) for f in frames] == [
         ("token_expiring", None, None), ("error", "invalid_token", 1), ("refreshed", None, 2)]
     assert frames[-1]["expiresAt"] == NOW + 3600
-    record = repository.get_connection("c1")
-    assert record is not None and record.token_exp == NOW + 3600 and record.claims["exp"] == NOW + 3600
+    record = stores.connections.get("c1")
+    assert record is not None and record.token_exp == NOW + 3600 and record.identity.flat_claims()["exp"] == NOW + 3600
 
     clock.now = NOW + 200  # past the old exp: still open
-    assert service.sweep_expired_tokens().closed == [] and management_api.deleted == []
+    assert service.sweep().closed == [] and management_api.deleted == []
     clock.now = NOW + 3600 - 100  # the new token's window: warned again, once
-    assert len(service.sweep_expired_tokens().warned) == 1
+    assert len(service.sweep().warned) == 1
 
     service.on_message(_message("c1", {"action": "refresh", "token": "other"}))
     assert _frames(management_api, "c1")[-1]["code"] == "token_mismatch"

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 from chalice.test import Client
 
 import app as app_module
-from chalicelib import aws, runtime
+from chalicelib import runtime
+from devtools.local_authorizer import install as map_authorizer_errors
 from devtools.gateway.events import Api, ClientInfo, authorizer_event, connect_event, message_event
 from tests.support.builders import chalice_config, settings_env
 from tests.support.jwt_factory import JwksServer, TokenFactory
@@ -46,8 +47,8 @@ def chalice_client(tmp_path: Path, env: dict[str, str]) -> Client:
     config = chalice_config()
     config["stages"] = {"test": {"api_gateway_stage": "test", "environment_variables": env}}
     (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
-    runtime.reset()
-    aws.reset_clients()
+    runtime.rebuild()
+    map_authorizer_errors()  # 401/500 from a failing authorizer, as API Gateway answers
     return Client(app_module.app, stage_name="test", project_dir=str(tmp_path))
 
 
@@ -58,11 +59,11 @@ class AppHarness:
     with the authorizer's context."""
 
     def __init__(self, client: Client, tokens: TokenFactory, management: ManagementApiServer,
-                 repository: Any) -> None:
+                 stores: Any) -> None:
         self.client = client
         self.tokens = tokens
         self.management = management
-        self.repository = repository
+        self.stores = stores
 
     def authorize(self, info: ClientInfo) -> dict[str, Any]:
         return dict(self.client.lambda_.invoke("ws_authorizer", authorizer_event(API, info)).payload)
@@ -91,9 +92,8 @@ H = TypeVar("H", bound=AppHarness)
 
 @contextlib.contextmanager
 def app_harness(kind: type[H], tmp_path: Path, env: dict[str, str], tokens: TokenFactory,
-                management: ManagementApiServer, repository: Any) -> Iterator[H]:
+                management: ManagementApiServer, stores: Any) -> Iterator[H]:
     """A harness of ``kind`` on a fresh test client; the runtime's cached clients are dropped after."""
     with chalice_client(tmp_path, env) as client:
-        yield kind(client, tokens, management, repository)
-    runtime.reset()
-    aws.reset_clients()
+        yield kind(client, tokens, management, stores)
+    runtime.rebuild()

@@ -1,44 +1,54 @@
 """pytest plugin: one DynamoDB Local per test session, a fresh table per test.
 
 Fixtures: ``dynamodb_local`` (session), ``dynamodb_client`` (session),
-``connections_table`` (function; the table's name), ``repository`` (function).
+``connections_table`` (function; the table's name), ``stores`` (function: the
+connection and subscription stores and the audience reader on that table).
 ``make_record`` builds a ConnectionRecord with sensible defaults for any test.
 """
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from chalicelib import schema
-from chalicelib.repository import ConnectionRecord, ConnectionRepository
+from chalicelib.connections import ConnectionStore
+from chalicelib.identity import Identity
+from chalicelib.readers import AudienceReader
+from chalicelib.records import ConnectionRecord, Endpoint
+from chalicelib.subscriptions import SubscriptionStore
+from chalicelib.table import StaticClient, Table
 from devtools.dynamodb_local import DynamoDBLocal
 
 REGION = "us-east-1"
 
 
-def make_record(connection_id: str = "c1", user_id: str = "u1", username: str = "alice",
-                **overrides: Any) -> ConnectionRecord:
-    """A plausible connection record; keyword arguments override any field."""
-    connected_at = overrides.pop("connected_at", int(time.time() * 1000))
-    fields: dict[str, Any] = {
-        "connection_id": connection_id,
-        "user_id": user_id,
-        "username": username,
-        "claims": {"sub": user_id, "cognito:username": username, "token_use": "id", "auth_time": 1700000000},
-        "connected_at": connected_at,
-        "source_ip": "127.0.0.1",
-        "user_agent": "pytest",
-        "stage": "dev",
-        "domain": "localhost",
-        "client_params": {},
-        "token_source": "header",
-        "ttl": connected_at // 1000 + 8100,
-    }
-    fields.update(overrides)
-    return ConnectionRecord(**fields)
+def make_record(connection_id: str = "c1", user_id: str = "u1", username: str = "alice", *,
+                claims: dict[str, Any] | None = None, connected_at: int | None = None, token_exp: int | None = None,
+                token_source: str = "header", client_params: dict[str, str] | None = None,
+                endpoint: Endpoint | None = None, ttl: int | None = None, **identity: Any) -> ConnectionRecord:
+    """A plausible connection record; keyword arguments override any part of it."""
+    connected_at = int(time.time() * 1000) if connected_at is None else connected_at
+    info = {"auth_time": 1700000000} if claims is None else claims
+    who = Identity(sub=user_id, username=username, token_use="id", source=token_source, expires_at=token_exp,
+                   claims=info, client_params=client_params or {}, **identity)
+    return ConnectionRecord(connection_id=connection_id, identity=who, connected_at=connected_at,
+                            ttl=connected_at // 1000 + 8100 if ttl is None else ttl,
+                            endpoint=endpoint or Endpoint("localhost", "dev"), source_ip="127.0.0.1",
+                            user_agent="pytest")
+
+
+class Stores:
+    """The stores and the reader on one table, as the runtime builds them (``components``)."""
+
+    def __init__(self, table_name: str, client: Any = None, query_page_size: int | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.table = Table(table_name, StaticClient(client), query_page_size=query_page_size, sleep=sleep)
+        self.connections = ConnectionStore(self.table)
+        self.subscriptions = SubscriptionStore(self.table)
+        self.audiences = AudienceReader(self.table)
 
 
 @pytest.fixture(scope="session")
@@ -73,5 +83,5 @@ def connections_table(dynamodb_client: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def repository(connections_table: str, dynamodb_client: Any) -> ConnectionRepository:
-    return ConnectionRepository(connections_table, client=dynamodb_client)
+def stores(connections_table: str, dynamodb_client: Any) -> Stores:
+    return Stores(connections_table, dynamodb_client)

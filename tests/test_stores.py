@@ -1,4 +1,4 @@
-"""ConnectionRepository against a real DynamoDB Local (one per session, a table per test)."""
+"""Stores against a real DynamoDB Local (one per session, a table per test)."""
 from __future__ import annotations
 
 import time
@@ -8,10 +8,11 @@ import pytest
 from botocore.stub import Stubber
 
 from chalicelib import schema
-from chalicelib.repository import (
-    ConnectionExists, ConnectionNotFound, ConnectionRecord, ConnectionRepository, connection_key,
-)
-from tests.support.dynamodb import make_record
+from chalicelib.errors import AppError
+from chalicelib.connections import ConnectionExists, ConnectionNotFound
+from chalicelib.items import connection_item, connection_key
+from chalicelib.records import ConnectionRecord, Endpoint
+from tests.support.dynamodb import Stores, make_record
 
 
 def _all_items(client: Any, table: str) -> list[dict[str, Any]]:
@@ -34,7 +35,7 @@ def _seed(client: Any, table: str, records: list[ConnectionRecord], topic: str |
     """Bulk insert (BatchWriteItem) so big fixtures stay fast; optionally one subscription each."""
     requests = []
     for record in records:
-        requests.append({"PutRequest": {"Item": record.to_item()}})
+        requests.append({"PutRequest": {"Item": connection_item(record)}})
         if topic is not None:
             requests.append({"PutRequest": {"Item": {
                 "pk": {"S": "CONN#" + record.connection_id}, "sk": {"S": "TOPIC#" + topic},
@@ -48,82 +49,84 @@ def _seed(client: Any, table: str, records: list[ConnectionRecord], topic: str |
 
 # -- connections ---------------------------------------------------------------------
 
-def test_put_get_round_trip_preserves_claim_types(repository: ConnectionRepository) -> None:
+def test_put_get_round_trip_preserves_claim_types(stores: Stores) -> None:
     record = make_record(
         "conn-A=", "sub-1", "alice",
         claims={"sub": "sub-1", "auth_time": 1700000000, "ratio": 0.25, "whole_float": 3.0,
                 "email_verified": True, "admin": False, "big": 2 ** 53 + 1, "neg": -7, "empty": ""},
         client_params={"q.room": "lobby", "h.x-client": "cli/1.0"},
-        token_source="query", api_id="abc123",
+        token_source="query", endpoint=Endpoint("localhost", "dev", "abc123"),
     )
-    repository.put_connection(record)
-    stored = repository.get_connection("conn-A=")
-    assert stored == ConnectionRecord(**{**record.__dict__, "claims": {**record.claims, "whole_float": 3}})
-    claims = stored.claims
+    stores.connections.put(record)
+    stored = stores.connections.get("conn-A=")
+    assert stored is not None
+    assert (stored.endpoint, stored.connected_at, stored.ttl) == (record.endpoint, record.connected_at, record.ttl)
+    assert stored.identity.flat_claims() == {**record.identity.flat_claims(), "whole_float": 3}
+    claims = stored.identity.flat_claims()
     assert type(claims["auth_time"]) is int and claims["auth_time"] == 1700000000
     assert type(claims["big"]) is int and claims["big"] == 2 ** 53 + 1
     assert type(claims["ratio"]) is float and claims["ratio"] == 0.25
     assert type(claims["whole_float"]) is int
     assert claims["email_verified"] is True and claims["admin"] is False
     assert claims["neg"] == -7 and claims["empty"] == ""
-    assert stored.identity() == {
+    assert stored.describe() == {
         "connectionId": "conn-A=", "userId": "sub-1", "username": "alice", "claims": claims,
         "connectedAt": record.connected_at, "sourceIp": "127.0.0.1", "userAgent": "pytest",
         "clientParams": {"q.room": "lobby", "h.x-client": "cli/1.0"}, "tokenSource": "query",
     }
 
 
-def test_get_unknown_connection_is_none(repository: ConnectionRepository) -> None:
-    assert repository.get_connection("nope") is None
+def test_get_unknown_connection_is_none(stores: Stores) -> None:
+    assert stores.connections.get("nope") is None
 
 
 def test_connection_without_username_is_stored_and_not_in_username_index(
-        repository: ConnectionRepository, dynamodb_client: Any, connections_table: str) -> None:
-    repository.put_connection(make_record("c1", "u1", ""))
-    assert repository.get_connection("c1").username == ""
+        stores: Stores, dynamodb_client: Any, connections_table: str) -> None:
+    stores.connections.put(make_record("c1", "u1", ""))
+    assert stores.connections.get("c1").username == ""
     item = dynamodb_client.get_item(TableName=connections_table, Key=connection_key("c1"))["Item"]
     assert "username" not in item  # an empty GSI key would be rejected by DynamoDB
-    assert repository.connection_ids_for_user("u1") == ["c1"]
+    assert stores.audiences.user_ids("u1") == ["c1"]
 
 
-def test_conditional_put_refuses_duplicate(repository: ConnectionRepository) -> None:
-    repository.put_connection(make_record("c1", "u1", "alice"))
-    with pytest.raises(ConnectionExists, match="'c1' is already stored"):
-        repository.put_connection(make_record("c1", "u2", "mallory"))
-    assert repository.get_connection("c1").user_id == "u1"  # the first one is untouched
+def test_conditional_put_refuses_duplicate(stores: Stores) -> None:
+    stores.connections.put(make_record("c1", "u1", "alice"))
+    with pytest.raises(ConnectionExists, match="already stored"):
+        stores.connections.put(make_record("c1", "u2", "mallory"))
+    assert stores.connections.get("c1").user_id == "u1"  # the first one is untouched
 
 
 def test_delete_removes_subscriptions_and_is_idempotent(
-        repository: ConnectionRepository, dynamodb_client: Any, connections_table: str) -> None:
-    repository.put_connection(make_record("c1"))
-    repository.put_connection(make_record("c2"))
+        stores: Stores, dynamodb_client: Any, connections_table: str) -> None:
+    stores.connections.put(make_record("c1"))
+    stores.connections.put(make_record("c2"))
     for topic in ("a", "b", "c"):
-        repository.subscribe("c1", topic)
-    repository.subscribe("c2", "a")
+        stores.subscriptions.subscribe("c1", topic)
+    stores.subscriptions.subscribe("c2", "a")
 
-    assert repository.delete_connection("c1") == 4  # META + 3 subscriptions
-    assert repository.get_connection("c1") is None
-    assert repository.topics_for("c1") == []
-    assert repository.subscriber_ids("a") == ["c2"]
-    assert repository.delete_connection("c1") == 0
+    assert stores.connections.delete("c1") == 4  # META + 3 subscriptions
+    assert stores.connections.get("c1") is None
+    assert stores.subscriptions.topics_for("c1") == []
+    assert stores.audiences.subscriber_ids("a") == ["c2"]
+    assert stores.connections.delete("c1") == 0
     remaining = {(i["pk"]["S"], i["sk"]["S"]) for i in _all_items(dynamodb_client, connections_table)}
     assert remaining == {("CONN#c2", "META"), ("CONN#c2", "TOPIC#a")}
 
 
-def test_user_and_username_queries_return_only_that_users_connections(repository: ConnectionRepository) -> None:
+def test_user_and_username_queries_return_only_that_users_connections(stores: Stores) -> None:
     for n in range(3):
-        repository.put_connection(make_record(f"alice-{n}", "sub-alice", "alice"))
+        stores.connections.put(make_record(f"alice-{n}", "sub-alice", "alice"))
     for n in range(2):
-        repository.put_connection(make_record(f"bob-{n}", "sub-bob", "bob"))
-    repository.put_connection(make_record("carol-0", "sub-carol", "carol"))
-    repository.subscribe("alice-0", "news")  # subscription items must not show up in user indexes
+        stores.connections.put(make_record(f"bob-{n}", "sub-bob", "bob"))
+    stores.connections.put(make_record("carol-0", "sub-carol", "carol"))
+    stores.subscriptions.subscribe("alice-0", "news")  # subscription items must not show up in user indexes
 
-    assert sorted(repository.connection_ids_for_user("sub-alice")) == ["alice-0", "alice-1", "alice-2"]
-    assert sorted(repository.connection_ids_for_user("sub-bob")) == ["bob-0", "bob-1"]
-    assert sorted(repository.connection_ids_for_username("alice")) == ["alice-0", "alice-1", "alice-2"]
-    assert repository.connection_ids_for_username("carol") == ["carol-0"]
-    assert repository.connection_ids_for_user("sub-nobody") == []
-    assert repository.connection_ids_for_username("sub-alice") == []  # a sub is not a username
+    assert sorted(stores.audiences.user_ids("sub-alice")) == ["alice-0", "alice-1", "alice-2"]
+    assert sorted(stores.audiences.user_ids("sub-bob")) == ["bob-0", "bob-1"]
+    assert sorted(stores.audiences.username_ids("alice")) == ["alice-0", "alice-1", "alice-2"]
+    assert stores.audiences.username_ids("carol") == ["carol-0"]
+    assert stores.audiences.user_ids("sub-nobody") == []
+    assert stores.audiences.username_ids("sub-alice") == []  # a sub is not a username
 
 
 def test_queries_spanning_several_pages_return_every_item(dynamodb_local: Any, dynamodb_client: Any,
@@ -133,91 +136,91 @@ def test_queries_spanning_several_pages_return_every_item(dynamodb_local: Any, d
     _seed(dynamodb_client, connections_table, records, topic="news")
     topics = [f"t{n:02}" for n in range(30)]
     for topic in topics:
-        ConnectionRepository(connections_table, client=dynamodb_client).subscribe("c000", topic)
+        Stores(connections_table, client=dynamodb_client).subscriptions.subscribe("c000", topic)
     client, queries = _counting_client(dynamodb_local, "Query")
-    paged = ConnectionRepository(connections_table, client=client, query_page_size=7)
+    paged = Stores(connections_table, client=client, query_page_size=7)
     ids = [r.connection_id for r in records]
 
-    assert sorted(paged.connection_ids_for_user("u1")) == ids
+    assert sorted(paged.audiences.user_ids("u1")) == ids
     assert len(queries) >= 5  # 30 items, 7 a page: it really paged
-    assert sorted(paged.connection_ids_for_username("alice")) == ids
-    assert sorted(paged.subscriber_ids("news")) == ids
-    assert sorted(paged.topics_for("c000")) == sorted(topics + ["news"])
-    assert paged.delete_connection("c000") == 32  # META + 31 subscriptions, found over 5 pages
-    assert paged.topics_for("c000") == [] and "c000" not in paged.subscriber_ids("news")
+    assert sorted(paged.audiences.username_ids("alice")) == ids
+    assert sorted(paged.audiences.subscriber_ids("news")) == ids
+    assert sorted(paged.subscriptions.topics_for("c000")) == sorted(topics + ["news"])
+    assert paged.connections.delete("c000") == 32  # META + 31 subscriptions, found over 5 pages
+    assert paged.subscriptions.topics_for("c000") == [] and "c000" not in paged.audiences.subscriber_ids("news")
 
 
 def test_query_page_size_must_be_positive() -> None:
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match="query_page_size"):
-            ConnectionRepository("tbl", query_page_size=bad)  # type: ignore[arg-type]
+            Stores("tbl", query_page_size=bad)  # type: ignore[arg-type]
 
 
 # -- subscriptions -------------------------------------------------------------------
 
 def test_subscribe_requires_the_connection_and_writes_nothing_without_it(
-        repository: ConnectionRepository, dynamodb_client: Any, connections_table: str) -> None:
-    with pytest.raises(ConnectionNotFound, match="'ghost' is not stored"):
-        repository.subscribe("ghost", "news")
+        stores: Stores, dynamodb_client: Any, connections_table: str) -> None:
+    with pytest.raises(ConnectionNotFound, match="not registered"):
+        stores.subscriptions.subscribe("ghost", "news")
     assert _all_items(dynamodb_client, connections_table) == []
-    assert repository.subscriber_ids("news") == []
+    assert stores.audiences.subscriber_ids("news") == []
 
 
-def test_subscribe_copies_ttl_and_is_idempotent(repository: ConnectionRepository, dynamodb_client: Any,
+def test_subscribe_copies_ttl_and_is_idempotent(stores: Stores, dynamodb_client: Any,
                                                 connections_table: str) -> None:
     record = make_record("c1", ttl=1234567890)
-    repository.put_connection(record)
-    repository.subscribe("c1", "news")
-    repository.subscribe("c1", "news")
+    stores.connections.put(record)
+    stores.subscriptions.subscribe("c1", "news")
+    stores.subscriptions.subscribe("c1", "news")
     item = dynamodb_client.get_item(TableName=connections_table,
                                     Key={"pk": {"S": "CONN#c1"}, "sk": {"S": "TOPIC#news"}})["Item"]
     assert item["ttl"] == {"N": "1234567890"}
     assert item["topic"] == {"S": "news"} and item["connectionId"] == {"S": "c1"}
-    assert repository.topics_for("c1") == ["news"]
-    assert repository.subscriber_ids("news") == ["c1"]
+    assert stores.subscriptions.topics_for("c1") == ["news"]
+    assert stores.audiences.subscriber_ids("news") == ["c1"]
 
 
-def test_subscribe_after_disconnect_raises(repository: ConnectionRepository) -> None:
-    repository.put_connection(make_record("c1"))
-    repository.delete_connection("c1")
+def test_subscribe_after_disconnect_raises(stores: Stores) -> None:
+    stores.connections.put(make_record("c1"))
+    stores.connections.delete("c1")
     with pytest.raises(ConnectionNotFound):
-        repository.subscribe("c1", "news")
+        stores.subscriptions.subscribe("c1", "news")
 
 
-def test_unsubscribe_reports_whether_it_existed(repository: ConnectionRepository) -> None:
-    repository.put_connection(make_record("c1"))
-    repository.subscribe("c1", "news")
-    repository.subscribe("c1", "sport")
-    assert repository.unsubscribe("c1", "news") is True
-    assert repository.unsubscribe("c1", "news") is False
-    assert repository.unsubscribe("never", "news") is False
-    assert repository.topics_for("c1") == ["sport"]
-    assert repository.get_connection("c1") is not None  # META untouched
+def test_unsubscribe_reports_whether_it_existed(stores: Stores) -> None:
+    stores.connections.put(make_record("c1"))
+    stores.subscriptions.subscribe("c1", "news")
+    stores.subscriptions.subscribe("c1", "sport")
+    assert stores.subscriptions.unsubscribe("c1", "news") is True
+    assert stores.subscriptions.unsubscribe("c1", "news") is False
+    assert stores.subscriptions.unsubscribe("never", "news") is False
+    assert stores.subscriptions.topics_for("c1") == ["sport"]
+    assert stores.connections.get("c1") is not None  # META untouched
 
 
-def test_subscriber_ids_by_topic(repository: ConnectionRepository) -> None:
+def test_subscriber_ids_by_topic(stores: Stores) -> None:
     for n in range(5):
-        repository.put_connection(make_record(f"c{n}", f"u{n}", f"user{n}"))
+        stores.connections.put(make_record(f"c{n}", f"u{n}", f"user{n}"))
     for n in (0, 2, 4):
-        repository.subscribe(f"c{n}", "even")
+        stores.subscriptions.subscribe(f"c{n}", "even")
     for n in (1, 3):
-        repository.subscribe(f"c{n}", "odd")
-    repository.subscribe("c3", "Even")  # topics are case-sensitive
+        stores.subscriptions.subscribe(f"c{n}", "odd")
+    stores.subscriptions.subscribe("c3", "Even")  # topics are case-sensitive
     topic = "ünï/cøde topic #1 " + "x" * 100
-    repository.subscribe("c1", topic)
+    stores.subscriptions.subscribe("c1", topic)
 
-    assert sorted(repository.subscriber_ids("even")) == ["c0", "c2", "c4"]
-    assert sorted(repository.subscriber_ids("odd")) == ["c1", "c3"]
-    assert repository.subscriber_ids("Even") == ["c3"]
-    assert repository.subscriber_ids(topic) == ["c1"]
-    assert repository.subscriber_ids("none") == []
-    assert sorted(repository.topics_for("c3")) == ["Even", "odd"]
+    assert sorted(stores.audiences.subscriber_ids("even")) == ["c0", "c2", "c4"]
+    assert sorted(stores.audiences.subscriber_ids("odd")) == ["c1", "c3"]
+    assert stores.audiences.subscriber_ids("Even") == ["c3"]
+    assert stores.audiences.subscriber_ids(topic) == ["c1"]
+    assert stores.audiences.subscriber_ids("none") == []
+    assert sorted(stores.subscriptions.topics_for("c3")) == ["Even", "odd"]
 
 
 # -- bulk ----------------------------------------------------------------------------
 
 def test_delete_connections_in_batches_removes_them_and_their_subscriptions(
-        repository: ConnectionRepository, dynamodb_client: Any, connections_table: str) -> None:
+        stores: Stores, dynamodb_client: Any, connections_table: str) -> None:
     gone = [make_record(f"gone-{n:02}", f"u{n % 4}", f"user{n % 4}") for n in range(60)]
     kept = [make_record(f"kept-{n}", "u0", "user0") for n in range(3)]
     _seed(dynamodb_client, connections_table, gone + kept, topic="news")
@@ -233,16 +236,16 @@ def test_delete_connections_in_batches_removes_them_and_their_subscriptions(
             batch_sizes.append(len(request["RequestItems"][connections_table]))
             return dynamodb_client.batch_write_item(**request)
 
-    counted = ConnectionRepository(connections_table, client=Counting())
+    counted = Stores(connections_table, client=Counting())
     ids = [r.connection_id for r in gone]
-    assert counted.delete_connections(ids + ids[:5]) == 120  # duplicates are deleted once
+    assert counted.connections.delete_many(ids + ids[:5]) == 120  # duplicates are deleted once
     assert max(batch_sizes) == 25 and sum(batch_sizes) == 120 and len(batch_sizes) == 5
 
     left = {i["pk"]["S"] for i in _all_items(dynamodb_client, connections_table)}
     assert left == {f"CONN#kept-{n}" for n in range(3)}
-    assert sorted(repository.subscriber_ids("news")) == ["kept-0", "kept-1", "kept-2"]
-    assert repository.delete_connections(ids) == 0
-    assert repository.delete_connections([]) == 0
+    assert sorted(stores.audiences.subscriber_ids("news")) == ["kept-0", "kept-1", "kept-2"]
+    assert stores.connections.delete_many(ids) == 0
+    assert stores.connections.delete_many([]) == 0
 
 
 def test_batch_delete_retries_unprocessed_items(dynamodb_client: Any, connections_table: str) -> None:
@@ -265,33 +268,33 @@ def test_batch_delete_retries_unprocessed_items(dynamodb_client: Any, connection
                 return {"UnprocessedItems": {connections_table: requests[5:]}}
             return dynamodb_client.batch_write_item(RequestItems=RequestItems)
 
-    repo = ConnectionRepository(connections_table, client=Throttled(), sleep=sleeps.append)
-    assert repo.delete_connections([f"c{n}" for n in range(10)]) == 10
+    repo = Stores(connections_table, client=Throttled(), sleep=sleeps.append)
+    assert repo.connections.delete_many([f"c{n}" for n in range(10)]) == 10
     assert calls == 2 and len(sleeps) == 1 and 0 < sleeps[0] <= 1.0
     assert _all_items(dynamodb_client, connections_table) == []
 
 
 def test_iter_connection_ids_returns_each_exactly_once_and_skips_subscriptions(
-        repository: ConnectionRepository, dynamodb_client: Any, connections_table: str) -> None:
+        stores: Stores, dynamodb_client: Any, connections_table: str) -> None:
     records = [make_record(f"conn-{n:03}", f"u{n % 7}", f"user{n % 7}") for n in range(250)]
     _seed(dynamodb_client, connections_table, records, topic="everyone")
 
-    pages = list(repository.iter_connection_ids(segments=4, page_size=40))
+    pages = list(stores.audiences.all_ids(segments=4, page_size=40))
     seen = [cid for page in pages for cid in page]
     assert len(seen) == 250
     assert set(seen) == {r.connection_id for r in records}
     assert all(page for page in pages)  # no empty pages
     assert len(pages) > 4  # it really paged (500 items, 40 evaluated per page)
 
-    single = [cid for page in repository.iter_connection_ids(segments=1) for cid in page]
+    single = [cid for page in stores.audiences.all_ids(segments=1) for cid in page]
     assert sorted(single) == sorted(seen)
 
 
-def test_iter_connection_ids_on_empty_table_and_early_close(repository: ConnectionRepository,
+def test_iter_connection_ids_on_empty_table_and_early_close(stores: Stores,
                                                             dynamodb_client: Any, connections_table: str) -> None:
-    assert list(repository.iter_connection_ids()) == []
+    assert list(stores.audiences.all_ids()) == []
     _seed(dynamodb_client, connections_table, [make_record(f"c{n}") for n in range(50)])
-    pages = repository.iter_connection_ids(segments=2, page_size=5)
+    pages = stores.audiences.all_ids(segments=2, page_size=5)
     first = next(pages)
     assert 1 <= len(first) <= 5
     pages.close()  # stops the workers; must not hang
@@ -301,7 +304,7 @@ def test_closing_iter_connection_ids_stops_the_scan(dynamodb_local: Any, dynamod
                                                     connections_table: str) -> None:
     _seed(dynamodb_client, connections_table, [make_record(f"c{n:03}") for n in range(400)])
     client, scans = _counting_client(dynamodb_local, "Scan")
-    pages = ConnectionRepository(connections_table, client=client).iter_connection_ids(segments=2, page_size=5)
+    pages = Stores(connections_table, client=client).audiences.all_ids(segments=2, page_size=5)
     next(pages)
     pages.close()
     time.sleep(0.5)  # let the workers finish the page they were on
@@ -312,9 +315,9 @@ def test_closing_iter_connection_ids_stops_the_scan(dynamodb_local: Any, dynamod
 
 
 def test_iter_connection_ids_raises_scan_errors(dynamodb_client: Any) -> None:
-    missing = ConnectionRepository("no-such-table", client=dynamodb_client)
+    missing = Stores("no-such-table", client=dynamodb_client)
     with pytest.raises(dynamodb_client.exceptions.ResourceNotFoundException):
-        list(missing.iter_connection_ids(segments=3))
+        list(missing.audiences.all_ids(segments=3))
 
 
 # -- validation ----------------------------------------------------------------------
@@ -328,43 +331,43 @@ def test_iter_connection_ids_raises_scan_errors(dynamodb_client: Any) -> None:
     (42, "must be a string"),
     (None, "must be a string"),
 ])
-def test_invalid_topics_are_rejected(repository: ConnectionRepository, topic: Any, message: str) -> None:
-    repository.put_connection(make_record("c1"))
-    for call in (lambda: repository.subscribe("c1", topic), lambda: repository.unsubscribe("c1", topic),
-                 lambda: repository.subscriber_ids(topic)):
-        with pytest.raises(ValueError, match=message):
+def test_invalid_topics_are_rejected(stores: Stores, topic: Any, message: str) -> None:
+    stores.connections.put(make_record("c1"))
+    for call in (lambda: stores.subscriptions.subscribe("c1", topic), lambda: stores.subscriptions.unsubscribe("c1", topic),
+                 lambda: stores.audiences.subscriber_ids(topic)):
+        with pytest.raises(AppError, match=message):
             call()
-    assert repository.topics_for("c1") == []
+    assert stores.subscriptions.topics_for("c1") == []
 
 
-def test_topic_limits_are_inclusive(repository: ConnectionRepository) -> None:
-    repository.put_connection(make_record("c1"))
-    repository.subscribe("c1", "x" * 128)
-    repository.subscribe("c1", "a")
-    assert sorted(repository.topics_for("c1")) == ["a", "x" * 128]
+def test_topic_limits_are_inclusive(stores: Stores) -> None:
+    stores.connections.put(make_record("c1"))
+    stores.subscriptions.subscribe("c1", "x" * 128)
+    stores.subscriptions.subscribe("c1", "a")
+    assert sorted(stores.subscriptions.topics_for("c1")) == ["a", "x" * 128]
 
 
 @pytest.mark.parametrize("call", [
-    lambda r: r.get_connection(""),
-    lambda r: r.delete_connection(""),
-    lambda r: r.delete_connections(["ok", ""]),
-    lambda r: r.subscribe("", "t"),
-    lambda r: r.unsubscribe("", "t"),
-    lambda r: r.topics_for(""),
-    lambda r: r.connection_ids_for_user(""),
-    lambda r: r.connection_ids_for_username(""),
-    lambda r: r.put_connection(make_record("")),
-    lambda r: r.put_connection(make_record("c1", user_id="")),
-    lambda r: r.get_connection(None),
-    lambda r: r.iter_connection_ids(segments=0).__next__(),
+    lambda r: r.connections.get(""),
+    lambda r: r.connections.delete(""),
+    lambda r: r.connections.delete_many(["ok", ""]),
+    lambda r: r.subscriptions.subscribe("", "t"),
+    lambda r: r.subscriptions.unsubscribe("", "t"),
+    lambda r: r.subscriptions.topics_for(""),
+    lambda r: r.audiences.user_ids(""),
+    lambda r: r.audiences.username_ids(""),
+    lambda r: r.connections.put(make_record("")),
+    lambda r: r.connections.put(make_record("c1", user_id="")),
+    lambda r: r.connections.get(None),
+    lambda r: r.audiences.all_ids(segments=0).__next__(),
 ])
 def test_empty_ids_are_rejected(call: Any) -> None:
     class NoCalls:
         def __getattr__(self, name: str) -> Any:
             raise AssertionError(f"DynamoDB was called ({name}) for invalid input")
 
-    with pytest.raises(ValueError, match="non-empty|positive"):
-        call(ConnectionRepository("tbl", client=NoCalls()))
+    with pytest.raises((ValueError, AppError), match="non-empty|positive"):
+        call(Stores("tbl", client=NoCalls()))
 
 
 # -- schema --------------------------------------------------------------------------
@@ -460,8 +463,8 @@ def test_subscribe_loses_the_race_with_disconnect_cleanly(dynamodb_client: Any, 
             dynamodb_client.delete_item(TableName=connections_table, Key=connection_key("c1"))
             return dynamodb_client.transact_write_items(**request)
 
-    repo = ConnectionRepository(connections_table, client=Racing())
-    repo.put_connection(make_record("c1"))
+    repo = Stores(connections_table, client=Racing())
+    repo.connections.put(make_record("c1"))
     with pytest.raises(ConnectionNotFound):
-        repo.subscribe("c1", "news")
+        repo.subscriptions.subscribe("c1", "news")
     assert _all_items(dynamodb_client, connections_table) == []

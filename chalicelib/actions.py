@@ -1,0 +1,203 @@
+"""The WebSocket actions: one small function each, registered in one table with the fields it needs.
+
+A frame's ``action`` picks the entry; ``run`` checks the entry's fields (type,
+then the field's own check) in order, then calls the function. Each function
+returns the answer frame or raises ``AppError``; ``messages`` encodes either.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+from .audience import Others, Topic
+from .authorizer import check_permissions
+from .broadcaster import Broadcaster
+from .errors import AppError, ErrorCode, Forbidden, JwksUnavailable, Unauthorized
+from .identity import epoch_seconds
+from .logs import log_event
+from .protocol import DEFAULT_ROUTE, Frame, now_ms, outgoing
+from .settings import Settings
+from .validation import check_topic
+
+if TYPE_CHECKING:  # types only: the stores import boto3
+    from .connections import ConnectionStore
+    from .delivery import Delivery, PushResult
+    from .records import ConnectionRecord
+    from .subscriptions import SubscriptionStore
+
+logger = logging.getLogger("ws.actions")
+
+Reply = dict[str, Any]
+
+
+class Services(Protocol):
+    """What actions use (``components.Components``)."""
+
+    settings: Settings
+    connections: ConnectionStore
+    subscriptions: SubscriptionStore
+    delivery: Delivery
+
+    def verify(self, token: str) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Call:
+    """One frame to run: who sent it, how to answer them, and the app's services."""
+
+    frame: Frame
+    connection_id: str
+    broadcaster: Broadcaster
+    services: Services
+
+    def field(self, name: str) -> Any:
+        return self.frame.body[name]
+
+    def sender(self) -> ConnectionRecord:
+        return self.services.connections.require(self.connection_id)
+
+
+Handler = Callable[[Call], Reply]
+
+
+@dataclass(frozen=True)
+class Field:
+    """A required field: its JSON type, and a check of its value (raises AppError)."""
+
+    name: str
+    kind: type | tuple[type, ...] = str
+    check: Callable[[Any], object] | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    handler: Handler
+    fields: tuple[Field, ...] = ()
+
+
+def _ack(call: Call, result: PushResult, **extra: str) -> Reply:
+    return {"type": "ack", "action": call.frame.action, **extra, **result.counts(connections=False)}
+
+
+def sendmessage(call: Call) -> Reply:
+    """``data`` to every other connection."""
+    sender = call.sender()
+    audience = Others.than(call.connection_id)
+    message = outgoing({**audience.frame(call.field("data"), sender.who()), "timestamp": now_ms()})
+    result = call.services.delivery.deliver(audience, message, broadcaster=call.broadcaster,
+                                            endpoint=call.services.delivery.management.endpoint(sender.endpoint))
+    return _ack(call, result)
+
+
+def subscribe(call: Call) -> Reply:
+    topic = call.field("topic")
+    call.services.subscriptions.subscribe(call.connection_id, topic,
+                                          max_subscriptions=call.services.settings.max_subscriptions_per_connection)
+    return {"type": "subscribed", "topic": topic}
+
+
+def unsubscribe(call: Call) -> Reply:
+    topic = call.field("topic")
+    existed = call.services.subscriptions.unsubscribe(call.connection_id, topic)
+    return {"type": "unsubscribed", "topic": topic, "wasSubscribed": existed}
+
+
+def publish(call: Call) -> Reply:
+    """``data`` to the topic's other subscribers."""
+    topic = call.field("topic")
+    sender = call.sender()
+    audience = Topic(topic, exclude=(call.connection_id,))
+    message = outgoing({**audience.frame(call.field("data"), sender.who()), "timestamp": now_ms()})
+    result = call.services.delivery.deliver(audience, message, broadcaster=call.broadcaster,
+                                            endpoint=call.services.delivery.management.endpoint(sender.endpoint))
+    return _ack(call, result, topic=topic)
+
+
+def refresh(call: Call) -> Reply:
+    """Re-authenticate on the open socket: a fresh token moves the connection's expiry.
+
+    API Gateway authorizes only at ``$connect``, so without this a connection
+    is closed once its token expires (``expiry.sweep``). A token that does not
+    verify is ``invalid_token`` and changes nothing (a JWKS outage is
+    ``unavailable``). One for another user is ``token_mismatch``, one without a
+    required group or scope ``forbidden``, and the connection is closed after
+    either: the socket is being handed to someone it was not authorized for.
+    """
+    record = call.sender()
+    try:
+        claims = call.services.verify(call.field("token"))
+    except JwksUnavailable:
+        raise AppError(ErrorCode.UNAVAILABLE, "the signing keys cannot be fetched; try again later") from None
+    except Unauthorized as error:
+        log_event(logger, "refresh_refused", connectionId=call.connection_id, reason=error.reason)
+        raise AppError(ErrorCode.INVALID_TOKEN, "the token was refused") from None
+    if claims.get("sub") != record.user_id:
+        log_event(logger, "refresh_refused", connectionId=call.connection_id, reason="other_subject")
+        raise AppError(ErrorCode.TOKEN_MISMATCH, "the token is for another user; closing the connection", close=True)
+    try:
+        check_permissions(claims, call.services.settings)
+    except Forbidden as error:
+        log_event(logger, "refresh_refused", connectionId=call.connection_id, reason=error.reason)
+        raise AppError(ErrorCode.FORBIDDEN, "the token lacks a required group or scope; closing the connection",
+                       close=True) from None
+    token_exp = epoch_seconds(claims.get("exp"))
+    if token_exp is None:  # the verifier requires exp: not reached with a real verifier
+        raise AppError(ErrorCode.INVALID_TOKEN, "the token has no expiry")
+    call.services.connections.set_token_expiry(call.connection_id, token_exp)
+    log_event(logger, "refresh", connectionId=call.connection_id, exp=token_exp)
+    return {"type": "refreshed", "expiresAt": token_exp}
+
+
+def whoami(call: Call) -> Reply:
+    return {"type": "whoami", "identity": call.sender().describe()}
+
+
+def echo(call: Call) -> Reply:
+    """A frame without ``action``: echoed with what is stored about the connection."""
+    return {"type": "echo", "message": call.frame.body, "connection": call.sender().describe()}
+
+
+TOPIC = Field("topic", str, check_topic)
+DATA = Field("data", object)
+
+ACTIONS: dict[str, Action] = {
+    "sendmessage": Action(sendmessage, (DATA,)),
+    "subscribe": Action(subscribe, (TOPIC,)),
+    "unsubscribe": Action(unsubscribe, (TOPIC,)),
+    "publish": Action(publish, (TOPIC, DATA)),
+    "whoami": Action(whoami),
+    "refresh": Action(refresh, (Field("token", str),)),
+}
+ROUTES: dict[str, Action] = {**ACTIONS, DEFAULT_ROUTE: Action(echo)}
+
+
+def route(frame: Frame) -> Action:
+    """The frame's entry in the table; ``unknown_action`` when there is none."""
+    action = frame.action
+    entry = ROUTES.get(action) if isinstance(action, str) else None
+    if entry is None:
+        shown = repr(action[:64]) if isinstance(action, str) else f"of type {type(action).__name__}"
+        raise AppError(ErrorCode.UNKNOWN_ACTION, f"unknown action {shown}; known: {', '.join(ACTIONS)}")
+    return entry
+
+
+def run(call: Call) -> Reply:
+    """Check the frame against its action's entry, run it, and copy the frame's ``id`` into the answer."""
+    action = call.frame.action
+    entry = route(call.frame)
+    for spec in entry.fields:
+        if spec.name not in call.frame.body:
+            raise AppError(ErrorCode.MISSING_FIELD, f"{action} needs {spec.name!r}")
+        value = call.frame.body[spec.name]
+        if not isinstance(value, spec.kind) or (isinstance(value, str) and not value):
+            raise AppError(ErrorCode.BAD_FIELD, f"{spec.name!r} has the wrong type or is empty")
+        if spec.check is not None:
+            spec.check(value)
+    reply = entry.handler(call)
+    if call.frame.request_id is not None:
+        reply["id"] = call.frame.request_id
+    return reply
+
+
+__all__ = ["ACTIONS", "Action", "Call", "Field", "Services", "route", "run"]

@@ -1,0 +1,53 @@
+"""Back-end pushes: one delivery path for ``notify``, the REST routes and EventBridge.
+
+A ``push.Push`` is validated, its frame encoded (with its ``messageId``; over
+128 KB is refused, as API Gateway would) before anything is read or sent, then
+handed to ``delivery``. ``notify`` is the Lambda-invoke transport's one mapping
+of ``AppError``: ``{"ok": false, "error": {...}}``, never a Lambda error.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Mapping
+
+from .errors import classify
+from .logs import log_event, log_failure
+from .protocol import now_ms, outgoing
+from .push import Push, user_push, validate_push
+
+if TYPE_CHECKING:
+    from .components import Components
+    from .delivery import PushResult
+
+logger = logging.getLogger("ws.service")
+
+NotifyResult = dict[str, Any]  # notify's JSON answer
+
+
+def push(message: Push, app: Components) -> PushResult:
+    """Deliver one back-end message to its audience; raises AppError for bad input."""
+    validate_push(message)
+    audience = message.audience
+    frame = outgoing({**audience.frame(message.data), "timestamp": now_ms()})
+    result = app.delivery.deliver(audience, frame)
+    log_event(logger, "push", connectionId=None, audience=audience.kind, target=audience.target, **result.counts())
+    return result
+
+
+def notify(payload: Mapping[str, Any], app: Components) -> NotifyResult:
+    """Deliver ``data`` to every connection of one user (by sub or username); always notify's shape.
+
+    Bad input answers its code; a dependency that is down ``unavailable``
+    (retry later); anything else ``internal_error``, with one log line.
+    """
+    try:
+        result = push(user_push(payload), app)
+    except Exception as error:  # noqa: BLE001 - the caller gets the documented shape
+        failure = classify(error)
+        if failure is not error:
+            log_failure(logger, "notify", None, error)
+        return {"ok": False, "error": failure.to_dict()}
+    return {"ok": True, **result.counts()}
+
+
+__all__ = ["NotifyResult", "notify", "push"]
