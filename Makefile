@@ -14,12 +14,14 @@ TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),demo)
 # `make token USER=carol GROUPS=publishers`: pool groups to put the user in first
 # (command line only, like USER: bash has a GROUPS variable of its own).
 TOKEN_GROUPS := $(if $(filter command line,$(origin GROUPS)),$(GROUPS),)
+# `make -s token USER=alice FIELD=access`: only that token (access, id), or FIELD=export: `export TOKEN=...` lines.
+FIELD ?=
 # `make local`: chalice local's port (default: the running stack's gateway port + 2)
 # and the stack's state file (default .local/stack.json).
 LOCAL_PORT ?=
 STATE_FILE ?=
 
-.PHONY: deps test run token local web deploy delete package bench clean
+.PHONY: deps venv test run token local web deploy delete package bench clean
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	@echo "==> installing Python dependencies into $(VENV)"
@@ -42,7 +44,10 @@ node_modules/.stamp: package.json
 	@bash devtools/ensure_chromium.sh
 	@touch $@
 
+# What each target needs: the local services (DynamoDB Local on a JRE, wscat) only
+# where they run; a deploy, a token or `make local` needs the virtualenv alone.
 deps: $(VENV)/.stamp node_modules/.stamp .stamp-java
+venv: $(VENV)/.stamp
 
 test: deps .stamp-chromium
 	@$(BIN)/python -m pytest
@@ -50,26 +55,26 @@ test: deps .stamp-chromium
 run: deps
 	@$(BIN)/python -m devtools.stack --stage $(STAGE) --port $(PORT)
 
-token: deps
-	@$(BIN)/python -m devtools.token --user $(TOKEN_USER)$(if $(TOKEN_GROUPS), --groups $(TOKEN_GROUPS))
+token: venv
+	@$(BIN)/python -m devtools.token --user $(TOKEN_USER)$(if $(TOKEN_GROUPS), --groups $(TOKEN_GROUPS))$(if $(FIELD), --field $(FIELD))
 
 # Runs exactly `chalice local --stage local --port <port>`, with the running
 # stack's ids and endpoints (.local/stack.json) in its environment.
-local: deps
+local: venv
 	@$(BIN)/python -m devtools.chalice_local$(if $(LOCAL_PORT), --port $(LOCAL_PORT))$(if $(STATE_FILE), --state-file $(STATE_FILE))
 
 # The browser client against a deployed stage, served at the stage's callback URL
 # (http://localhost:8000/callback for dev). `make run` serves it on its own origin.
-web: deps
+web: venv
 	@$(BIN)/python -m devtools.web --stage $(STAGE)
 
-deploy: deps
+deploy: venv
 	@$(BIN)/python -m devtools.deploy deploy --stage $(STAGE)
 
-delete: deps
+delete: venv
 	@$(BIN)/python -m devtools.deploy delete --stage $(STAGE)
 
-package: deps
+package: venv
 	@$(BIN)/python -m devtools.deploy package --stage $(STAGE)
 
 bench: deps

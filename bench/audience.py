@@ -118,7 +118,7 @@ class Audience:
                      to_closed=sum(counts[n] for n in closed))
 
     def sequential_rate(self, sample: int) -> tuple[float, float]:
-        """The seeds' loop, one boto3 post after another, on ``sample`` clients: (posts/s, seconds)."""
+        """The one-by-one loop most tutorials use, one boto3 post after another, on ``sample`` clients: (posts/s, seconds)."""
         import boto3
 
         client = boto3.client("apigatewaymanagementapi", endpoint_url=self.management_url, region_name="us-east-1")

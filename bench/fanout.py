@@ -11,7 +11,7 @@ gateway answers 410) and ids that never existed. ``on_gone`` is the real
 ``Stores.delete_connections`` on DynamoDB Local, where every
 id has a record: afterwards exactly the gone ids' records must be gone.
 
-Baseline: the seeds' way, one boto3 ``post_to_connection`` after another,
+Baseline: the one-by-one way most tutorials use, one boto3 ``post_to_connection`` after another,
 timed on a sample of ``SEQUENTIAL_SAMPLE`` posts and extrapolated (stated as
 such in the table). Lost messages, a wrong gone set or a wrong table fail the
 run; a missed rate goal is reported as MISSED.

@@ -6,7 +6,7 @@ process holding 10,000 real WebSocket connections (+100 it closed again:
 410), 100 ids that never existed (410), a record for every id in DynamoDB
 Local. Measured side by side, in one run:
 
-- the seeds' sequential boto3 loop (a 200-post sample, extrapolated);
+- the one-by-one boto3 loop most tutorials use (a 200-post sample, extrapolated);
 - the project's inline ``Broadcaster`` in this one process (what a Lambda
   does for an audience up to ``FANOUT_INLINE_MAX``);
 - the queued path: ``pushes.push`` writes the broadcast's work
@@ -76,7 +76,7 @@ def run(connections: int = CONNECTIONS, workers: tuple[int, ...] = WORKERS) -> R
                 runtime.rebuild()
                 configure("WARNING")  # one line per push and per item otherwise
 
-                # 1. The seeds' loop, one boto3 post after another, on a sample.
+                # 1. The one-by-one loop, one boto3 post after another, on a sample.
                 sequential_rate, _ = audience.sequential_rate(SEQUENTIAL_SAMPLE)
                 audience.wait()
                 everyone = len(live) + len(gone)

@@ -82,6 +82,7 @@ class ErrorCode(str, Enum):
     TOKEN_MISMATCH = "token_mismatch"
     FORBIDDEN = "forbidden"
     UNAVAILABLE = "unavailable"
+    MISCONFIGURED = "misconfigured"
     INTERNAL_ERROR = "internal_error"
 
     @property
@@ -93,7 +94,7 @@ class ErrorCode(str, Enum):
 _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHORIZED: 401, ErrorCode.INVALID_TOKEN: 401, ErrorCode.FORBIDDEN: 403,
     ErrorCode.TOKEN_MISMATCH: 403, ErrorCode.NOT_CONNECTED: 404, ErrorCode.UNAVAILABLE: 503,
-    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.MISCONFIGURED: 500, ErrorCode.INTERNAL_ERROR: 500,
 }
 
 
@@ -120,10 +121,14 @@ INTERNAL = AppError(ErrorCode.INTERNAL_ERROR, "the request could not be handled"
 
 
 def classify(error: BaseException) -> AppError:
-    """``error`` itself if it is an AppError; else ``unavailable`` for a dependency that is down,
-    throttling or timing out (``faults.is_unavailable``), else ``internal_error``."""
+    """``error`` itself if it is an AppError; ``misconfigured`` naming the setting a stage lacks (no
+    region, no table, no queue: ``faults.missing_configuration``); ``unavailable`` for a dependency
+    that is down, throttling or timing out (``faults.is_unavailable``); else ``internal_error``."""
     if isinstance(error, AppError):
         return error
-    from .faults import is_unavailable
+    from .faults import is_unavailable, missing_configuration
 
+    missing = missing_configuration(error)
+    if missing is not None:
+        return AppError(ErrorCode.MISCONFIGURED, f"the stage is misconfigured: {missing}")
     return UNAVAILABLE if is_unavailable(error) else INTERNAL

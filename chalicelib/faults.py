@@ -34,6 +34,22 @@ def http_status(error: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+# What a stage is missing when AWS answers this way: reported by name, not as a bug.
+_MISSING_BY_CLASS = {"NoRegionError": "AWS_REGION (no region is set)",
+                     "NoCredentialsError": "AWS credentials (none were found)"}
+_MISSING_BY_CODE = {"ResourceNotFoundException": "CONNECTIONS_TABLE (the table does not exist)",
+                    "AWS.SimpleQueueService.NonExistentQueue": "FANOUT_QUEUE_URL (the queue does not exist)",
+                    "QueueDoesNotExist": "FANOUT_QUEUE_URL (the queue does not exist)"}
+
+
+def missing_configuration(error: BaseException) -> str | None:
+    """The setting a stage lacks, when ``error`` says so (no region, no table, no queue); else None."""
+    for cls in type(error).__mro__:
+        if cls.__module__ == "botocore.exceptions" and cls.__name__ in _MISSING_BY_CLASS:
+            return _MISSING_BY_CLASS[cls.__name__]
+    return _MISSING_BY_CODE.get(error_code(error))
+
+
 def is_unavailable(error: BaseException) -> bool:
     """True when ``error`` says an AWS dependency is unreachable, throttling or failing (retry later)."""
     for cls in type(error).__mro__:
@@ -43,4 +59,4 @@ def is_unavailable(error: BaseException) -> bool:
     return error_code(error) in _UNAVAILABLE_CODES or (status is not None and status >= 500)
 
 
-__all__ = ["error_code", "http_status", "is_unavailable"]
+__all__ = ["error_code", "http_status", "is_unavailable", "missing_configuration"]

@@ -69,8 +69,12 @@ def log_failure(logger: logging.Logger, route: str, connection_id: str | None, e
     """One ERROR line for an unexpected failure: the exception's type and where it was raised.
 
     Not its message nor a traceback's locals: either may quote the frame, a payload or a token.
+    ``missing`` names the setting a misconfigured stage lacks (``faults.missing_configuration``).
     """
+    from .faults import missing_configuration
+
     frames = traceback.extract_tb(error.__traceback__)
     where = f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
     log_event(logger, "handler_error", logging.ERROR, route=route,
-              connectionId=connection_id[:128] if connection_id else None, error=type(error).__name__, where=where)
+              connectionId=connection_id[:128] if connection_id else None, error=type(error).__name__, where=where,
+              missing=missing_configuration(error))

@@ -122,28 +122,14 @@ class LocalStack:
         _say("starting the WebSocket gateway")
         from devtools.web import local_page  # the browser client, on the gateway's origin
 
-        self.page = local_page(stage_env, self.stage, pool, lambda: self.gateway.url)
-        self.gateway = LocalGateway(str(ROOT), stage=self.stage, host=self.host, port=self.port, env=env,
-                                    extra_routes=self.page.routes(), schedule_interval=self.schedule_interval)
+        self.page = local_page(stage_env, self.stage, pool, lambda: self.gateway.url,
+                               demo=(self.demo_user, cognito_local.DEFAULT_PASSWORD))
+        self._app_env, self._sqs = env, sqs
+        await self._start_app()
         # The origins the local page and wscat use need the real port, known after start.
-        await self.gateway.start()
         origins |= {f"http://localhost:{self.gateway.port}", f"http://127.0.0.1:{self.gateway.port}"}
         if "ALLOWED_ORIGINS" not in self.env_overrides:
             os.environ["ALLOWED_ORIGINS"] = ",".join(sorted(origins))
-
-        from devtools.chalice_local import RestServer
-
-        from devtools.sqs_mapping import SqsEventSourceMapping
-
-        self.fanout = SqsEventSourceMapping(self.gateway.app, str(ROOT), self.stage, sqs,
-                                            workers=self.fanout_workers, region=os.environ["AWS_REGION"])
-        for mapping in self.fanout.start():
-            _say(f"SQS event source mapping: {mapping.queue_url} -> {mapping.function} "
-                 f"(batch {mapping.batch_size}, {mapping.concurrency} worker processes)")
-
-        rest_port = self.rest_port if self.rest_port is not None else (self.gateway.port + 1 if self.port else 0)
-        self.rest = RestServer(self.stage, self.host, rest_port).start()
-        _say(f"REST API at {self.rest.url} (the same settings)")
 
         state = {
             "pid": os.getpid(),
@@ -166,13 +152,52 @@ class LocalStack:
         write_state(state, self.state_file)
         return state
 
-    async def stop(self) -> None:
+    async def _start_app(self) -> None:
+        """What runs the app's code: the gateway, the fan-out workers and the REST server."""
+        from devtools.chalice_local import RestServer
+        from devtools.gateway import LocalGateway
+        from devtools.sqs_mapping import SqsEventSourceMapping
+
+        self.gateway = LocalGateway(str(ROOT), stage=self.stage, host=self.host, port=self.port, env=self._app_env,
+                                    extra_routes=self.page.routes(), schedule_interval=self.schedule_interval)
+        await self.gateway.start()
+        any_port, self.port = self.port == 0, self.gateway.port  # a reload serves on the same port
+        self.fanout = SqsEventSourceMapping(self.gateway.app, str(ROOT), self.stage, self._sqs,
+                                            workers=self.fanout_workers, region=os.environ["AWS_REGION"])
+        for mapping in self.fanout.start():
+            _say(f"SQS event source mapping: {mapping.queue_url} -> {mapping.function} "
+                 f"(batch {mapping.batch_size}, {mapping.concurrency} worker processes)")
+        if self.rest is not None:
+            rest_port = self.rest.port
+        elif self.rest_port is not None:
+            rest_port = self.rest_port
+        else:
+            rest_port = 0 if any_port else self.gateway.port + 1
+        self.rest = RestServer(self.stage, self.host, rest_port).start()
+        _say(f"REST API at {self.rest.url} (the same settings)")
+
+    async def _stop_app(self) -> None:
         if self.fanout is not None:
             self.fanout.stop()
         if self.rest is not None:
             self.rest.stop()
         if self.gateway is not None:
             await self.gateway.stop()
+
+    async def reload(self, changed: Path) -> None:
+        """Serve the app's new code on the same ports; DynamoDB Local, Cognito and the queues stay.
+
+        Open connections are closed (1001, as when the gateway stops); clients reconnect.
+        """
+        _say(f"{changed.relative_to(ROOT)} changed: reloading the app; open connections are dropped")
+        await self._stop_app()
+        for name in [m for m in sys.modules if m in ("app", "chalicelib") or m.startswith("chalicelib.")]:
+            del sys.modules[name]
+        await self._start_app()
+        _say(f"app reloaded: {self.gateway.url}, REST {self.rest.url}")
+
+    async def stop(self) -> None:
+        await self._stop_app()
         for service in (self.moto, self.dynamodb):
             if service is not None:
                 service.stop()
@@ -193,16 +218,49 @@ Local stack ready (stage {state['stage']}).
   DynamoDB Local   {state['dynamodb_endpoint']}  table {state['table']}
   Fan-out queue    {state['fanout']['queue_url']}  ({state['fanout']['workers']} workers; pushes to over {state['fanout']['inline_max']} connections are queued; "SQS fanout_worker" lines show them arrive)
 
-Get a token (user {state['demo_user']!r} exists; any other name is signed up):
+Get a token (user {state['demo_user']!r}, password {cognito_local.DEFAULT_PASSWORD!r}, exists; any other name is signed up):
   make token USER={state['demo_user']}
 Connect:
-  TOKEN=$(make -s token USER={state['demo_user']} | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  TOKEN=$(make -s token USER={state['demo_user']} FIELD=access)
   npx wscat -c "{state['ws_url']}" -H "Authorization: Bearer $TOKEN"
   > {{"action":"sendmessage","data":"hello"}}
 Who am I, over REST:
   curl -H "Authorization: Bearer $TOKEN" {state['rest_url']}/me
 Ctrl-C stops everything.
 """
+
+
+RELOAD_POLL_SECONDS = 1.0
+
+
+def watched_sources() -> list[Path]:
+    """The app's code: ``app.py`` and every file under ``chalicelib/`` (what ``chalice local`` reloads on)."""
+    return [ROOT / "app.py", ROOT / "chalicelib"]
+
+
+class SourceWatcher:
+    """Polls modification times (no inotify needed); ``changed`` names a file changed since the last call."""
+
+    def __init__(self, roots: list[Path]) -> None:
+        self.roots = roots
+        self._seen = self._snapshot()
+
+    def _snapshot(self) -> dict[Path, float]:
+        found: dict[Path, float] = {}
+        for root in self.roots:
+            files = [root] if root.is_file() else [p for p in root.rglob("*.py") if "__pycache__" not in p.parts]
+            for path in files:
+                try:
+                    found[path] = path.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+        return found
+
+    def changed(self) -> Path | None:
+        now = self._snapshot()
+        differing = [p for p in now.keys() | self._seen.keys() if now.get(p) != self._seen.get(p)]
+        self._seen = now
+        return sorted(differing)[0] if differing else None
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -216,7 +274,14 @@ async def _run(args: argparse.Namespace) -> int:
             state = await stack.start()
             print(_banner(state), flush=True)
             print(f"{READY_LINE} {json.dumps(state)} ({time.monotonic() - started:.1f}s)", flush=True)
-            await stop.wait()
+            watcher = SourceWatcher(watched_sources())
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=RELOAD_POLL_SECONDS)
+                except asyncio.TimeoutError:
+                    changed = watcher.changed()
+                    if changed is not None and not args.no_reload:
+                        await stack.reload(changed)
             _say("stopping")
         finally:
             await stack.stop()
@@ -244,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="receives of a work item before SQS moves it to the dead-letter queue")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the app (e.g. REQUIRED_GROUPS=admins)")
+    parser.add_argument("--no-reload", action="store_true",
+                        help="keep serving the code loaded at start when app.py or chalicelib/ changes")
     parser.add_argument("--schedule-interval", type=float, default=None, metavar="SECONDS",
                         help="run every @app.schedule function this often instead of at its rate "
                              "(the token expiry sweep runs every minute otherwise)")

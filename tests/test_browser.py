@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.request import urlopen
 
 import boto3
 import jwt
@@ -85,9 +86,9 @@ def contexts(browser: Browser, local_stack: RunningStack) -> Iterator[Contexts]:
         local_stack.wait_no_connections(timeout=10.0)
 
 
-def sign_in(context: BrowserContext, base_url: str, user: User, mode: str = "subprotocol",
-            connect: bool = True) -> Page:
-    """Open the page, sign in with the user's password and connect by ``mode``."""
+def sign_in(context: BrowserContext, base_url: str, user: User, mode: str = "subprotocol") -> Page:
+    """Open the page and sign in with the user's password: the page connects by itself (its default
+    mode, the subprotocol); another ``mode`` is chosen after, as a person would: disconnect, pick, connect."""
     page = context.new_page()
     page.goto(base_url + "/")
     expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
@@ -95,7 +96,10 @@ def sign_in(context: BrowserContext, base_url: str, user: User, mode: str = "sub
     page.fill("#password", PASSWORD)
     page.click("#signin")
     expect(page.locator("#me")).to_have_text(user.username, timeout=WAIT_MS)
-    if connect:
+    expect_connected(page, user)  # no second click
+    if mode != "subprotocol":
+        page.click("#disconnect")
+        expect(page.locator("#status")).to_have_attribute("data-state", "closed", timeout=WAIT_MS)
         page.select_option("#mode", mode)
         page.click("#connect")
         expect_connected(page, user)
@@ -162,6 +166,20 @@ def test_two_users_chat_both_ways(contexts: Contexts, local_stack: RunningStack)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     alice_page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_make_run_page_shows_the_demo_credentials_as_placeholders(contexts: Contexts,
+                                                                   local_stack: RunningStack) -> None:
+    """The page ``make run`` serves (devtools.stack's LocalStack, as the browser sees it)."""
+    from devtools.cognito_local import DEFAULT_PASSWORD
+
+    config = json.loads(urlopen(local_stack.http_url + "/config.json", timeout=10).read())
+    page = contexts.new().new_page()
+    page.goto(local_stack.http_url + "/")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
+    assert page.get_attribute("#username", "placeholder") == config["demoUser"] == "demo"
+    assert page.get_attribute("#password", "placeholder") == DEFAULT_PASSWORD
+    assert page.input_value("#username") == "" and page.input_value("#password") == ""  # shown, not filled in
 
 
 def test_wrong_password_is_shown_and_nothing_is_kept(contexts: Contexts, local_stack: RunningStack) -> None:
@@ -499,8 +517,7 @@ def test_hosted_ui_sign_in_with_pkce(contexts: Contexts, local_stack: RunningSta
         assert urlsplit(page.url).path == "/" and "code=" not in page.url  # the code is not left in the URL
         assert page.evaluate("localStorage.length") == 0
         assert page.evaluate("Object.keys(sessionStorage)") == ["ws-cognito.tokens"]
-        page.click("#connect")
-        expect_connected(page, alice)
+        expect_connected(page, alice)  # back from the hosted UI: connected without a click
     finally:
         contexts.close()
         server.stop()

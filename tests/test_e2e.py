@@ -31,7 +31,8 @@ from devtools.gateway import LocalGateway
 from devtools.gateway.server import LOSE_DISCONNECT_HEADER, LOSE_DISCONNECTS_ENV
 from devtools.processes import stop_process_group
 from tests.support.builders import stage_environment
-from tests.support.stack import (ROOT, STACK_SETTINGS, WSCAT, Client, ClientFactory, RunningStack, User,
+from tests.support.stack import (ROOT, STACK_ENV, STACK_OVERRIDES, STACK_SETTINGS, WSCAT, Client, ClientFactory,
+                                 RunningStack, User, run_stack,
                                  WscatFactory, without_message_id)
 from tests.support.waiting import wait_until
 
@@ -369,7 +370,7 @@ def test_wscat_subprotocol_token_and_execute(local_stack: RunningStack, wscat: W
     local_stack.wait_no_connections([echo["connection"]["connectionId"]])
 
 
-def test_wscat_id_token_query_sendmessage_like_the_seed(local_stack: RunningStack, ws_clients: ClientFactory,
+def test_wscat_id_token_query_sendmessage_like_the_tutorials(local_stack: RunningStack, ws_clients: ClientFactory,
                                                         wscat: WscatFactory) -> None:
     alice, bob = local_stack.user("alice"), local_stack.user("bob")
     listener = ws_clients(bob.access_token)
@@ -385,51 +386,53 @@ def test_wscat_id_token_query_sendmessage_like_the_seed(local_stack: RunningStac
     local_stack.wait_no_connections([identity["connectionId"]])
 
 
-# -- the README walkthrough: seeds 000 and 003 with wscat in a terminal ---------------------
+# -- the local-stack walkthrough: a header token and an ID_Token query, with wscat in a terminal ----
 #
 # wscat prints its session ("Connected ...", "> " typed lines, "< " received frames,
 # errors) only to a terminal, so these run it under `script` (a pty), feeding it
-# keystrokes and reading the screen, with the README's commands. The commands below
-# must appear verbatim in README.md; only the URL's port, `npx` (the same
+# keystrokes and reading the screen, with the documented commands. The commands below
+# must appear verbatim in docs/local-stack.md; only the URL's port, `npx` (the same
 # node_modules/.bin/wscat) and `make -s token`'s state file (this stack's, not
 # .local/stack.json) are substituted.
 
 README_URL = "ws://127.0.0.1:8000/dev"
-SEED_000 = (
-    """TOKEN=$(make -s token USER=alice | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')""",
+HEADER_TOKEN_SESSION = (
+    """TOKEN=$(make -s token USER=alice FIELD=access)""",
     """npx wscat -c 'ws://127.0.0.1:8000/dev?clientQueryParameter=clientQueryParameterValue'"""
     """ -H "authorization:Bearer $TOKEN" -H 'clientHeader:clientHeaderValue'""",
 )
-SEED_000_FRAME = '{"hello":"world"}'
+ECHO_FRAME = '{"hello":"world"}'
 
 
-def _seed_003(user: str) -> tuple[str, str]:
-    return (f"""ID_TOKEN=$(make -s token USER={user} | python3 -c 'import json,sys; print(json.load(sys.stdin)["id_token"])')""",
+def _id_token_session(user: str) -> tuple[str, str]:
+    return (f"""ID_TOKEN=$(make -s token USER={user} FIELD=id)""",
             '''npx wscat -c "ws://127.0.0.1:8000/dev?ID_Token=$ID_TOKEN"''')
 
 
-SEED_003_FRAME = '{"message":"sendmessage", "data":"hello world"}'
-SEED_003_BAD = '''npx wscat -c "ws://127.0.0.1:8000/dev?ID_Token=not-a-token"'''
+SENDMESSAGE_FRAME = '{"message":"sendmessage", "data":"hello world"}'
+BAD_TOKEN_SESSION = '''npx wscat -c "ws://127.0.0.1:8000/dev?ID_Token=not-a-token"'''
 CONNECTED = "Connected (press CTRL+C to quit)"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 def _readme() -> str:
-    return (ROOT / "README.md").read_text()
+    """The page that documents these commands."""
+    return (ROOT / "docs" / "local-stack.md").read_text()
 
 
 class TerminalWscat:
     """The README's commands in one terminal: ``timeout 30 script -qefc "bash <script>" /dev/null``."""
 
-    def __init__(self, stack: RunningStack, commands: tuple[str, ...], tmp: Path) -> None:
-        readme = _readme()
+    def __init__(self, stack: RunningStack, commands: tuple[str, ...], tmp: Path, page: str = "docs/local-stack.md") -> None:
+        shown = (ROOT / page).read_text()
         for command in commands:
-            assert command in readme, f"README.md no longer shows {command!r}"
+            assert command in shown, f"{page} no longer shows {command!r}"
         assert stack.state_file is not None
         lines = []
         for command in commands:
             line = (command.replace("make -s token USER=", f"{shlex.quote(sys.executable)} -m devtools.token "
                                                           f"--state-file {shlex.quote(str(stack.state_file))} --user ")
+                    .replace(" FIELD=", " --field ")
                     .replace("npx wscat ", f"exec {shlex.quote(str(WSCAT))} ")
                     .replace(README_URL, stack.ws_url))
             assert line != command, command
@@ -512,8 +515,8 @@ def terminal(local_stack: RunningStack, tmp_path: Path) -> Iterator[Callable[...
     local_stack.wait_no_connections(timeout=5.0)  # broadcast counts are exact
     opened: list[TerminalWscat] = []
 
-    def open_terminal(*commands: str) -> TerminalWscat:
-        opened.append(TerminalWscat(local_stack, commands, tmp_path))
+    def open_terminal(*commands: str, page: str = "docs/local-stack.md") -> TerminalWscat:
+        opened.append(TerminalWscat(local_stack, commands, tmp_path, page))
         return opened[-1]
 
     try:
@@ -523,18 +526,40 @@ def terminal(local_stack: RunningStack, tmp_path: Path) -> Iterator[Callable[...
             session.kill()
 
 
-def test_readme_walkthrough_seed_000_header_token_and_default_echo(local_stack: RunningStack,
+README_FIRST_SCREEN = ("TOKEN=$(make -s token USER=demo FIELD=access)",
+                      'npx wscat -c ws://127.0.0.1:8000/dev -H "Authorization: Bearer $TOKEN"')
+
+
+def test_readme_first_screen_gets_a_newcomer_to_a_first_message(local_stack: RunningStack,
+                                                                terminal: Callable[..., TerminalWscat]) -> None:
+    """The README's first commands, as printed, with the demo user and password it names."""
+    from devtools.cognito_local import DEFAULT_PASSWORD
+
+    readme = (ROOT / "README.md").read_text()
+    first_screen = readme[:readme.index("| Page |")]
+    assert f"`demo`, password `{DEFAULT_PASSWORD}`" in first_screen and "make run" in first_screen
+    assert all(command in first_screen for command in README_FIRST_SCREEN)
+    session = terminal(*README_FIRST_SCREEN, page="README.md")
+    session.wait_connected()
+    session.type_line('{"action":"whoami"}')
+    session.type_line('{"action":"sendmessage","data":"hello"}')
+    who, ack = session.next_frame(0), session.next_frame(1)
+    assert (who["type"], who["identity"]["username"]) == ("whoami", "demo")
+    assert (ack["type"], ack["action"]) == ("ack", "sendmessage")
+
+
+def test_walkthrough_header_token_and_default_echo(local_stack: RunningStack,
                                                                    terminal: Callable[..., TerminalWscat]) -> None:
-    """Seed 000: authorization header, ?clientQueryParameter and clientHeader echoed back by $default."""
+    """A header token, ?clientQueryParameter and clientHeader echoed back by $default."""
     dev = stage_environment("dev")
     assert (dev["CONTEXT_QUERY_PARAMS"], dev["CONTEXT_HEADERS"]) == ("clientQueryParameter", "clientHeader")
     assert STACK_SETTINGS == {"CONTEXT_QUERY_PARAMS": "clientQueryParameter", "CONTEXT_HEADERS": "clientHeader"}
-    assert SEED_000_FRAME in _readme()
-    session = terminal(*SEED_000)
+    assert ECHO_FRAME in _readme()
+    session = terminal(*HEADER_TOKEN_SESSION)
     session.wait_connected()
-    session.type_line(SEED_000_FRAME)
+    session.type_line(ECHO_FRAME)
     echo = session.next_frame(0)
-    assert session.lines()[:3] == [CONNECTED, f"> {SEED_000_FRAME}", "< " + json.dumps(echo, separators=(",", ":"))]
+    assert session.lines()[:3] == [CONNECTED, f"> {ECHO_FRAME}", "< " + json.dumps(echo, separators=(",", ":"))]
     assert (echo["type"], echo["message"]) == ("echo", {"hello": "world"})
     connection = echo["connection"]
     assert connection["username"] == "alice" and connection["tokenSource"] == "header"
@@ -552,19 +577,19 @@ def test_readme_walkthrough_seed_000_header_token_and_default_echo(local_stack: 
     local_stack.wait_no_connections([connection["connectionId"]])
 
 
-def test_readme_walkthrough_seed_003_id_token_query_and_sendmessage(local_stack: RunningStack,
+def test_readme_walkthrough_id_token_session_id_token_query_and_sendmessage(local_stack: RunningStack,
                                                                     terminal: Callable[..., TerminalWscat]) -> None:
-    """Seed 003: ?ID_Token= in two terminals; the seed's sendmessage frame in one reaches the other."""
-    assert SEED_003_FRAME in _readme()
-    first = terminal(*_seed_003("alice"))
+    """?ID_Token= in two terminals; the tutorial's sendmessage frame in one reaches the other."""
+    assert SENDMESSAGE_FRAME in _readme()
+    first = terminal(*_id_token_session("alice"))
     first.wait_connected()
-    second = terminal(*_seed_003("bob"))
+    second = terminal(*_id_token_session("bob"))
     second.wait_connected()
-    second.type_line(SEED_003_FRAME)
+    second.type_line(SENDMESSAGE_FRAME)
     ack = second.next_frame(0)
     assert without_message_id(ack) == {"type": "ack", "action": "sendmessage", "delivered": 1, "gone": 0,
                                        "failed": 0}
-    assert second.lines()[:3] == [CONNECTED, f"> {SEED_003_FRAME}",
+    assert second.lines()[:3] == [CONNECTED, f"> {SENDMESSAGE_FRAME}",
                                   '< {"type":"ack","action":"sendmessage","delivered":1,"gone":0,"failed":0,'
                                   f'"messageId":"{ack["messageId"]}"}}']
     message = first.next_frame(0)
@@ -585,9 +610,44 @@ def test_readme_walkthrough_seed_003_id_token_query_and_sendmessage(local_stack:
     local_stack.wait_no_connections(ids)
 
 
-def test_readme_walkthrough_seed_003_invalid_token_is_401(local_stack: RunningStack,
+def test_readme_walkthrough_id_token_session_invalid_token_is_401(local_stack: RunningStack,
                                                            terminal: Callable[..., TerminalWscat]) -> None:
-    session = terminal(SEED_003_BAD)
+    session = terminal(BAD_TOKEN_SESSION)
     assert session.wait_exit() != 0
     assert WSCAT_401 in session.lines()
     assert CONNECTED not in session.lines()
+
+
+# -- make run reloads the app when its code changes ----------------------------------------------
+
+def test_the_stack_reloads_the_app_when_its_code_changes(tmp_path: Path) -> None:
+    """A changed app.py (its modification time, as an editor's save) reloads the app on the same ports:
+    the open connection is dropped and the log says so; a new one works, with the same tokens."""
+    import asyncio
+
+    import websockets
+
+    with run_stack(STACK_OVERRIDES, STACK_ENV, reload=True) as stack:
+        user = stack.user(f"reload-{uuid.uuid4().hex[:6]}")
+
+        async def scenario() -> tuple[int | None, dict[str, Any]]:
+            headers = {"Authorization": f"Bearer {user.access_token}"}
+            async with websockets.connect(stack.ws_url, additional_headers=headers) as before:
+                os.utime(ROOT / "app.py")  # what saving the file does
+                try:
+                    await asyncio.wait_for(before.recv(), timeout=30)
+                except websockets.ConnectionClosed:
+                    pass
+                code = before.close_code
+            await asyncio.to_thread(wait_until, lambda: "app reloaded:" in stack.output.text(), 60.0,
+                                    lambda: "the reload; output:\n" + stack.output.text())
+            async with websockets.connect(stack.ws_url, additional_headers=headers) as after:
+                await after.send(json.dumps({"action": "whoami", "id": "again"}))
+                return code, json.loads(await asyncio.wait_for(after.recv(), timeout=15))
+
+        code, answer = asyncio.run(scenario())
+        assert code == 1001  # going away: the old code's gateway stopped
+        assert (answer["type"], answer["id"], answer["identity"]["userId"]) == ("whoami", "again", user.sub)
+        log = stack.output.text()
+        assert "app.py changed: reloading the app; open connections are dropped" in log
+        assert "app reloaded:" in log

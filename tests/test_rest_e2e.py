@@ -123,9 +123,9 @@ def test_https_pushes_reach_the_right_websocket_clients_and_no_one_else(local_st
         client.recv_none()
 
 
-# -- chalice local, started exactly as the README says ------------------------------------------
+# -- chalice local, started exactly as docs/local-stack.md says ------------------------------------------
 #
-# The README's commands must appear in it verbatim; only the ports (the session
+# The page's commands must appear in it verbatim; only the ports (the session
 # stack's gateway, a free port for chalice local), the users (fresh names, so
 # counts are exact), `npx` (the same node_modules/.bin/wscat) and `make -s
 # token`'s state file (this stack's, not .local/stack.json) are substituted.
@@ -135,7 +135,7 @@ def test_https_pushes_reach_the_right_websocket_clients_and_no_one_else(local_st
 README_GATEWAY = "ws://127.0.0.1:8000/dev"
 README_LOCAL = "http://127.0.0.1:8002"
 MAKE_LOCAL = "make local"
-TOKEN_ALICE = """TOKEN=$(make -s token USER=alice | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"""
+TOKEN_ALICE = """TOKEN=$(make -s token USER=alice FIELD=access)"""
 WSCAT_ALICE = '''npx wscat -c ws://127.0.0.1:8000/dev -H "Authorization: Bearer $TOKEN"'''
 CURLS = (
     TOKEN_ALICE,
@@ -144,7 +144,7 @@ CURLS = (
     """curl -s -w ' %{http_code}\\n' -H "Authorization: Bearer not-a-token" http://127.0.0.1:8002/me""",
     """curl -s -w ' %{http_code}\\n' -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json'"""
     """ -d '{"data":"hi"}' http://127.0.0.1:8002/messages""",
-    """PUSHER=$(make -s token USER=carol GROUPS=publishers | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')""",
+    """PUSHER=$(make -s token USER=carol GROUPS=publishers FIELD=access)""",
     """curl -s -w ' %{http_code}\\n' -H "Authorization: Bearer $PUSHER" -H 'Content-Type: application/json'"""
     """ -d '{"data":"hello from REST"}' 'http://127.0.0.1:8002/users/alice/messages?by=username'""",
 )
@@ -158,7 +158,8 @@ STEADY_OUTPUT = (
 
 
 def _readme() -> str:
-    return (ROOT / "README.md").read_text()
+    """The page that documents these commands."""
+    return (ROOT / "docs" / "local-stack.md").read_text()
 
 
 def _free_port() -> int:
@@ -197,9 +198,10 @@ class _Substitutions:
         self._token = f"{shlex.quote(sys.executable)} -m devtools.token --state-file {shlex.quote(str(stack.state_file))}"
 
     def __call__(self, command: str) -> str:
-        assert command in _readme(), f"README.md no longer shows {command!r}"
+        assert command in _readme(), f"docs/local-stack.md no longer shows {command!r}"
         line = (command.replace("make -s token USER=alice", f"{self._token} --user {self.alice}")
                 .replace("make -s token USER=carol GROUPS=publishers", f"{self._token} --user {self.carol} --groups publishers")
+                .replace(" FIELD=access", " --field access")
                 .replace("/users/alice/", f"/users/{self.alice}/")
                 .replace("npx wscat ", f"exec {shlex.quote(str(WSCAT))} ")
                 .replace(README_GATEWAY, self.stack.ws_url)

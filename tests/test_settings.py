@@ -129,7 +129,7 @@ def test_settings_dataclass_default_sources_have_no_cookie() -> None:
     assert "cookie" not in s.token_sources
 
 
-def test_every_stage_in_chalice_config_loads_and_dev_has_the_seed_allow_lists() -> None:
+def test_every_stage_in_chalice_config_loads_and_dev_has_the_tutorial_allow_lists() -> None:
     """The stages' own environment (global, then stage), as Chalice merges it."""
     config = chalice_config()
     assert "TOKEN_SOURCES" not in config.get("environment_variables", {})

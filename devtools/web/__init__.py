@@ -47,11 +47,12 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 def page_config(*, ws_url: str, region: str, pool_id: str, client_id: str, stage: str,
                 hosted_ui_domain: str | None = None, redirect_uri: str | None = None,
-                cognito_endpoint: str | None = None, local: bool = False,
+                cognito_endpoint: str | None = None, local: bool = False, demo: tuple[str, str] | None = None,
                 token_cookie: str = "JWT", csrf_cookie: str = "CSRF-TOKEN", csrf_param: str = "csrf",
                 **timers: Any) -> dict[str, Any]:
     """What ``/config.json`` answers. ``local``: sign-in with a password through the
-    page's origin and cookie mode; otherwise the hosted UI, and Cognito's own endpoint."""
+    page's origin and cookie mode; otherwise the hosted UI, and Cognito's own endpoint. ``demo``:
+    the local demo user and password, shown as the sign-in form's placeholders."""
     config: dict[str, Any] = {
         "stage": stage,
         "wsUrl": ws_url,
@@ -73,6 +74,8 @@ def page_config(*, ws_url: str, region: str, pool_id: str, client_id: str, stage
         "backoffBaseMs": 500,
         "backoffCapMs": 30000,
     }
+    if demo is not None:
+        config["demoUser"], config["demoPassword"] = demo
     config.update(timers)
     return config
 
@@ -176,13 +179,13 @@ class WebPage:
 
 
 def local_page(stage_env: dict[str, str], stage: str, pool: Any, ws_url: Callable[[], str],
-               **timers: Any) -> WebPage:
+               demo: tuple[str, str] | None = None, **timers: Any) -> WebPage:
     """The page for a local stack (``make run``, tests): password sign-in through the page's
     origin to the local Cognito ``pool`` (a ``devtools.cognito_local.LocalPool``), cookie mode
     on, the WebSocket URL read when asked (the gateway's port is known once it serves)."""
     def config() -> dict[str, Any]:
         return page_config(ws_url=ws_url(), region=pool.region, pool_id=pool.pool_id, client_id=pool.client_id,
-                           stage=stage, local=True,
+                           stage=stage, local=True, demo=demo,
                            token_cookie=stage_env.get("TOKEN_COOKIE") or "JWT",
                            csrf_cookie=stage_env.get("CSRF_COOKIE") or "CSRF-TOKEN",
                            csrf_param=stage_env.get("CSRF_PARAM") or "csrf", **timers)

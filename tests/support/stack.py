@@ -57,7 +57,7 @@ STACK_STAGE = "dev"
 
 # The session stack overrides nothing in the app's settings beyond what
 # devtools.stack points at local services: like `make run`, its app reads the dev
-# stage's environment, whose allow-lists store the seeds' ?clientQueryParameter=...
+# stage's environment, whose allow-lists store the tutorials' ?clientQueryParameter=...
 # and clientHeader: ... (the README's walkthrough relies on them).
 STACK_OVERRIDES: dict[str, str] = {}
 STACK_SETTINGS = {name: value for name, value in {**stage_environment(STACK_STAGE), **STACK_OVERRIDES}.items()
@@ -201,12 +201,15 @@ class RunningStack:
 
 @contextmanager
 def run_stack(settings: dict[str, str] | None = None, env: dict[str, str] | None = None,
-              timeout: float = START_TIMEOUT, args: list[str] | None = None) -> Iterator[RunningStack]:
+              timeout: float = START_TIMEOUT, args: list[str] | None = None,
+              reload: bool = False) -> Iterator[RunningStack]:
     """Start ``python -m devtools.stack --port 0`` and yield once it printed its READY line.
 
     ``settings`` become ``--set KEY=VALUE`` (the app's environment); ``env`` is
     added to the stack process's own environment. A stack that does not start
-    fails the test with its output, and no traceback of this helper.
+    fails the test with its output, and no traceback of this helper. ``reload``:
+    the stack reloads the app when its code changes, as ``make run`` does (off
+    by default, so one test touching app.py disturbs no other stack).
     """
     with tempfile.TemporaryDirectory(prefix="e2e-stack-") as tmp:
         state_file = Path(tmp) / "stack.json"
@@ -215,6 +218,8 @@ def run_stack(settings: dict[str, str] | None = None, env: dict[str, str] | None
         for key, value in (settings or {}).items():
             command += ["--set", f"{key}={value}"]
         command += list(args or ())  # more of devtools.stack's options (--fanout-workers 1, ...)
+        if not reload:
+            command.append("--no-reload")
         process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True, env={**os.environ, **(env or {})})
         output = _OutputPump(process.stdout)

@@ -267,6 +267,12 @@ async function connect(planned) {
   if (!planned) state.ws = ws;
 }
 
+function startConnecting() {
+  state.wanted = true;
+  state.attempt = 0;
+  connect(false);
+}
+
 // Capped exponential backoff with full jitter: random(0, min(cap, base * 2^attempt)).
 function scheduleReconnect() {
   if (!state.wanted) return;
@@ -402,12 +408,13 @@ function bind() {
     try {
       await signInWithPassword($("username").value.trim(), $("password").value);
       $("password").value = "";
+      startConnecting();  // signed in: connect now, no second click
     } catch (error) {
       $("signin-error").textContent = error.message;
     }
   });
   $("signin-hosted").addEventListener("click", () => signInWithHostedUi());
-  $("connect").addEventListener("click", () => { state.wanted = true; state.attempt = 0; connect(false); });
+  $("connect").addEventListener("click", startConnecting);
   $("disconnect").addEventListener("click", disconnect);
   $("whoami").addEventListener("click", () => send({action: "whoami", id: "whoami-" + state.nextId++}));
   $("signout").addEventListener("click", async () => {
@@ -451,11 +458,18 @@ async function main() {
   const config = state.config;
   $("stage").textContent = `stage ${config.stage} · ${config.wsUrl}`;
   $("password-form").hidden = config.signIn !== "password";
+  if (config.demoUser) {  // make run's own page: the local demo credentials, as placeholders
+    $("username").placeholder = config.demoUser;
+    $("password").placeholder = config.demoPassword || "";
+  }
   $("hosted-ui").hidden = config.signIn !== "hosted-ui";
   if (!config.cookieMode) $("mode").querySelector('option[value="cookie"]').disabled = true;
   const params = new URLSearchParams(location.search);
   if (location.pathname === "/callback" && (params.get("code") || params.get("error"))) {
-    try { await finishHostedUi(params); } catch (error) { $("signin-error").textContent = error.message; }
+    try {
+      await finishHostedUi(params);
+      if (state.tokens) startConnecting();  // back from the hosted UI, signed in: connect
+    } catch (error) { $("signin-error").textContent = error.message; }
   }
   if (!state.tokens) {
     const saved = JSON.parse(sessionStorage.getItem(TOKENS_KEY) || "null");
