@@ -1,22 +1,39 @@
 """The connection store: one META item per open connection, and the expiry index over them.
 
-A connection and its subscriptions share one partition key (``schema``), so
-``delete`` finds everything to remove with one Query. Every id is validated
-(``validation``) before DynamoDB is called.
+A connection and its subscriptions share one partition key (``schema``).
+``put`` and ``delete`` are transactions, so no race leaves an item behind:
+
+- ``put`` stores the META item, counts it on the user's count item (under
+  ``MAX_CONNECTIONS_PER_USER``) and checks that no ``$disconnect`` ran for the
+  id yet (its tombstone), all or nothing;
+- ``delete`` removes the META item first, with the count and the tombstone in
+  the same transaction, and only then queries the subscriptions left: a
+  ``subscribe`` is itself a transaction conditioned on the META item, so it
+  either committed before (and its item is found) or fails.
+
+Every id is validated (``validation``) before DynamoDB is called.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+import time
+from typing import Any, Callable, Iterable
 
 from .errors import AppError, ErrorCode
-from .items import connection_item, connection_key, connection_record, expiring_connection
+from .items import (
+    connection_item, connection_key, connection_record, expiring_connection, tombstone_key, user_count_key,
+)
 from .records import ConnectionRecord, ExpiringConnection
 from .schema import (
-    BY_TOKEN_EXPIRY_INDEX, CONNECTION_PREFIX, EXPIRY_SHARD_ATTRIBUTE, TOKEN_EXP_ATTRIBUTE, WARNED_EXP_ATTRIBUTE,
-    expiry_shard, expiry_shards,
+    BY_TOKEN_EXPIRY_INDEX, CONNECTION_PREFIX, EXPIRY_SHARD_ATTRIBUTE, TOKEN_EXP_ATTRIBUTE, TOPIC_PREFIX,
+    WARNED_EXP_ATTRIBUTE, expiry_shard, expiry_shards,
 )
-from .table import Table
+from .table import CONDITION_FAILED, Table
 from .validation import check_id
+
+# How long a tombstone is kept: far longer than a $connect can take.
+TOMBSTONE_SECONDS = 600
+MAX_REMOVE_TURNS = 4  # reads and conditional writes before a delete gives up (unavailable)
+USER_COUNT = "connections"
 
 
 class ConnectionExists(AppError):
@@ -35,19 +52,61 @@ class ConnectionNotFound(AppError):
         self.connection_id = connection_id
 
 
-class ConnectionStore:
-    def __init__(self, table: Table) -> None:
-        self.table = table
+class TooManyConnections(AppError):
+    """The user already holds ``MAX_CONNECTIONS_PER_USER`` connections; nothing was written."""
 
-    def put(self, record: ConnectionRecord) -> None:
-        """Store a new connection; ConnectionExists if its id is stored already."""
+    def __init__(self, user_id: str, limit: int) -> None:
+        super().__init__(ErrorCode.TOO_MANY_CONNECTIONS, f"a user may hold at most {limit} connections")
+        self.user_id = user_id
+        self.limit = limit
+
+
+class ConnectionGone(AppError):
+    """The connection's ``$disconnect`` already ran: it cannot be stored any more."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(ErrorCode.NOT_CONNECTED, "this connection was already closed")
+        self.connection_id = connection_id
+
+
+class ConnectionStore:
+    def __init__(self, table: Table, clock: Callable[[], float] = time.time) -> None:
+        self.table = table
+        self._clock = clock
+
+    def put(self, record: ConnectionRecord, max_per_user: int = 0) -> None:
+        """Store a new connection, counted on its user; all or nothing (one transaction).
+
+        Raises ConnectionExists (the id is stored), ConnectionGone (its
+        ``$disconnect`` ran first) or TooManyConnections (``max_per_user`` > 0
+        and the user holds that many already).
+        """
         check_id(record.connection_id, "connection_id")
         check_id(record.user_id, "user_id")
         if record.username:
             check_id(record.username, "username")
-        if not self.table.write_if("put_item", Item=connection_item(record),
-                                   ConditionExpression="attribute_not_exists(pk)"):
+        count: dict[str, Any] = {
+            "Key": user_count_key(record.user_id), "UpdateExpression": "ADD #n :one SET #ttl = :ttl",
+            "ExpressionAttributeNames": {"#n": USER_COUNT, "#ttl": "ttl"},
+            "ExpressionAttributeValues": {":one": {"N": "1"}, ":ttl": {"N": str(int(record.ttl))}}}
+        if max_per_user > 0:
+            count["ConditionExpression"] = "attribute_not_exists(#n) OR #n < :max"
+            count["ExpressionAttributeValues"][":max"] = {"N": str(max_per_user)}
+        codes = self.table.transact([
+            {"Put": {"Item": connection_item(record), "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"ConditionCheck": {"Key": tombstone_key(record.connection_id),
+                                "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Update": count},
+        ])
+        if codes is None:
+            return
+        if codes[0] == CONDITION_FAILED:
             raise ConnectionExists(record.connection_id)
+        if codes[1] == CONDITION_FAILED:
+            raise ConnectionGone(record.connection_id)
+        if codes[2] == CONDITION_FAILED:
+            raise TooManyConnections(record.user_id, max_per_user)
+        raise AppError(ErrorCode.UNAVAILABLE, "the connection conflicted with another write; try again")
 
     def get(self, connection_id: str) -> ConnectionRecord | None:
         check_id(connection_id, "connection_id")
@@ -65,24 +124,64 @@ class ConnectionStore:
         return self.table.get(connection_key(connection_id), "pk") is not None
 
     def delete(self, connection_id: str) -> int:
-        """Delete the connection and all its subscriptions; 0 when nothing was stored."""
+        """Remove the connection, its count and its subscriptions; leave its tombstone. Safe to run twice.
+
+        Returns how many items were removed (0 when nothing was stored).
+        """
         check_id(connection_id, "connection_id")
-        return self.table.batch_delete(self._partition_keys(connection_id))
+        removed = 1 if self._remove_meta(connection_id) else 0
+        keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self.table.query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :topic)",
+            ExpressionAttributeValues={":pk": {"S": CONNECTION_PREFIX + connection_id}, ":topic": {"S": TOPIC_PREFIX}},
+            ProjectionExpression="pk, sk", ConsistentRead=True)]
+        return removed + self.table.batch_delete(keys)
 
     def delete_many(self, connection_ids: Iterable[str]) -> int:
-        """Delete many connections (gone ones a broadcast found) with their subscriptions."""
+        """``delete`` each connection (gone ones a broadcast found, expired ones the sweep closed)."""
         ids = list(connection_ids)
         for connection_id in ids:  # all of them first: nothing is deleted for a bad list
             check_id(connection_id, "connection_id")
-        keys: list[dict[str, Any]] = []
-        for connection_id in dict.fromkeys(ids):
-            keys.extend(self._partition_keys(connection_id))
-        return self.table.batch_delete(keys)
+        return sum(self.delete(connection_id) for connection_id in dict.fromkeys(ids))
 
-    def _partition_keys(self, connection_id: str) -> list[dict[str, Any]]:
-        return [{"pk": item["pk"], "sk": item["sk"]} for item in self.table.query(
-            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": CONNECTION_PREFIX + connection_id}},
-            ProjectionExpression="pk, sk", ConsistentRead=True)]
+    def user_connections(self, user_id: str) -> int:
+        """How many connections the user's count item holds (``MAX_CONNECTIONS_PER_USER``)."""
+        check_id(user_id, "user_id")
+        item = self.table.get(user_count_key(user_id), USER_COUNT)
+        return int(item[USER_COUNT]["N"]) if item and USER_COUNT in item else 0
+
+    def _remove_meta(self, connection_id: str) -> bool:
+        """Delete the META item with its count and write the tombstone, in one transaction; False if no
+        META item was stored (then the tombstone alone, conditioned on the META item still being absent,
+        so a ``$connect`` committing at the same moment is seen and removed on the next turn)."""
+        tombstone = {"Put": {"Item": {**tombstone_key(connection_id),
+                                      "ttl": {"N": str(int(self._clock()) + TOMBSTONE_SECONDS)}}}}
+        absent = {"ConditionCheck": {"Key": connection_key(connection_id),
+                                     "ConditionExpression": "attribute_not_exists(pk)"}}
+        delete = {"Delete": {"Key": connection_key(connection_id), "ConditionExpression": "attribute_exists(pk)"}}
+        for _ in range(MAX_REMOVE_TURNS):
+            meta = self.table.get(connection_key(connection_id), "userId")
+            if meta is None:
+                codes = self.table.transact([tombstone, absent])
+                if codes is None:
+                    return False
+                if codes[1] == CONDITION_FAILED:
+                    continue  # a $connect committed between the read and this write
+                break
+            uncount = {"Update": {"Key": user_count_key(meta["userId"]["S"]), "UpdateExpression": "ADD #n :minus",
+                                  "ConditionExpression": "#n > :zero", "ExpressionAttributeNames": {"#n": USER_COUNT},
+                                  "ExpressionAttributeValues": {":minus": {"N": "-1"}, ":zero": {"N": "0"}}}}
+            codes = self.table.transact([delete, uncount, tombstone])
+            if codes is None:
+                return True
+            if codes[0] == CONDITION_FAILED:
+                continue  # a concurrent delete removed it first
+            if codes[1] == CONDITION_FAILED:  # not counted (stored before the count existed): remove it alone
+                codes = self.table.transact([delete, tombstone])
+                if codes is None:
+                    return True
+                continue
+            break
+        raise AppError(ErrorCode.UNAVAILABLE, "the disconnect conflicted with other writes; try again")
 
     # -- token expiry (the byTokenExpiry index) ------------------------------------
 
@@ -111,18 +210,21 @@ class ConnectionStore:
         return int(item[TOKEN_EXP_ATTRIBUTE]["N"])
 
     def set_token_expiry(self, connection_id: str, token_exp: int) -> None:
-        """Store a refreshed token's ``exp`` (also in the stored claims) and forget the warning given.
+        """Store a refreshed token's ``exp`` (also in the stored claims).
 
-        Conditioned on the connection item existing, so a refresh racing its
-        ``$disconnect`` cannot recreate a half item. Raises ConnectionNotFound.
+        The warning already given stays recorded with the ``exp`` it was for
+        (``warnedExp``): the sweep warns again only about another ``exp``, so a
+        refresh with the same token does not re-arm it. Conditioned on the
+        connection item existing, so a refresh racing its ``$disconnect`` cannot
+        recreate a half item. Raises ConnectionNotFound.
         """
         check_id(connection_id, "connection_id")
         if not self.table.write_if(
                 "update_item", Key=connection_key(connection_id),
-                UpdateExpression="SET #exp = :exp, #shard = :shard, claims.#claim = :exp REMOVE #warned",
+                UpdateExpression="SET #exp = :exp, #shard = :shard, claims.#claim = :exp",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeNames={"#exp": TOKEN_EXP_ATTRIBUTE, "#shard": EXPIRY_SHARD_ATTRIBUTE,
-                                          "#claim": "exp", "#warned": WARNED_EXP_ATTRIBUTE},
+                                          "#claim": "exp"},
                 ExpressionAttributeValues={":exp": {"N": str(int(token_exp))},
                                            ":shard": {"S": expiry_shard(connection_id)}}):
             raise ConnectionNotFound(connection_id)
@@ -143,4 +245,4 @@ class ConnectionStore:
             ExpressionAttributeValues={":exp": {"N": str(int(token_exp))}})
 
 
-__all__ = ["ConnectionExists", "ConnectionNotFound", "ConnectionStore"]
+__all__ = ["ConnectionExists", "ConnectionGone", "ConnectionNotFound", "ConnectionStore", "TooManyConnections"]

@@ -18,8 +18,8 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from .identity import Identity
 from .records import ConnectionRecord, Endpoint, ExpiringConnection
 from .schema import (
-    CONNECTION_PREFIX, EXPIRY_SHARD_ATTRIBUTE, META_SK, TOKEN_EXP_ATTRIBUTE, TOPIC_PREFIX, WARNED_EXP_ATTRIBUTE,
-    expiry_shard,
+    CONNECTION_PREFIX, EXPIRY_SHARD_ATTRIBUTE, GONE_SK, META_SK, TOKEN_EXP_ATTRIBUTE, TOPIC_PREFIX, USER_COUNT_SK,
+    USER_PREFIX, WARNED_EXP_ATTRIBUTE, expiry_shard,
 )
 
 Item = dict[str, Any]  # a low-level typed item: {"name": {"S": ...}, ...}
@@ -56,6 +56,14 @@ def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def connection_key(connection_id: str) -> Item:
     return {"pk": {"S": CONNECTION_PREFIX + connection_id}, "sk": {"S": META_SK}}
+
+
+def tombstone_key(connection_id: str) -> Item:
+    return {"pk": {"S": CONNECTION_PREFIX + connection_id}, "sk": {"S": GONE_SK}}
+
+
+def user_count_key(user_id: str) -> Item:
+    return {"pk": {"S": USER_PREFIX + user_id}, "sk": {"S": USER_COUNT_SK}}
 
 
 def subscription_key(connection_id: str, topic: str) -> Item:

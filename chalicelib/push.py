@@ -55,10 +55,23 @@ def validate_push(push: Push) -> Push:
     return push
 
 
+# Every key that names an audience: a push states its audience exactly once.
+AUDIENCE_KEYS = ("userId", "username", "topic")
+
+
+def _only(payload: Mapping[str, object], allowed: tuple[str, ...], what: str) -> None:
+    """Refuse a payload that also names another audience (``bad_request``): sending it to the
+    audience that happened to win would be the worst reading of a mistake upstream."""
+    foreign = [key for key in AUDIENCE_KEYS if key in payload and key not in allowed]
+    if foreign:
+        raise _bad(f"{what} must not also name {', '.join(map(repr, foreign))}: a push names one audience")
+
+
 def user_push(payload: object, what: str = "notify") -> Push:
     """``{"userId"|"username": ..., "data": ...}``: exactly one of the two names the user."""
     if not isinstance(payload, Mapping):
         raise _bad("payload must be a JSON object")
+    _only(payload, ("userId", "username"), what)
     data = _data(payload, what)
     user_id, username = payload.get("userId"), payload.get("username")
     if (user_id is None) == (username is None):
@@ -68,9 +81,12 @@ def user_push(payload: object, what: str = "notify") -> Push:
     return Push(User(check_id(username, "'username'", ErrorCode.BAD_REQUEST), "username"), data)
 
 
-def topic_push(topic: object, payload: object) -> Push:
+def topic_push(topic: object, payload: object, stated: tuple[str, ...] = ()) -> Push:
+    """``{"data": ...}`` to ``topic``; ``stated``: the payload's own keys that name it (EventBridge's
+    ``topic``), allowed once. A topic named in the path may not be named again in the body."""
     if not isinstance(payload, Mapping):
         raise _bad("body must be a JSON object")
+    _only(payload, stated, "a topic message")
     data = _data(payload, "a topic message")
     return Push(Topic(check_topic(topic, ErrorCode.BAD_TOPIC)), data)
 
@@ -78,17 +94,11 @@ def topic_push(topic: object, payload: object) -> Push:
 def broadcast_push(payload: object) -> Push:
     if not isinstance(payload, Mapping):
         raise _bad("body must be a JSON object")
+    _only(payload, (), "a broadcast")
     return Push(Everyone(), _data(payload, "a broadcast"))
 
 
 # -- EventBridge ------------------------------------------------------------------------------
-
-# A detail may only carry the keys of its own audience (EVENT_DETAIL_TYPES: detail-type
-# -> audience): a Broadcast that also says "userId" is a mistake somewhere upstream,
-# and sending it to everyone would be the worst reading.
-_AUDIENCE_KEYS: dict[str, frozenset[str]] = {
-    "user": frozenset({"userId", "username"}), "topic": frozenset({"topic"}), "all": frozenset()}
-
 
 def event_push(detail_type: object, detail: object) -> Push:
     """An EventBridge event's ``detail-type`` and ``detail`` -> one ``Push``.
@@ -103,14 +113,12 @@ def event_push(detail_type: object, detail: object) -> Push:
     if not isinstance(detail, Mapping):
         raise _bad("detail must be a JSON object")
     kind = EVENT_DETAIL_TYPES[detail_type]
-    foreign = sorted(key for keys in _AUDIENCE_KEYS.values() for key in keys
-                     if key in detail and key not in _AUDIENCE_KEYS[kind])
-    if foreign:
-        raise _bad(f"a {detail_type} detail must not name {', '.join(map(repr, foreign))}")
     if kind == "user":
-        return user_push(detail, f"a {detail_type}")
+        return user_push(detail, f"a {detail_type} detail")
     if kind == "topic":
+        _only(detail, ("topic",), f"a {detail_type} detail")
         if "topic" not in detail:
             raise _bad(f"a {detail_type} needs 'topic'", ErrorCode.MISSING_FIELD)
-        return topic_push(detail["topic"], detail)
+        return topic_push(detail["topic"], detail, stated=("topic",))
+    _only(detail, (), f"a {detail_type} detail")
     return broadcast_push(detail)

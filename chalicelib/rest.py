@@ -48,7 +48,7 @@ from .authorizer import policy as iam_policy
 from .errors import AppError, AuthError, ErrorCode, TokenMissing, Unauthorized, classify
 from .identity import Claims, Identity
 from .logs import log_event
-from .push import Push, broadcast_push, topic_push, user_push
+from .push import AUDIENCE_KEYS, Push, broadcast_push, topic_push, user_push
 from .settings import Settings, SettingsError
 from .validation import loads_strict
 
@@ -209,8 +209,9 @@ def _user_push(request: Request, user: str, body: Mapping[str, Any]) -> Push:
     by = (request.query_params or {}).get("by", "sub")
     if by not in USER_KEYS:
         raise AppError(ErrorCode.BAD_REQUEST, f"'by' must be one of {', '.join(USER_KEYS)}")
-    if "userId" in body or "username" in body:
-        raise AppError(ErrorCode.BAD_REQUEST, "the path names the user; the body carries only 'data'")
+    stated = [key for key in AUDIENCE_KEYS if key in body]
+    if stated:
+        raise AppError(ErrorCode.BAD_REQUEST, f"the path names the user; the body must not name {stated[0]!r}")
     return user_push({**body, USER_KEYS[by]: user}, "a message")
 
 

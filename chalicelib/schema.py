@@ -9,6 +9,12 @@ Layout (single table, on-demand billing):
   ``username`` and the identity attributes the ``whoami`` action returns.
 - subscription: ``pk = CONN#<connectionId>``, ``sk = TOPIC#<topic>``, plus
   ``topic``, ``connectionId`` and the connection's ``ttl``.
+- tombstone: ``pk = CONN#<connectionId>``, ``sk = GONE``, a short ``ttl``: the
+  connection's ``$disconnect`` ran, so its ``$connect`` (a transaction that
+  checks this item) can no longer store it.
+- user count: ``pk = USER#<sub>``, ``sk = CONNECTIONS``, ``connections``: kept by
+  the ``$connect`` and ``$disconnect`` transactions, so ``MAX_CONNECTIONS_PER_USER``
+  holds under parallel connects; its ``ttl`` outlives any connection it counts.
 
 Keeping a connection and its subscriptions under one partition key lets
 ``$disconnect`` find everything to delete with one Query, no index needed.
@@ -50,6 +56,11 @@ SORT_KEY = "sk"
 CONNECTION_PREFIX = "CONN#"
 TOPIC_PREFIX = "TOPIC#"
 META_SK = "META"
+# ``CONN#<id>``/``GONE``: written by $disconnect, so a $connect that loses the race to it writes nothing.
+GONE_SK = "GONE"
+# ``USER#<sub>``/``CONNECTIONS``: how many connections the user holds (MAX_CONNECTIONS_PER_USER).
+USER_PREFIX = "USER#"
+USER_COUNT_SK = "CONNECTIONS"
 
 BY_USER_ID_INDEX = "byUserId"
 BY_USERNAME_INDEX = "byUsername"
@@ -207,7 +218,8 @@ def _wait_active(client: Any, table_name: str, timeout: float) -> None:
 
 
 __all__ = [
-    "TTL_ATTRIBUTE", "PARTITION_KEY", "SORT_KEY", "CONNECTION_PREFIX", "TOPIC_PREFIX", "META_SK",
+    "TTL_ATTRIBUTE", "PARTITION_KEY", "SORT_KEY", "CONNECTION_PREFIX", "TOPIC_PREFIX", "META_SK", "GONE_SK",
+    "USER_PREFIX", "USER_COUNT_SK",
     "BY_USER_ID_INDEX", "BY_USERNAME_INDEX", "BY_TOPIC_INDEX", "INDEX_PROJECTION",
     "BY_TOKEN_EXPIRY_INDEX", "EXPIRY_SHARD_ATTRIBUTE", "TOKEN_EXP_ATTRIBUTE", "WARNED_EXP_ATTRIBUTE",
     "EXPIRY_SHARDS", "EXPIRY_PROJECTION", "expiry_shard", "expiry_shards",

@@ -68,6 +68,8 @@ class Settings:
     connection_ttl_seconds: int = 2 * 3600 + 15 * 60
     # Each subscription is one DynamoDB item written per subscribe: bounded per connection.
     max_subscriptions_per_connection: int = 100
+    # Open connections one user may hold at once, enforced at $connect (429 past it); 0: no limit.
+    max_connections_per_user: int = 20
     # Fan-out (see chalicelib/fanout.py): audiences over fanout_inline_max go
     # to the queue as work items; no queue URL: everything is posted inline.
     fanout_inline_max: int = 100
@@ -215,6 +217,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                            low=60, high=7 * 86400, integer=True)),
         max_subscriptions_per_connection=int(_number(env, "MAX_SUBSCRIPTIONS_PER_CONNECTION", 100,
                                                      low=1, high=10000, integer=True)),
+        max_connections_per_user=int(_number(env, "MAX_CONNECTIONS_PER_USER", 20, low=0, high=100000,
+                                             integer=True)),
         token_expiry=token_expiry,
         fanout_inline_max=int(_number(env, "FANOUT_INLINE_MAX", 100, low=0, high=100000, integer=True)),
         fanout_queue_url=_queue_url(env),

@@ -121,7 +121,7 @@ class RestServer:
         from chalice.config import Config
         from chalice.local import create_local_server
 
-        from devtools.local_authorizer import install
+        from devtools.chalice_gateway import install
 
         install()
         if str(self.project_dir) not in sys.path:

@@ -386,6 +386,11 @@ def test_page_reconnects_after_the_gateway_restarts(contexts: Contexts, local_st
     chat(bob_page, "welcome back")
     expect(chat_line(alice_page, bob.username, "welcome back")).to_have_count(1, timeout=WAIT_MS)
 
+    # The good connection's whoami answer (its id, "hello") reset the backoff: a second outage starts over.
+    own_stage.gateways[-1].stop()
+    expect(alice_page.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=WAIT_MS)
+    expect(alice_page.locator("#log li", has_text="(attempt 1)")).to_have_count(2, timeout=WAIT_MS)
+
 
 def test_keepalive_and_planned_reconnect(contexts: Contexts, local_stack: RunningStack, own_stage: OwnStage) -> None:
     """Below the idle timeout the keepalive holds the connection; before the lifetime

@@ -250,6 +250,22 @@ def test_error_frames_carry_the_request_id(harness: Harness) -> None:
     assert (harness.last(info)["code"], harness.last(info)["id"]) == ("missing_field", 2)
 
 
+@pytest.mark.parametrize("frame, kind", [
+    ({"action": "whoami"}, "whoami"), ({"action": "subscribe", "topic": "t"}, "subscribed"),
+    ({"action": "unsubscribe", "topic": "t"}, "unsubscribed"), ({"action": "publish", "topic": "t", "data": 1}, "ack"),
+    ({"action": "sendmessage", "data": 1}, "ack"), ({"hello": "there"}, "echo"),
+    ({"action": "refresh", "token": "not-a-token"}, "error"),
+])
+@pytest.mark.parametrize("request_id", ["req-7", 7])
+def test_every_answer_carries_the_frames_id(harness: Harness, frame: dict[str, Any], kind: str,
+                                            request_id: str | int) -> None:
+    """The promise the browser client's backoff reset and keepalive rely on: every action's answer."""
+    info = harness.connect()
+    harness.send(info, {**frame, "id": request_id})
+    answer = harness.last(info)
+    assert (answer["type"], answer["id"]) == (kind, request_id)
+
+
 def test_gone_connections_are_removed_by_a_broadcast(harness: Harness) -> None:
     alice, ghost = harness.connect("a", "alice"), harness.connect("g", "ghost")
     harness.management.remove(ghost.connection_id)  # killed without $disconnect

@@ -123,6 +123,49 @@ def test_https_pushes_reach_the_right_websocket_clients_and_no_one_else(local_st
         client.recv_none()
 
 
+def test_a_push_goes_only_where_it_was_addressed(local_stack: RunningStack, ws_clients: ClientFactory) -> None:
+    """A body that names a second audience is refused (400 bad_request) by every entry point; nothing is sent."""
+    rest = local_stack.state["rest_url"]
+    alice, bob = local_stack.user("alice"), local_stack.user("bob")
+    publisher = _publisher(local_stack)
+    alice_client, bob_client = ws_clients(alice.access_token), ws_clients(bob.access_token)
+    topic = f"news-{uuid.uuid4().hex[:6]}"
+    assert alice_client.request({"action": "subscribe", "topic": topic})["type"] == "subscribed"
+    refused = [
+        ("/messages", {"data": 1, "userId": alice.sub}), ("/messages", {"data": 1, "username": "alice"}),
+        ("/messages", {"data": 1, "topic": topic}), (f"/topics/{topic}/messages", {"data": 1, "userId": bob.sub}),
+        (f"/topics/{topic}/messages", {"data": 1, "topic": "other"}),
+        (f"/users/{bob.sub}/messages", {"data": 1, "topic": topic}),
+        (f"/users/{bob.sub}/messages", {"data": 1, "userId": alice.sub}),
+    ]
+    for path, body in refused:
+        status, answer = _http("POST", f"{rest}{path}", publisher.access_token, body)
+        assert (status, answer["error"]["code"]) == (400, "bad_request"), (path, body, answer)
+    notify = local_stack.invoke("notify", {"userId": bob.sub, "topic": topic, "data": 1})
+    assert notify["ok"] is False and notify["error"]["code"] == "bad_request"
+    for client in (alice_client, bob_client):
+        client.recv_none()
+
+
+@pytest.mark.parametrize("path, topic", [("room%201", "room 1"), ("caf%C3%A9", "café"), ("a%2Fb", "a/b")])
+def test_path_parameters_arrive_decoded(local_stack: RunningStack, ws_clients: ClientFactory,
+                                        path: str, topic: str) -> None:
+    rest = local_stack.state["rest_url"]
+    publisher = _publisher(local_stack)
+    client = ws_clients(local_stack.user("reader").access_token)
+    assert client.request({"action": "subscribe", "topic": topic})["type"] == "subscribed"
+    status, report = _http("POST", f"{rest}/topics/{path}/messages", publisher.access_token, {"data": path})
+    assert (status, report["delivered"]) == (200, 1)
+    assert _kinds(client.recv()) == ("publish", topic, path)
+
+
+@pytest.mark.parametrize("path", ["a%00b", "a%0Ab", "%FF"])
+def test_a_decoded_path_parameter_is_validated(local_stack: RunningStack, path: str) -> None:
+    rest = local_stack.state["rest_url"]
+    status, answer = _http("POST", f"{rest}/topics/{path}/messages", _publisher(local_stack).access_token, {"data": 1})
+    assert (status, answer["error"]["code"]) == (400, "bad_topic")
+
+
 # -- chalice local, started exactly as docs/local-stack.md says ------------------------------------------
 #
 # The page's commands must appear in it verbatim; only the ports (the session

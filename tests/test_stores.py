@@ -16,8 +16,10 @@ from tests.support.dynamodb import Stores, make_record
 
 
 def _all_items(client: Any, table: str) -> list[dict[str, Any]]:
+    """Every connection and subscription item (tombstones and users' counts, bookkeeping, left out)."""
     pages = client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
-    return [item for page in pages for item in page["Items"]]
+    return [item for page in pages for item in page["Items"]
+            if item["pk"]["S"].startswith("CONN#") and item["sk"]["S"] != "GONE"]
 
 
 def _counting_client(dynamodb_local: Any, operation: str) -> tuple[Any, list[str]]:
@@ -239,7 +241,15 @@ def test_delete_connections_in_batches_removes_them_and_their_subscriptions(
     counted = Stores(connections_table, client=Counting())
     ids = [r.connection_id for r in gone]
     assert counted.connections.delete_many(ids + ids[:5]) == 120  # duplicates are deleted once
-    assert max(batch_sizes) == 25 and sum(batch_sizes) == 120 and len(batch_sizes) == 5
+    assert max(batch_sizes) <= 25  # the subscriptions left after each META item went
+
+    many = make_record("many")
+    stores.connections.put(many)
+    for n in range(60):
+        stores.subscriptions.subscribe("many", f"t{n:02}", max_subscriptions=100)
+    batch_sizes.clear()
+    assert counted.connections.delete("many") == 61
+    assert batch_sizes == [25, 25, 10]  # BatchWriteItem's 25 per call
 
     left = {i["pk"]["S"] for i in _all_items(dynamodb_client, connections_table)}
     assert left == {f"CONN#kept-{n}" for n in range(3)}
@@ -249,7 +259,10 @@ def test_delete_connections_in_batches_removes_them_and_their_subscriptions(
 
 
 def test_batch_delete_retries_unprocessed_items(dynamodb_client: Any, connections_table: str) -> None:
-    _seed(dynamodb_client, connections_table, [make_record(f"c{n}") for n in range(10)])
+    _seed(dynamodb_client, connections_table, [make_record("c0")])
+    seeded = Stores(connections_table, dynamodb_client)
+    for n in range(10):
+        seeded.subscriptions.subscribe("c0", f"t{n}")
     sleeps: list[float] = []
     calls = 0
 
@@ -269,7 +282,7 @@ def test_batch_delete_retries_unprocessed_items(dynamodb_client: Any, connection
             return dynamodb_client.batch_write_item(RequestItems=RequestItems)
 
     repo = Stores(connections_table, client=Throttled(), sleep=sleeps.append)
-    assert repo.connections.delete_many([f"c{n}" for n in range(10)]) == 10
+    assert repo.connections.delete("c0") == 11  # META, then its 10 subscriptions in one batch
     assert calls == 2 and len(sleeps) == 1 and 0 < sleeps[0] <= 1.0
     assert _all_items(dynamodb_client, connections_table) == []
 
@@ -468,3 +481,99 @@ def test_subscribe_loses_the_race_with_disconnect_cleanly(dynamodb_client: Any, 
     with pytest.raises(ConnectionNotFound):
         repo.subscriptions.subscribe("c1", "news")
     assert _all_items(dynamodb_client, connections_table) == []
+
+
+# -- races: both sides many times at once, on DynamoDB Local ------------------------------------------
+
+RACES = 60
+
+
+def _race(first: Any, second: Any) -> list[BaseException | None]:
+    """Run both at the same moment (a barrier), as two Lambdas of one connection would."""
+    import threading
+
+    barrier = threading.Barrier(2)
+    outcomes: list[BaseException | None] = [None, None]
+
+    def run(index: int, call: Any) -> None:
+        barrier.wait()
+        try:
+            call()
+        except BaseException as error:  # noqa: BLE001 - recorded: the loser of a race may refuse
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate((first, second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return outcomes
+
+
+def _left(dynamodb_client: Any, table: str, connection_id: str) -> set[str]:
+    return {i["sk"]["S"] for i in _all_items(dynamodb_client, table) if i["pk"]["S"] == f"CONN#{connection_id}"}
+
+
+def test_subscribe_racing_disconnect_never_leaves_a_subscription(stores: Stores, dynamodb_client: Any,
+                                                                connections_table: str) -> None:
+    for n in range(RACES):
+        cid = f"sub-race-{n}"
+        stores.connections.put(make_record(cid))
+        _race(lambda: stores.subscriptions.subscribe(cid, "news"), lambda: stores.connections.delete(cid))
+        assert _left(dynamodb_client, connections_table, cid) == set(), n
+    assert stores.audiences.subscriber_ids("news") == []
+
+
+def test_connect_racing_disconnect_never_leaves_a_connection(stores: Stores, dynamodb_client: Any,
+                                                            connections_table: str) -> None:
+    for n in range(RACES):
+        cid = f"put-race-{n}"
+        _race(lambda: stores.connections.put(make_record(cid, "racer"), 100), lambda: stores.connections.delete(cid))
+        assert _left(dynamodb_client, connections_table, cid) == set(), n
+    assert stores.connections.user_connections("racer") == 0  # counted once, uncounted once
+
+
+def test_refresh_and_warning_racing_disconnect_recreate_nothing(stores: Stores, dynamodb_client: Any,
+                                                               connections_table: str) -> None:
+    for n in range(RACES):
+        cid = f"exp-race-{n}"
+        stores.connections.put(make_record(cid, token_exp=1_800_000_000))
+        update = (lambda: stores.connections.set_token_expiry(cid, 1_800_003_600)) if n % 2 else \
+            (lambda: stores.connections.mark_warned(cid, 1_800_000_000))
+        _race(update, lambda: stores.connections.delete(cid))
+        assert _left(dynamodb_client, connections_table, cid) == set(), n
+
+
+def test_gone_cleanup_racing_subscribe_never_leaves_a_subscription(stores: Stores, dynamodb_client: Any,
+                                                                  connections_table: str) -> None:
+    """A broadcast's 410 clean-up (``delete_many``) against the same connection's subscribe."""
+    for n in range(RACES):
+        cid = f"gone-race-{n}"
+        stores.connections.put(make_record(cid))
+        _race(lambda: stores.subscriptions.subscribe(cid, f"t{n}"), lambda: stores.connections.delete_many([cid]))
+        assert _left(dynamodb_client, connections_table, cid) == set(), n
+
+
+def test_parallel_connects_never_exceed_the_users_limit(stores: Stores) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.connections import TooManyConnections
+
+    def attempt(n: int) -> str:
+        try:
+            stores.connections.put(make_record(f"cap-{n}", "busy"), max_per_user=5)
+            return "ok"
+        except TooManyConnections:
+            return "refused"
+        except Exception as error:  # noqa: BLE001 - a conflicting transaction: the client retries
+            return type(error).__name__
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(attempt, range(40)))
+    stored = stores.audiences.user_ids("busy")
+    assert len(stored) == outcomes.count("ok") == stores.connections.user_connections("busy") <= 5
+    assert outcomes.count("refused") >= 30
+    stores.connections.delete(stored[0])
+    stores.connections.delete(stored[0])  # twice, as the expiry close and then $disconnect do
+    assert stores.connections.user_connections("busy") == len(stored) - 1
+    stores.connections.put(make_record("cap-after", "busy"), max_per_user=5)  # room again

@@ -149,6 +149,24 @@ def test_a_refresh_moves_the_expiry_and_rearms_the_warning(make_service: Any, st
     assert management_api.deleted == ["c1"]  # closed after the error frame
 
 
+def test_a_refresh_with_the_same_token_does_not_rearm_the_warning(make_service: Any, stores: Stores,
+                                                                  management_api: ManagementApiServer,
+                                                                  clock: Clock) -> None:
+    """Once per token means once: only a token with another ``exp`` is warned about again."""
+    management_api.add("c1")
+    stores.connections.put(make_record("c1", user_id="u1", token_exp=NOW + 100))
+    tokens = {"same": {"sub": "u1", "exp": NOW + 100}, "later": {"sub": "u1", "exp": NOW + 250}}
+    service = make_service(verify=lambda token: tokens[token])
+    assert len(service.sweep().warned) == 1
+    for n in range(3):  # the same token again and again, each followed by a sweep
+        service.on_message(_message("c1", {"action": "refresh", "token": "same", "id": n}))
+        clock.now += 10
+        assert service.sweep().warned == [], n
+    service.on_message(_message("c1", {"action": "refresh", "token": "later"}))
+    assert len(service.sweep().warned) == 1  # a later exp: warned once more
+    assert [f["type"] for f in _frames(management_api, "c1")].count("token_expiring") == 2
+
+
 @pytest.mark.parametrize("env, expected", [
     ({}, ("close", 300)), ({"TOKEN_EXPIRY": "ignore", "TOKEN_EXPIRY_WARNING_SECONDS": "0"}, ("ignore", 0)),
     ({"TOKEN_EXPIRY": " Close ", "TOKEN_EXPIRY_WARNING_SECONDS": "60"}, ("close", 60)),

@@ -13,7 +13,7 @@ from chalice.test import Client
 
 import app as app_module
 from chalicelib import runtime
-from devtools.local_authorizer import install as map_authorizer_errors
+from devtools.chalice_gateway import install as like_api_gateway
 from devtools.gateway.events import Api, ClientInfo, authorizer_event, connect_event, message_event
 from tests.support.builders import chalice_config, settings_env
 from tests.support.jwt_factory import JwksServer, TokenFactory
@@ -48,7 +48,7 @@ def chalice_client(tmp_path: Path, env: dict[str, str]) -> Client:
     config["stages"] = {"test": {"api_gateway_stage": "test", "environment_variables": env}}
     (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
     runtime.rebuild()
-    map_authorizer_errors()  # 401/500 from a failing authorizer, as API Gateway answers
+    like_api_gateway()  # authorizer errors and path parameters as API Gateway handles them
     return Client(app_module.app, stage_name="test", project_dir=str(tmp_path))
 
 
