@@ -21,8 +21,12 @@ from .broadcaster import BROADCAST_WORKERS
 # DynamoDB accepts a connection in milliseconds from inside its region: an
 # endpoint that does not is down, and a frame should be answered `unavailable`
 # within seconds (4 attempts with backoff), not hang its Lambda.
-DYNAMODB_CONNECT_TIMEOUT = 1.0
-DYNAMODB_READ_TIMEOUT = 5.0
+DYNAMODB_CONNECT_TIMEOUT = 0.5
+# DynamoDB answers in milliseconds; an attempt that waits 1.5 s is retried, and every
+# entry point's total is bounded by its budget (``deadline``), whatever the attempts.
+DYNAMODB_READ_TIMEOUT = 1.5
+SQS_CONNECT_TIMEOUT = 0.5
+SQS_READ_TIMEOUT = 2.0
 MANAGEMENT_CONNECT_TIMEOUT = 2.0
 MANAGEMENT_READ_TIMEOUT = 5.0
 # Per post, the first try included: up to two retries, after ~0.5 s and ~1 s
@@ -66,18 +70,24 @@ class Clients:
         """DynamoDB: standard retries, small timeouts."""
         from botocore.config import Config
 
-        return self._made.get("dynamodb") or self._build("dynamodb", "dynamodb", config=Config(
-            connect_timeout=DYNAMODB_CONNECT_TIMEOUT, read_timeout=DYNAMODB_READ_TIMEOUT,
-            retries={"mode": "standard", "max_attempts": 4}, max_pool_connections=32, tcp_keepalive=True))
+        client = self._made.get("dynamodb")
+        if client is None:
+            client = _with_deadline(self._build("dynamodb", "dynamodb", config=Config(
+                connect_timeout=DYNAMODB_CONNECT_TIMEOUT, read_timeout=DYNAMODB_READ_TIMEOUT,
+                retries={"mode": "standard", "max_attempts": 4}, max_pool_connections=32, tcp_keepalive=True)))
+        return client
 
     @property
     def sqs(self) -> Any:
         """SQS (the fan-out queue)."""
         from botocore.config import Config
 
-        return self._made.get("sqs") or self._build("sqs", "sqs", config=Config(
-            connect_timeout=2.0, read_timeout=10.0, retries={"mode": "standard", "max_attempts": 4},
-            tcp_keepalive=True))
+        client = self._made.get("sqs")
+        if client is None:
+            client = _with_deadline(self._build("sqs", "sqs", config=Config(
+                connect_timeout=SQS_CONNECT_TIMEOUT, read_timeout=SQS_READ_TIMEOUT,
+                retries={"mode": "standard", "max_attempts": 4}, tcp_keepalive=True)))
+        return client
 
     def management(self, endpoint_url: str, retry_mode: str = "standard",
                    max_attempts: int = MANAGEMENT_MAX_ATTEMPTS) -> Any:
@@ -114,6 +124,21 @@ class Clients:
     def worker_management(self, endpoint_url: str) -> Any:
         """The management client a fan-out worker posts with (adaptive retries; see above)."""
         return self.management(endpoint_url, retry_mode=WORKER_RETRY_MODE, max_attempts=WORKER_MAX_ATTEMPTS)
+
+
+_DEADLINE_HOOKS = "ws-cognito-deadline"
+
+
+def _with_deadline(client: Any) -> Any:
+    """Register the invocation budget's hooks (``deadline``) on ``client``, once."""
+    from .deadline import refuse_call_when_spent, refuse_retry_when_spent
+
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register_first(f"before-call.{service}", refuse_call_when_spent,
+                                      unique_id=f"{_DEADLINE_HOOKS}-call")
+    client.meta.events.register_first(f"needs-retry.{service}", refuse_retry_when_spent,
+                                      unique_id=f"{_DEADLINE_HOOKS}-retry")
+    return client
 
 
 def _refuse_retry_after_send(caught_exception: BaseException | None = None, **_: Any) -> None:

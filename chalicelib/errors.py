@@ -127,8 +127,11 @@ def classify(error: BaseException) -> AppError:
     that is down, throttling or timing out (``faults.is_unavailable``); else ``internal_error``."""
     if isinstance(error, AppError):
         return error
+    from .deadline import DeadlineExceeded
     from .faults import is_unavailable, missing_configuration
 
+    if isinstance(error, DeadlineExceeded):
+        return UNAVAILABLE
     missing = missing_configuration(error)
     if missing is not None:
         return AppError(ErrorCode.MISCONFIGURED, f"the stage is misconfigured: {missing}")

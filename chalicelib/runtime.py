@@ -1,5 +1,9 @@
 """The container's runtime: settings, the verifier and the components, each built once, on first use.
 
+Each handler runs under its time budget (``deadline``): about 3 s for a frame's
+or a REST answer, 5 s for ``$connect``, the sweep's and the worker's inside
+their Lambda timeout.
+
 Lambda reuses a container for many invocations, so these live for the life of
 the process. The authorizer path touches only the settings and the verifier,
 so it never imports boto3; ``components`` (stores, management API, queue) and
@@ -14,6 +18,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import authorizer as _authorizer
+from . import deadline
 from .logs import configure as _configure_logs
 from .settings import Settings, load_settings, queue_name
 from .verifier import CognitoJwtVerifier
@@ -105,38 +110,44 @@ def rest_authorize(request: AuthRequest) -> AuthResponse | _authorizer.Policy:
 def on_connect(request: WsRequest) -> Response:
     from . import messages
 
-    return messages.on_connect(request, _current.components)
+    with deadline.within(deadline.CONNECT):
+        return messages.on_connect(request, _current.components)
 
 
 def on_message(request: WsRequest) -> Response:
     from . import messages
 
-    return messages.on_message(request, _current.components)
+    with deadline.within(deadline.FRAME):
+        return messages.on_message(request, _current.components)
 
 
 def on_disconnect(request: WsRequest) -> Response:
     from . import messages
 
-    return messages.on_disconnect(request, _current.components)
+    with deadline.within(deadline.CONNECT):
+        return messages.on_disconnect(request, _current.components)
 
 
 def notify(payload: Mapping[str, Any]) -> NotifyResult:
     from . import pushes
 
-    return pushes.notify(payload, _current.components)
+    with deadline.within(deadline.FRAME):
+        return pushes.notify(payload, _current.components)
 
 
 def rest_me(request: Request) -> RestResponse:
     from . import rest
 
-    return rest.me(request, _current.components)
+    with deadline.within(deadline.FRAME):
+        return rest.me(request, _current.components)
 
 
 def rest_push(request: Request, kind: str, target: str = "") -> RestResponse:
     """A REST push route (``kind``: user, topic or all)."""
     from . import rest
 
-    return rest.push(request, _current.components, kind, target)
+    with deadline.within(deadline.FRAME):
+        return rest.push(request, _current.components, kind, target)
 
 
 def push_event(event: Mapping[str, Any]) -> PushEventResult:
@@ -145,12 +156,14 @@ def push_event(event: Mapping[str, Any]) -> PushEventResult:
     from .push_events import handle
 
     components = _current.components
-    return handle(event, lambda message: pushes.push(message, components))
+    with deadline.within(deadline.FRAME):
+        return handle(event, lambda message: pushes.push(message, components))
 
 
 def expire_tokens(event: Mapping[str, Any]) -> dict[str, int | bool]:
     """The schedule's answer (``expiry.sweep``); the event carries nothing the sweep needs."""
-    return _current.components.sweep().to_dict()
+    with deadline.within(deadline.SWEEP):
+        return _current.components.sweep().to_dict()
 
 
 def fanout_work(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,7 +175,8 @@ def fanout_work(event: Mapping[str, Any]) -> dict[str, Any]:
     keeps a failure to that one item.
     """
     delivery = _current.components.delivery
-    results = [delivery.run_work_item(str(record.get("body") or "")) for record in event.get("Records") or []]
+    with deadline.within(deadline.WORKER):
+        results = [delivery.run_work_item(str(record.get("body") or "")) for record in event.get("Records") or []]
     return {"items": len(results), "results": results}
 
 

@@ -11,9 +11,12 @@
 """
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -99,6 +102,47 @@ def test_dynamodb_down_answers_unavailable_then_recovers_without_a_restart(env: 
     assert carol.request({"action": "subscribe", "topic": "news"})["type"] == "subscribed"
     for client in (alice, bob, carol, dave):
         client.close()
+
+
+def _get_me(url: str, token: str) -> tuple[int, dict[str, Any]]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{url}/me", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_waits_are_bounded_while_dynamodb_is_frozen(env: Env) -> None:
+    """DynamoDB accepts connections and never answers (SIGSTOP): each entry point answers within its
+    budget (a frame and REST about 3 s, $connect about 5 s), not read timeout x attempts."""
+    alice = env.open()
+    token = env.token()
+    rest = env.stack.state["rest_url"]
+    assert env.dynamodb.process is not None
+    os.kill(env.dynamodb.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        answer = alice.request({"action": "whoami", "id": "frozen"}, timeout=60)
+        frame_wait = time.monotonic() - started
+        assert (answer["code"], answer["id"]) == ("unavailable", "frozen")
+
+        started = time.monotonic()
+        status, body = _get_me(rest, token)
+        rest_wait = time.monotonic() - started
+        assert (status, body["error"]["code"]) == (503, "unavailable")
+
+        status, connect_wait = _refused(env, env.token())
+        assert status == 500
+    finally:
+        os.kill(env.dynamodb.process.pid, signal.SIGCONT)
+    assert frame_wait < 4.5 and rest_wait < 4.5 and connect_wait < 7.0, (frame_wait, rest_wait, connect_wait)
+    assert alice.request({"action": "whoami"})["type"] == "whoami"  # thawed: answered again
+    alice.close()
 
 
 @pytest.mark.parametrize("fault", ["hang", "503"])
