@@ -62,6 +62,7 @@ from .events import (
 from .httpserver import GatewayRunner, headers_too_large, runner_options
 from .invoke import AppInvoker, proxy_headers, proxy_status
 from .eventbridge_api import EventBridgeApi
+from .fairness import FairSlots
 from .lambda_api import LambdaInvokeApi
 from .limits import Limits
 from .management import ManagementApi, error_response
@@ -161,6 +162,7 @@ class LocalGateway:
         self._connections: dict[str, Connection] = {}
         self._runner: web.AppRunner | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._fair = FairSlots(max(1, self.handler_workers))
         self._connect_executor: ThreadPoolExecutor | None = None
         self._invoker: AppInvoker | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -234,6 +236,7 @@ class LocalGateway:
             self._executor = ThreadPoolExecutor(
                 max_workers=self.handler_workers, thread_name_prefix="gateway-handler"
             )
+            self._fair = FairSlots(self.handler_workers)
             self._connect_executor = ThreadPoolExecutor(
                 max_workers=self.connect_workers, thread_name_prefix="gateway-connect"
             )
@@ -683,7 +686,8 @@ class LocalGateway:
             return
         event = message_event(connection.api, connection.client, frame, route_key=route_key)
         try:
-            result = await invoker.route(route_key, event)
+            async with self._fair.slot(_fairness_key(connection)):
+                result = await invoker.route(route_key, event)
             status = proxy_status(result)
         except Exception:
             self.log.exception("%s handler failed for %s", route_key, cid)
@@ -831,3 +835,9 @@ def run_in_thread(project_dir: str = ".", *, port: int = 0, **options: Any) -> G
 
 
 __all__ = ["GatewayConfigError", "GatewayHandle", "LocalGateway", "run_in_thread"]
+
+
+def _fairness_key(connection: Connection) -> str:
+    """Who a frame's handler call counts against: the user (the authorizer's principal), else the connection."""
+    principal = (connection.client.authorizer or {}).get("principalId")
+    return f"user:{principal}" if isinstance(principal, str) and principal else f"connection:{connection.connection_id}"
