@@ -110,6 +110,9 @@ def _assert_wired(d: Deployment, api_id: str) -> str:
     assert (route["AuthorizationType"], route["AuthorizerId"]) == ("CUSTOM", authorizer["AuthorizerId"])
     published = d.published(api_id)["stages"][STAGE]
     assert published["deploymentId"], "the stage was never deployed"
+    stage = api.get_stage(ApiId=api_id, StageName=STAGE)
+    assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] == 100  # the dev stage's route_throttling
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == 50
     assert published["routes"]["$connect"] == {"authorizationType": "CUSTOM",
                                                "authorizerId": authorizer["AuthorizerId"],
                                                "target": route["Target"]}

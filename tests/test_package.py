@@ -295,3 +295,22 @@ def test_fanout_queue_dlq_and_event_source(template: dict[str, Any]) -> None:
         variables = resources[app_functions.function_logical_id(name)]["Properties"]["Environment"]["Variables"]
         assert variables["FANOUT_QUEUE_URL"] == {"Ref": "FanoutQueue"}, name
     assert template["Outputs"]["FanoutQueueUrl"] == {"Value": {"Ref": "FanoutQueue"}}
+
+
+def test_the_websocket_stage_is_throttled_as_the_stage_says(template: dict[str, Any]) -> None:
+    (stage,) = _of_type(template, "AWS::ApiGatewayV2::Stage").values()
+    assert stage["Properties"]["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 2000, "ThrottlingRateLimit": 1000.0}
+
+
+@pytest.mark.parametrize("value, problem", [
+    ({"burst_limit": 10}, "must be"), ({"burst_limit": -1, "rate_limit": 5}, "burst_limit"),
+    ({"burst_limit": 10, "rate_limit": "fast"}, "rate_limit"), ("500", "must be"),
+])
+def test_a_bad_route_throttling_is_refused_naming_the_stage(value: Any, problem: str) -> None:
+    from devtools.deploy.config import ProjectConfig
+    from devtools.deploy.errors import DeployError
+
+    config = ProjectConfig.load(ROOT)
+    config.data["stages"]["dev"]["stage_resources"]["route_throttling"] = value
+    with pytest.raises(DeployError, match=f"stage 'dev'.*{problem}"):
+        config.resources("dev")

@@ -9,6 +9,9 @@ Stage-level deploy settings live under each stage's ``"stage_resources"`` key
   "amazon" in a prefix, so the app name cannot be used as is).
 - ``groups``: user pool groups to create.
 - ``point_in_time_recovery``: PITR on the table (on for ``prod``).
+- ``route_throttling``: ``{"burst_limit": N, "rate_limit": N}``, the WebSocket
+  stage's ``DefaultRouteSettings`` (every route: messages a second, and the
+  burst above it); API Gateway answers a client over it with a 429 error frame.
 """
 from __future__ import annotations
 
@@ -24,6 +27,9 @@ from chalice.constants import DEFAULT_LAMBDA_TIMEOUT
 from .errors import DeployError, UnknownStage
 
 CONFIG_RELATIVE = Path(".chalice") / "config.json"
+# A stage without ``route_throttling``: a tenth of an account's default WebSocket quota
+# (10,000 requests a second, bursts of 5,000), so one stage cannot take the account's.
+DEFAULT_ROUTE_THROTTLING = (500, 1000.0)
 
 # Stack output -> the runtime env var it feeds.
 OUTPUT_TO_ENV = {
@@ -47,6 +53,13 @@ class StageResources:
     point_in_time_recovery: bool
     # The fan-out worker's Lambda timeout: the queue's visibility timeout is a multiple of it.
     worker_timeout: int = 60
+    # The WebSocket stage's route throttling: (burst limit, rate limit in requests a second).
+    route_throttling: tuple[int, float] = DEFAULT_ROUTE_THROTTLING
+
+    def route_settings(self) -> dict[str, int | float]:
+        """``DefaultRouteSettings`` for the stage (UpdateStage, and the template's Stage resource)."""
+        burst, rate = self.route_throttling
+        return {"ThrottlingBurstLimit": burst, "ThrottlingRateLimit": rate}
 
     @property
     def fanout_queue_name(self) -> str:
@@ -174,6 +187,7 @@ class ProjectConfig:
             groups=tuple(settings.get("groups") or ()),
             point_in_time_recovery=bool(settings.get("point_in_time_recovery", stage == "prod")),
             worker_timeout=self.function_timeout(stage, "fanout_worker"),
+            route_throttling=_route_throttling(stage, settings.get("route_throttling")),
         )
 
     def record_outputs(self, stage: str, outputs: Mapping[str, str]) -> bool:
@@ -196,3 +210,17 @@ class ProjectConfig:
         tmp = self.path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.data, indent=2) + "\n")
         os.replace(tmp, self.path)
+
+
+def _route_throttling(stage: str, value: object) -> tuple[int, float]:
+    """``stage_resources.route_throttling`` as (burst, rate); an error naming the stage when malformed."""
+    if value is None:
+        return DEFAULT_ROUTE_THROTTLING
+    if not isinstance(value, dict) or set(value) != {"burst_limit", "rate_limit"}:
+        raise DeployError(f'stage {stage!r}: route_throttling must be {{"burst_limit": N, "rate_limit": N}}')
+    burst, rate = value["burst_limit"], value["rate_limit"]
+    if not (isinstance(burst, int) and not isinstance(burst, bool) and 0 <= burst <= 5000):
+        raise DeployError(f"stage {stage!r}: route_throttling.burst_limit must be an integer from 0 to 5000")
+    if not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate <= 10000):
+        raise DeployError(f"stage {stage!r}: route_throttling.rate_limit must be a number from 0 to 10000")
+    return burst, float(rate)

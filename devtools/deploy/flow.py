@@ -183,7 +183,8 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
     report("[5/5] authorizer wiring: REQUEST authorizer on $connect, invoke permission, then the stage")
     wiring = wire(aws, app_name=config.app_name, stage=stage, api_stage=config.api_gateway_stage(stage),
                   api_id=deployed.websocket_api_id, authorizer_arn=deployed.lambda_arn("ws_authorizer"),
-                  env=config.environment(stage), report=report)
+                  env=config.environment(stage), report=report,
+                  route_settings=config.resources(stage).route_settings())
     summary.authorizer_id = wiring.authorizer_id
     summary.deployment_id = wiring.deployment_id
     summary.wiring_changes = wiring.changes

@@ -177,6 +177,8 @@ def package(project_dir: Path, stage: str, report: Report = print) -> Path:
     sam_path = out / "sam.json"
     report("[3/3] deployment re-made when routes or the authorizer change")
     template = finish_template(json.loads(sam_path.read_text()))
+    template["Resources"][STAGE_RESOURCE]["Properties"]["DefaultRouteSettings"] = \
+        config.resources(stage).route_settings()  # the stage's route throttling
     sam_path.write_text(json.dumps(template, indent=2) + "\n")
     report(f"==> {sam_path.relative_to(project_dir)} and {(out / 'deployment.zip').relative_to(project_dir)}")
     report('    deploy it with: aws cloudformation package / deploy (see README.md, "Deploying")')

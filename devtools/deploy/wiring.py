@@ -100,8 +100,10 @@ def ensure_invoke_permission(lam: Any, function_arn: str, statement_id: str, sou
     return ["granted invoke permission"]
 
 
-def publish(api: Any, api_id: str, api_stage: str, report: Report) -> str:
-    """Snapshot the draft (now with the authorizer) and point the stage at it."""
+def publish(api: Any, api_id: str, api_stage: str, report: Report,
+            route_settings: Mapping[str, int | float] | None = None) -> str:
+    """Snapshot the draft (now with the authorizer) and point the stage at it, with its route throttling."""
+    throttling = {"DefaultRouteSettings": dict(route_settings)} if route_settings else {}
     deployment = api.create_deployment(ApiId=api_id, Description="make deploy: $connect with the Cognito authorizer")
     deployment_id = str(deployment["DeploymentId"])
     try:
@@ -109,16 +111,19 @@ def publish(api: Any, api_id: str, api_stage: str, report: Report) -> str:
     except Exception as error:
         if error_code(error) != "NotFoundException":
             raise
-        api.create_stage(ApiId=api_id, StageName=api_stage, DeploymentId=deployment_id)
+        api.create_stage(ApiId=api_id, StageName=api_stage, DeploymentId=deployment_id, **throttling)
         report(f"    created stage {api_stage} with deployment {deployment_id}")
         return deployment_id
-    api.update_stage(ApiId=api_id, StageName=api_stage, DeploymentId=deployment_id)
-    report(f"    deployed {deployment_id} to stage {api_stage}")
+    api.update_stage(ApiId=api_id, StageName=api_stage, DeploymentId=deployment_id, **throttling)
+    report(f"    deployed {deployment_id} to stage {api_stage}" + (
+        f" (routes throttled at {route_settings['ThrottlingRateLimit']:g}/s, burst "
+        f"{route_settings['ThrottlingBurstLimit']})" if route_settings else ""))
     return deployment_id
 
 
 def wire(aws: Aws, *, app_name: str, stage: str, api_stage: str, api_id: str, authorizer_arn: str,
-         env: Mapping[str, str], report: Report) -> WiringResult:
+         env: Mapping[str, str], report: Report,
+         route_settings: Mapping[str, int | float] | None = None) -> WiringResult:
     api = aws.client("apigatewayv2")
     lam = aws.client("lambda")
     routes = all_items(api, "get_routes", ApiId=api_id)
@@ -137,5 +142,5 @@ def wire(aws: Aws, *, app_name: str, stage: str, api_stage: str, api_id: str, au
             api.delete_authorizer(ApiId=api_id, AuthorizerId=other["AuthorizerId"])
             changes.append(f"deleted orphaned authorizer {other['AuthorizerId']}")
             report(f"    deleted orphaned authorizer {other['AuthorizerId']}")
-    deployment_id = publish(api, api_id, api_stage, report)
+    deployment_id = publish(api, api_id, api_stage, report, route_settings)
     return WiringResult(authorizer_id=authorizer_id, deployment_id=deployment_id, changes=tuple(changes))
