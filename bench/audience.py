@@ -33,7 +33,8 @@ def use_bench_credentials() -> None:
 
 def invoke(base: str, name: str) -> Any:
     """Invoke one of ``fanout_app``'s functions through the gateway's Lambda API."""
-    request = urllib.request.Request(f"{base}/2015-03-31/functions/{name}/invocations", data=b"{}", method="POST")
+    request = urllib.request.Request(f"{base}/2015-03-31/functions/{name}/invocations", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})  # as an SDK sends it
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 

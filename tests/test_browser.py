@@ -182,6 +182,60 @@ def test_make_run_page_shows_the_demo_credentials_as_placeholders(contexts: Cont
     assert page.input_value("#username") == "" and page.input_value("#password") == ""  # shown, not filled in
 
 
+ATTACK_PAGE = """<!doctype html><title>a page the developer happens to visit</title><script>
+const gw = "GATEWAY", sent = [];
+async function attack() {
+  const simple = (url, body, type) => fetch(url, {method: "POST", mode: "no-cors", body,
+                                                   headers: type ? {"Content-Type": type} : {}})
+    .then(() => sent.push(url), (e) => sent.push("error " + e));
+  await simple(gw + "/2015-03-31/functions/notify/invocations", JSON.stringify({username: "VICTIM", data: "forged"}),
+               "text/plain");
+  await simple(gw + "/2015-03-31/functions/notify/invocations", new Blob([JSON.stringify({username: "VICTIM",
+               data: "forged blob"})]), null);
+  await simple(gw + "/dev/@connections/CONNECTION", "forged post", "text/plain");
+  const form = new FormData();
+  form.append("Entries", "[]");
+  await simple(gw + "/", form, null);
+  document.title = "done " + sent.length;
+}
+attack();
+</script>"""
+
+
+def test_a_cross_origin_page_cannot_drive_the_local_endpoints(contexts: Contexts, local_stack: RunningStack,
+                                                               ws_clients: Any) -> None:
+    """A real page on another origin sends the simple cross-site POSTs a browser lets through unasked:
+    nothing reaches the victim, and the gateway logs each refusal."""
+    victim_user = local_stack.user("victim")
+    victim = ws_clients(victim_user.access_token)
+    page_html = (ATTACK_PAGE.replace("GATEWAY", local_stack.http_url).replace("VICTIM", victim_user.username)
+                 .replace("CONNECTION", victim.connection_id))
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = page_html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = contexts.new().new_page()
+        page.goto(f"http://localhost:{server.server_address[1]}/")  # another origin than the gateway's
+        expect(page).to_have_title("done 4", timeout=WAIT_MS)
+    finally:
+        server.shutdown()
+    victim.recv_none(within=1.0)  # no forged notification, no forged post
+    log = local_stack.output.text()
+    assert log.count("refused (403)") >= 4, log[-3000:]  # each carried the attacker's Origin
+
+
 def test_wrong_password_is_shown_and_nothing_is_kept(contexts: Contexts, local_stack: RunningStack) -> None:
     alice = local_stack.user("alice")
     page = contexts.new().new_page()

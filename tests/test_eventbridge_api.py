@@ -206,3 +206,34 @@ def test_aws_cli_put_events(gateway: GatewayHandle) -> None:
     assert answer["FailedEntryCount"] == 0
     (rule, event), = wait_recorded(gateway, 1)
     assert (rule, event["id"], event["detail"]) == ("audit", answer["Entries"][0]["EventId"], {"user": "bob"})
+
+
+# -- hostile input: what AWS answers, never a 500 -------------------------------------------------
+
+def _raw_put_events(handle: GatewayHandle, body: bytes) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(endpoint(handle) + "/", data=body, method="POST", headers={
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.PutEvents"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.parametrize("time_literal", ["NaN", "1e300", "-1e300", "Infinity"])
+def test_a_time_no_date_can_hold_is_a_validation_exception(gateway: GatewayHandle, time_literal: str) -> None:
+    body = ('{"Entries": [{"Source": "shop.orders", "DetailType": "Order", "Detail": "{}", "Time": '
+            + time_literal + "}]}").encode()
+    status, answer = _raw_put_events(gateway, body)
+    assert (status, answer["__type"]) == (400, "ValidationException"), answer
+    assert recorded(gateway) == []
+
+
+def test_a_detail_nested_past_reading_is_malformed(gateway: GatewayHandle) -> None:
+    deep = "[" * 1000 + "]" * 1000
+    status, answer = _raw_put_events(gateway, json.dumps({"Entries": [entry(), {
+        "Source": "shop.orders", "DetailType": "Order", "Detail": '{"a": ' + deep + "}"}]}).encode())
+    assert status == 200 and answer["FailedEntryCount"] == 1
+    assert answer["Entries"][1]["ErrorCode"] == "MalformedDetail" and "EventId" in answer["Entries"][0]
+    status, answer = _raw_put_events(gateway, ('{"Entries": ' + "[" * 5000 + "]" * 5000 + "}").encode())
+    assert (status, answer["__type"]) == (400, "SerializationException")

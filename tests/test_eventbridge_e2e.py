@@ -104,7 +104,7 @@ def test_bad_detail_is_accepted_by_eventbridge_then_dropped_by_the_handler(local
 
 
 def test_the_readmes_aws_cli_commands(local_stack: RunningStack, ws_clients: ClientFactory, tmp_path: Path) -> None:
-    """``aws events put-events`` and ``aws lambda invoke`` as README.md shows them, with .venv/bin/aws."""
+    """``aws events put-events`` and ``aws lambda invoke`` as docs/local-stack.md shows them, with .venv/bin/aws."""
     user = local_stack.user("cli")
     client = ws_clients(user.access_token)
     aws = str(Path(sys.executable).with_name("aws"))

@@ -105,6 +105,19 @@ def _event_time(value: object) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _valid_time(value: object) -> bool:
+    """An entry's Time: absent, an ISO 8601 string, or epoch seconds a date can hold (no NaN, no 1e300)."""
+    if value is None or isinstance(value, str):
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        datetime.fromtimestamp(value, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return False
+    return True
+
+
 def _entry_error(entry: object) -> tuple[dict[str, str] | None, Any]:
     """(an ErrorCode/ErrorMessage entry, None) for a refused entry, else (None, its parsed Detail)."""
     if not isinstance(entry, Mapping):
@@ -117,7 +130,7 @@ def _entry_error(entry: object) -> tuple[dict[str, str] | None, Any]:
         return {"ErrorCode": "NotAuthorizedForSourceException", "ErrorMessage": "Not authorized for the source."}, None
     try:
         detail = json.loads(entry["Detail"])
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past what can be read
         detail = None
     if not isinstance(detail, dict):
         return {"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}, None
@@ -177,6 +190,9 @@ class EventBridgeApi:
             if isinstance(entry, Mapping) and not self._bus_is_default(entry.get("EventBusName")):
                 raise _RequestError(400, "ResourceNotFoundException",
                                     f"Event bus {entry['EventBusName']} does not exist.")
+            if isinstance(entry, Mapping) and not _valid_time(entry.get("Time")):
+                raise _RequestError(400, "ValidationException", "1 validation error detected: Value at "
+                                    "'entries.member.time' failed to satisfy constraint: not a valid timestamp")
         return entries
 
     def _targets(self, event: Event) -> list[str]:
@@ -200,7 +216,7 @@ class EventBridgeApi:
         try:
             try:
                 body = json.loads(await request.read() or b"{}")
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise _RequestError(400, "SerializationException", "the request body is not JSON") from None
             entries = self._validate(body)
             answers: list[dict[str, str]] = []

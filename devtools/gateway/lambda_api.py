@@ -48,12 +48,18 @@ class LambdaInvokeApi:
             body = {"Type": "User", "message": f"Function not found: {request.match_info['name']}"}
             return web.json_response(body, status=404, headers={"x-amzn-ErrorType": "ResourceNotFoundException"})
         raw = await request.read()
+        headers = {"X-Amz-Executed-Version": "$LATEST"}
         try:
             event = json.loads(raw) if raw else {}
+        except RecursionError:  # valid JSON nested past what the runtime's parser takes: the function's error
+            headers["X-Amz-Function-Error"] = "Unhandled"
+            payload = {"errorMessage": "Unable to unmarshal input: the event is nested too deeply",
+                       "errorType": "Runtime.UnmarshalError", "requestId": "", "stackTrace": []}
+            self._log.info("%s INVOKE %s 200 unmarshal error", request.remote, name)
+            return web.Response(body=json.dumps(payload).encode(), headers=headers, content_type="application/json")
         except ValueError:
             return web.json_response({"Type": "User", "message": "Could not parse request body into json"},
                                      status=400, headers={"x-amzn-ErrorType": "InvalidRequestContentException"})
-        headers = {"X-Amz-Executed-Version": "$LATEST"}
         status = 200
         try:
             payload: Any = await self._call(name, event)

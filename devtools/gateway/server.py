@@ -62,6 +62,7 @@ from .events import (
 from .httpserver import GatewayRunner, headers_too_large, runner_options
 from .invoke import AppInvoker, proxy_headers, proxy_status
 from .eventbridge_api import EventBridgeApi
+from . import local_only
 from .fairness import FairSlots
 from .lambda_api import LambdaInvokeApi
 from .limits import Limits
@@ -200,7 +201,8 @@ class LocalGateway:
         if self._runner is not None:
             raise RuntimeError("gateway already started")
         config = ProjectConfig(self.project_dir, self.stage)
-        web_app = web.Application(client_max_size=max(8 * self.limits.max_message_bytes, 1 << 20))
+        web_app = web.Application(client_max_size=max(8 * self.limits.max_message_bytes, 1 << 20),
+                                  middlewares=[local_only.middleware(self.log)])
         management = ManagementApi(
             stage=self.stage,
             connections=self._connections,
