@@ -5,6 +5,9 @@ made to answer two things as API Gateway does; the app stays unaware of where it
   message: exactly ``Unauthorized`` is a 401, anything else a 500. Chalice's
   local gateway turns only its own exception classes into HTTP answers and
   drops the connection on any other.
+- **Access logs.** Chalice's local server logs each request line whole, query
+  string included: ``GET /me?access_token=<jwt>`` put a token in the log. Its
+  lines keep the path and drop the query string.
 - **Path parameters.** API Gateway hands them to the function decoded
   (``/topics/room%201/messages`` -> ``room 1``, ``a%2Fb`` -> ``a/b``); Chalice's
   local route matcher hands over the raw text. Invalid UTF-8 is decoded to lone
@@ -33,6 +36,7 @@ def install() -> None:
         return local.MatchResult(matched.route, captured, matched.query_params)
 
     local.RouteMatcher.match_route = decoded_match  # type: ignore[method-assign]
+    local.ChaliceRequestHandler.log_request = _log_request_without_query  # type: ignore[method-assign]
 
     def authorize(self: Any, raw_path: str, lambda_event: Any, lambda_context: Any) -> Any:
         try:
@@ -48,3 +52,11 @@ def install() -> None:
 
     setattr(authorize, _INSTALLED, True)
     local.LocalGatewayAuthorizer.authorize = authorize  # type: ignore[method-assign]
+
+
+def _log_request_without_query(self: Any, code: int | str = "-", size: int | str = "-") -> None:
+    """BaseHTTPRequestHandler's access line, with the query string (which may carry a token) left out."""
+    method, _, rest = str(getattr(self, "requestline", "")).partition(" ")
+    target, _, version = rest.rpartition(" ")
+    path = target.split("?", 1)[0] + ("?..." if "?" in target else "")
+    self.log_message('"%s %s %s" %s %s', method, path, version, getattr(code, "value", code), size)

@@ -651,3 +651,46 @@ def test_the_stack_reloads_the_app_when_its_code_changes(tmp_path: Path) -> None
         log = stack.output.text()
         assert "app.py changed: reloading the app; open connections are dropped" in log
         assert "app reloaded:" in log
+
+
+# -- no server writes a token, a cookie or a query string ---------------------------------------
+
+def test_no_local_server_logs_a_token(tmp_path: Path) -> None:
+    """Every way a token reaches the stack (header, query, subprotocol, cookie; REST header and query; a
+    refused forgery), then the whole output of every server of ``make run`` is searched for each token."""
+    import urllib.error
+    import urllib.request
+
+    with run_stack(STACK_OVERRIDES, STACK_ENV) as stack:
+        alice = stack.user(f"logs-{uuid.uuid4().hex[:6]}")
+        secrets = [alice.access_token, alice.id_token]
+        for via in ("header", "access_token", "ID_Token", "protocol"):
+            token = alice.id_token if via == "ID_Token" else alice.access_token
+            url, headers, protocols = stack.ws_url, {}, None
+            if via == "header":
+                headers = {"Authorization": f"Bearer {token}"}
+            elif via == "protocol":
+                protocols = ["cognito-jwt", token]
+            else:
+                url = f"{stack.ws_url}?{via}={token}"
+            with connect(url, additional_headers=headers, subprotocols=protocols, open_timeout=10) as ws:
+                ws.send(json.dumps({"action": "whoami"}))
+                assert json.loads(ws.recv(timeout=10))["type"] == "whoami"
+        forged = alice.access_token[:-6] + "AAAAAA"
+        secrets.append(forged)
+        with pytest.raises(InvalidStatus):
+            connect(f"{stack.ws_url}?access_token={forged}", open_timeout=10)
+        rest = stack.state["rest_url"]
+        for request in (urllib.request.Request(f"{rest}/me", headers={"Authorization": f"Bearer {alice.access_token}"}),
+                        urllib.request.Request(f"{rest}/me?access_token={alice.access_token}"),
+                        urllib.request.Request(f"{rest}/me", headers={"Cookie": f"JWT={alice.id_token}"})):
+            try:
+                urllib.request.urlopen(request, timeout=10).read()
+            except urllib.error.HTTPError:
+                pass
+        time.sleep(0.5)  # the last access lines
+        output = stack.output.text()
+    assert "/me?..." in output  # the REST server's access line, its query string left out
+    for secret in secrets:
+        for part in (secret, secret.rsplit(".", 1)[-1]):  # the token, or its signature alone
+            assert part not in output, "a token reached the stack's output"
