@@ -63,6 +63,10 @@ class MotoServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    def exited(self) -> bool:
+        """True once the started server process has ended (killed, crashed)."""
+        return self._process is not None and self._process.poll() is not None
+
     def start(self) -> "MotoServer":
         if self._process is not None:
             return self

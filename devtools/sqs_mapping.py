@@ -37,10 +37,13 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 LOG = logging.getLogger("devtools.sqs")
 WAIT_SECONDS = 1  # long-poll per ReceiveMessage; short, so stop() is quick (Lambda uses 20)
+MAX_BACKOFF_SECONDS = 8.0  # between receives while the queue's server is down
+FAILURE_LOG_SECONDS = 5  # one log line per distinct failure this often, at most
+MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 
 _worker_app: Any = None
 _worker_config: Any = None
@@ -128,6 +131,10 @@ class SqsEventSourceMapping:
         self.invocations = 0
         self.failures = 0
         self._count_lock = threading.Lock()
+        # Called when the queue is gone (its server restarted): the stack makes it again, same name and URL.
+        self.recreate_queues: Callable[[], object] | None = None
+        self._recreated_at = -FAILURE_LOG_SECONDS
+        self._logged: dict[tuple[str, str], float] = {}
 
     def _discover(self) -> list[Mapping]:
         from chalice.app import SQSEventConfig
@@ -168,19 +175,43 @@ class SqsEventSourceMapping:
         return sorted(self._pool._processes) if self._pool is not None else []
 
     def _poll(self, mapping: Mapping) -> None:
+        """Receive and run, as Lambda's poller does; on failure back off (0.5 s doubling to 8 s) and log
+        each distinct failure once per ``FAILURE_LOG_SECONDS``; a queue that is gone is recreated
+        (``recreate_queues``), as the stack owns it."""
+        delay = 0.0
         while not self._stop.is_set():
             try:
                 answer = self.sqs.receive_message(
                     QueueUrl=mapping.queue_url, MaxNumberOfMessages=mapping.batch_size, WaitTimeSeconds=WAIT_SECONDS,
                     AttributeNames=["All"], MessageAttributeNames=["All"])
-            except Exception as error:  # noqa: BLE001 - the queue server went away (shutdown): try again
-                if self._stop.wait(0.5):
+            except Exception as error:  # noqa: BLE001 - the queue server went away or lost the queue
+                delay = min(MAX_BACKOFF_SECONDS, max(0.5, delay * 2))
+                self._failed(mapping, error, delay)
+                if self._stop.wait(delay):
                     return
-                self.log.warning("SQS %s receive failed: %s", mapping.function, type(error).__name__)
                 continue
+            if delay:
+                delay = 0.0
+                self.log.info("SQS %s receiving again", mapping.function)
             messages = answer.get("Messages") or []
             if messages:
                 self._run(mapping, messages)
+
+    def _failed(self, mapping: Mapping, error: BaseException, delay: float) -> None:
+        code = ((getattr(error, "response", None) or {}).get("Error") or {}).get("Code") or type(error).__name__
+        if code in MISSING_QUEUE_CODES and self.recreate_queues is not None:
+            with self._count_lock:
+                if time.monotonic() - self._recreated_at > FAILURE_LOG_SECONDS:
+                    self._recreated_at = time.monotonic()
+                    self.recreate_queues()
+        key = (mapping.function, code)
+        now = time.monotonic()
+        with self._count_lock:
+            if now - self._logged.get(key, -FAILURE_LOG_SECONDS) < FAILURE_LOG_SECONDS:
+                return
+            self._logged[key] = now
+        self.log.warning("SQS %s receive failed: %s (retrying in %.1f s; logged once per %d s)",
+                         mapping.function, code, delay, FAILURE_LOG_SECONDS)
 
     def _run(self, mapping: Mapping, messages: list[dict[str, Any]]) -> None:
         assert self._pool is not None

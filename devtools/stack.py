@@ -99,11 +99,9 @@ class LocalStack:
 
         import boto3
 
-        from devtools.sqs_mapping import create_queues
-
         sqs = boto3.client("sqs", endpoint_url=self.moto.endpoint_url, region_name=os.environ["AWS_REGION"])
-        queues = create_queues(sqs, f"{prefix}-fanout", visibility_timeout=self.fanout_visibility_timeout,
-                               max_receive_count=self.fanout_max_receive)
+        self._queue_name, self._pool = f"{prefix}-fanout", pool
+        queues = self.create_queues(sqs)
         _say(f"fan-out queue {queues['queue_url']} (DLQ after {self.fanout_max_receive} receives, "
              f"visibility timeout {self.fanout_visibility_timeout} s)")
 
@@ -164,6 +162,7 @@ class LocalStack:
         any_port, self.port = self.port == 0, self.gateway.port  # a reload serves on the same port
         self.fanout = SqsEventSourceMapping(self.gateway.app, str(ROOT), self.stage, self._sqs,
                                             workers=self.fanout_workers, region=os.environ["AWS_REGION"])
+        self.fanout.recreate_queues = self._recreate_queues
         for mapping in self.fanout.start():
             _say(f"SQS event source mapping: {mapping.queue_url} -> {mapping.function} "
                  f"(batch {mapping.batch_size}, {mapping.concurrency} worker processes)")
@@ -175,6 +174,40 @@ class LocalStack:
             rest_port = 0 if any_port else self.gateway.port + 1
         self.rest = RestServer(self.stage, self.host, rest_port).start()
         _say(f"REST API at {self.rest.url} (the same settings)")
+
+    def create_queues(self, sqs: Any = None) -> dict[str, str]:
+        """The fan-out queue and its DLQ (idempotent: the same names give the same URLs)."""
+        from devtools.sqs_mapping import create_queues
+
+        return create_queues(sqs or self._sqs, self._queue_name, visibility_timeout=self.fanout_visibility_timeout,
+                             max_receive_count=self.fanout_max_receive)
+
+    def _recreate_queues(self) -> None:
+        """The queue's server lost it (restarted): make it again, say so."""
+        try:
+            urls = self.create_queues()
+        except Exception as error:  # noqa: BLE001 - still down: the poller retries, and so does this
+            _say(f"the fan-out queue is gone and cannot be created yet ({type(error).__name__}); retrying")
+            return
+        _say(f"the fan-out queue was gone (its server restarted): created again, {urls['queue_url']}")
+
+    async def check_parts(self) -> None:
+        """Restart moto (local Cognito, SQS) if it died, on its port, and recreate what the stack owns there."""
+        if self.moto is None or not self.moto.exited():
+            return
+        from devtools.moto_server import MotoServer
+
+        port = self.moto.port
+        _say(f"moto (local Cognito, SQS) exited: starting it again on port {port}")
+        try:
+            self.moto = MotoServer(port=port).start()
+        except Exception as error:  # noqa: BLE001 - say what to do instead of failing silently
+            _say(f"moto could not be started again ({error}); stop this stack (Ctrl-C) and run `make run` again")
+            return
+        self._recreate_queues()
+        _say(f"the local Cognito lost user pool {self._pool.pool_id}: tokens already issued keep working until "
+             "they expire (their keys are cached), new sign-ins fail; for new tokens, stop (Ctrl-C) and run "
+             "`make run` again")
 
     async def _stop_app(self) -> None:
         if self.fanout is not None:
@@ -279,6 +312,7 @@ async def _run(args: argparse.Namespace) -> int:
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=RELOAD_POLL_SECONDS)
                 except asyncio.TimeoutError:
+                    await stack.check_parts()
                     changed = watcher.changed()
                     if changed is not None and not args.no_reload:
                         await stack.reload(changed)

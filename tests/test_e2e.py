@@ -694,3 +694,37 @@ def test_no_local_server_logs_a_token(tmp_path: Path) -> None:
     for secret in secrets:
         for part in (secret, secret.rsplit(".", 1)[-1]):  # the token, or its signature alone
             assert part not in output, "a token reached the stack's output"
+
+
+# -- the local stack survives its parts ------------------------------------------------------------
+
+def test_the_stack_restarts_moto_and_recreates_the_fanout_queue(tmp_path: Path) -> None:
+    """moto (the local Cognito and SQS) is killed: the stack starts it again on its port, makes the fan-out
+    queue again, says what it could not keep (the user pool), and queued pushes work; the poller's
+    failures are logged a few times, not four times a second."""
+    import psutil
+
+    from tests.support.stack import ClientFactory
+
+    with run_stack({**STACK_OVERRIDES, "FANOUT_INLINE_MAX": "0"}, STACK_ENV) as stack:
+        user = stack.user(f"moto-{uuid.uuid4().hex[:6]}")
+        factory = ClientFactory(stack)
+        try:
+            client = factory(user.access_token)
+            assert stack.invoke("notify", {"userId": user.sub, "data": "before"})["queued"] == 1
+            assert client.recv()["data"] == "before"
+            (moto,) = [p for p in psutil.Process(stack.process.pid).children(recursive=True)
+                       if "devtools.moto_server" in " ".join(p.cmdline())]
+            moto.kill()
+            wait_until(lambda: "created again" in stack.output.text(), 60.0,
+                       lambda: "the queue to be made again; output:\n" + stack.output.text()[-3000:])
+            log = stack.output.text()
+            assert "moto (local Cognito, SQS) exited: starting it again" in log
+            assert f"lost user pool {stack.pool.pool_id}" in log and "`make run` again" in log
+            answer = wait_until(lambda: (lambda a: a if a.get("queued") == 1 else None)(
+                stack.invoke("notify", {"userId": user.sub, "data": "after"})), 30.0, "a queued push")
+            assert answer["queued"] == 1
+            assert client.recv(timeout=30)["data"] == "after"
+            assert log.count("receive failed") <= 6, log  # per poller: once per distinct failure per 5 s
+        finally:
+            factory.close_all()
