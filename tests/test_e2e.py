@@ -264,12 +264,16 @@ def test_closing_a_client_deletes_its_item(local_stack: RunningStack, ws_clients
     assert client.request({"action": "subscribe", "topic": topic})["type"] == "subscribed"
     assert local_stack.connection_item(client.connection_id) is not None
     client.close()
-    local_stack.wait_until(lambda: local_stack.connection_item(client.connection_id) is None,
-                           what="the closed connection's item to be deleted")
-    leftovers = local_stack.dynamodb.query(
-        TableName=local_stack.table, KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"CONN#{client.connection_id}"}})["Items"]
-    assert leftovers == []  # its subscriptions went with it
+    def left() -> list[dict[str, Any]]:
+        return local_stack.dynamodb.query(
+            TableName=local_stack.table, KeyConditionExpression="pk = :pk", ConsistentRead=True,
+            ExpressionAttributeValues={":pk": {"S": f"CONN#{client.connection_id}"}})["Items"]
+
+    # $disconnect removes the connection's item first, then its subscriptions: all but the tombstone go.
+    local_stack.wait_until(lambda: [item["sk"]["S"] for item in left()] == ["GONE"],
+                           what="the closed connection's items to be deleted")
+    leftovers = left()
+    assert int(leftovers[0]["ttl"]["N"]) <= time.time() + 600  # the tombstone: refuses a late $connect, then expires
 
 
 def test_stale_connection_is_removed_by_the_first_broadcast_410(local_stack: RunningStack,
@@ -728,3 +732,32 @@ def test_the_stack_restarts_moto_and_recreates_the_fanout_queue(tmp_path: Path) 
             assert log.count("receive failed") <= 6, log  # per poller: once per distinct failure per 5 s
         finally:
             factory.close_all()
+
+
+def test_one_user_past_max_connections_per_user_is_refused_429() -> None:
+    """Parallel upgrades of one user against the running stack: exactly the limit get in, the rest 429;
+    one leaves, and there is room again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with run_stack({**STACK_OVERRIDES, "MAX_CONNECTIONS_PER_USER": "3"}, STACK_ENV) as stack:
+        user = stack.user(f"cap-{uuid.uuid4().hex[:6]}")
+        headers = {"Authorization": f"Bearer {user.access_token}"}
+
+        def attempt(_: int) -> Any:
+            try:
+                return connect(stack.ws_url, additional_headers=headers, open_timeout=15)
+            except InvalidStatus as refused:
+                return refused.response.status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            outcomes = list(pool.map(attempt, range(8)))
+        opened = [o for o in outcomes if not isinstance(o, int)]
+        try:
+            assert len(opened) == 3 and sorted(o for o in outcomes if isinstance(o, int)) == [429] * 5, outcomes
+            assert "too_many_connections" in stack.output.text()
+            opened.pop().close()
+            wait_until(lambda: len(stack.stored_connection_ids()) == 2, 10.0, "the closed connection's $disconnect")
+            opened.append(connect(stack.ws_url, additional_headers=headers, open_timeout=15))  # room again
+        finally:
+            for ws in opened:
+                ws.close()
