@@ -67,26 +67,22 @@ class Clients:
 
     @property
     def dynamodb(self) -> Any:
-        """DynamoDB: standard retries, small timeouts."""
-        from botocore.config import Config
-
-        client = self._made.get("dynamodb")
-        if client is None:
-            client = _with_deadline(self._build("dynamodb", "dynamodb", config=Config(
-                connect_timeout=DYNAMODB_CONNECT_TIMEOUT, read_timeout=DYNAMODB_READ_TIMEOUT,
-                retries={"mode": "standard", "max_attempts": 4}, max_pool_connections=32, tcp_keepalive=True)))
-        return client
+        """DynamoDB: standard retries, small timeouts, the invocation's budget (``deadline``)."""
+        return self._budgeted("dynamodb", DYNAMODB_CONNECT_TIMEOUT, DYNAMODB_READ_TIMEOUT, max_pool_connections=32)
 
     @property
     def sqs(self) -> Any:
-        """SQS (the fan-out queue)."""
-        from botocore.config import Config
+        """SQS (the fan-out queue): the same."""
+        return self._budgeted("sqs", SQS_CONNECT_TIMEOUT, SQS_READ_TIMEOUT)
 
-        client = self._made.get("sqs")
+    def _budgeted(self, service: str, connect_timeout: float, read_timeout: float, **config: Any) -> Any:
+        client = self._made.get(service)
         if client is None:
-            client = _with_deadline(self._build("sqs", "sqs", config=Config(
-                connect_timeout=SQS_CONNECT_TIMEOUT, read_timeout=SQS_READ_TIMEOUT,
-                retries={"mode": "standard", "max_attempts": 4}, tcp_keepalive=True)))
+            from botocore.config import Config
+
+            client = _with_deadline(self._build(service, service, config=Config(
+                connect_timeout=connect_timeout, read_timeout=read_timeout,
+                retries={"mode": "standard", "max_attempts": 4}, tcp_keepalive=True, **config)))
         return client
 
     def management(self, endpoint_url: str, retry_mode: str = "standard",

@@ -98,11 +98,13 @@ def sign_in(context: BrowserContext, base_url: str, user: User, mode: str = "sub
     expect(page.locator("#me")).to_have_text(user.username, timeout=WAIT_MS)
     expect_connected(page, user)  # no second click
     if mode != "subprotocol":
+        first = identity(page)["connectionId"]
         page.click("#disconnect")
         expect(page.locator("#status")).to_have_attribute("data-state", "closed", timeout=WAIT_MS)
         page.select_option("#mode", mode)
         page.click("#connect")
         expect_connected(page, user)
+        expect(page.locator("#identity")).not_to_contain_text(first, timeout=WAIT_MS)  # the new connection's
     return page
 
 
