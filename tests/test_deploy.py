@@ -246,6 +246,13 @@ def test_deploy_twice_then_delete(deployment: Deployment) -> None:
     assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"byUserId", "byUsername", "byTopic",
                                                                          "byTokenExpiry"}
     pool = d.session.client("cognito-idp").describe_user_pool(UserPoolId=env["COGNITO_USER_POOL_ID"])["UserPool"]
+    # An emulator (AWS_ENDPOINT_URL): the functions reach its JWKS and @connections from the first deploy.
+    endpoint = d.env["AWS_ENDPOINT_URL"]
+    assert env["COGNITO_JWKS_URL"] == f"{endpoint}/{pool['Id']}/.well-known/jwks.json"
+    assert env["WEBSOCKET_MANAGEMENT_URL"] == f"{endpoint}/_aws/execute-api/{d.api_id()}/{STAGE}"
+    functions = d.session.client("lambda")
+    variables = functions.get_function_configuration(FunctionName=f"{APP}-{STAGE}-notify")["Environment"]["Variables"]
+    assert variables["COGNITO_JWKS_URL"] == env["COGNITO_JWKS_URL"]  # deployed with them, in the same run
     clients = d.session.client("cognito-idp").list_user_pool_clients(UserPoolId=pool["Id"], MaxResults=10)
     assert [c["ClientId"] for c in clients["UserPoolClients"]] == [env["COGNITO_APP_CLIENT_IDS"]]
 

@@ -314,3 +314,19 @@ def test_a_bad_route_throttling_is_refused_naming_the_stage(value: Any, problem:
     config.data["stages"]["dev"]["stage_resources"]["route_throttling"] = value
     with pytest.raises(DeployError, match=f"stage 'dev'.*{problem}"):
         config.resources("dev")
+
+
+def test_one_step_to_an_emulator_and_outputs_for_back_ends(template: dict[str, Any]) -> None:
+    """Parameters for the endpoints an emulator needs (empty on AWS), and outputs naming what a back-end
+    calls (notify) or publishes to (the rule), and the queue."""
+    assert {name: p["Default"] for name, p in template["Parameters"].items()} == {
+        "CognitoJwksUrl": "", "WebSocketManagementUrl": ""}
+    for function in _of_type(template, "AWS::Serverless::Function").values():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["COGNITO_JWKS_URL"] == {"Ref": "CognitoJwksUrl"}
+        assert variables["WEBSOCKET_MANAGEMENT_URL"] == {"Ref": "WebSocketManagementUrl"}
+    outputs = template["Outputs"]
+    assert outputs["NotifyFunctionName"]["Value"] == {"Ref": "Notify"}
+    assert outputs["NotifyFunctionArn"]["Value"] == {"Fn::GetAtt": ["Notify", "Arn"]}
+    assert outputs["PushEventRuleName"]["Value"] == {"Ref": "EventbridgePushEventbridgePushEvent"}
+    assert {"FanoutQueueUrl", "FanoutQueueArn"} <= set(outputs)

@@ -1,7 +1,10 @@
 """One boto3 session for a deploy run, with a credentials check up front.
 
-``AWS_ENDPOINT_URL`` (honoured by botocore itself) points every client at a
-stand-in such as moto's server; nothing here special-cases it.
+``AWS_ENDPOINT_URL`` (honoured by botocore itself) points every client at an
+emulator (MiniStack, moto's server). The deploy then also points the deployed
+functions there (``emulator_endpoints``): where they fetch the pool's JWKS and
+post to ``@connections`` depends on ids the same deploy creates, so both are
+derived in the same run, never left at their ``*.amazonaws.com`` defaults.
 """
 from __future__ import annotations
 
@@ -44,6 +47,22 @@ def connect() -> Aws:
     arn = str(identity.get("Arn") or "arn:aws:")
     return Aws(session=session, region=region, account_id=str(identity["Account"]),
                partition=arn.split(":")[1] or "aws")
+
+
+def emulator_endpoint() -> str | None:
+    """``AWS_ENDPOINT_URL`` when the deploy targets an emulator, else None (real AWS)."""
+    import os
+
+    endpoint = (os.environ.get("AWS_ENDPOINT_URL") or "").strip().rstrip("/")
+    return endpoint or None
+
+
+def emulator_endpoints(endpoint: str, pool_id: str, api_id: str, api_stage: str) -> dict[str, str]:
+    """The functions' JWKS and ``@connections`` URLs on an emulator: the pool's JWKS at
+    ``<endpoint>/<pool>/.well-known/jwks.json`` (Cognito's path), the WebSocket stage at
+    ``<endpoint>/_aws/execute-api/<api>/<stage>`` (the path form emulators serve without DNS)."""
+    return {"COGNITO_JWKS_URL": f"{endpoint}/{pool_id}/.well-known/jwks.json",
+            "WEBSOCKET_MANAGEMENT_URL": f"{endpoint}/_aws/execute-api/{api_id}/{api_stage}"}
 
 
 def error_code(error: BaseException) -> str:

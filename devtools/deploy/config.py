@@ -196,11 +196,16 @@ class ProjectConfig:
         The pattern of Chalice's WebSocket tutorial (``recordresources.py``):
         the Lambdas read the ids from their environment, set per stage.
         """
+        return self.record_environment(stage, {variable: outputs[output] for output, variable in OUTPUT_TO_ENV.items()
+                                               if output in outputs})
+
+    def record_environment(self, stage: str, values: Mapping[str, str]) -> bool:
+        """Set these env vars of the stage; True if the file changed."""
         env = self.stage(stage).setdefault("environment_variables", {})
         changed = False
-        for output, variable in OUTPUT_TO_ENV.items():
-            if output in outputs and env.get(variable) != outputs[output]:
-                env[variable] = outputs[output]
+        for variable, value in values.items():
+            if env.get(variable) != value:
+                env[variable] = value
                 changed = True
         if changed:
             self.save()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import templates
-from .aws import Aws, all_items, connect, error_code
+from .aws import Aws, all_items, connect, emulator_endpoint, emulator_endpoints, error_code
 from .chalice_cli import deployed_path, read_deployed, run_chalice, websocket_url
 from .config import ProjectConfig
 from .errors import DeployError
@@ -163,6 +163,14 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
         api_id = seed_websocket_api(aws, project_dir, config.app_name, stage, api_stage, report)
     else:
         report(f"    {api_id} (from .chalice/deployed/{stage}.json)")
+
+    endpoint = emulator_endpoint()
+    pool_id = result.outputs.get("UserPoolId")
+    if endpoint is not None and pool_id:
+        derived = emulator_endpoints(endpoint, pool_id, api_id, api_stage)
+        config.record_environment(stage, derived)
+        report(f"    an emulator ({endpoint}): the functions fetch the JWKS from {derived['COGNITO_JWKS_URL']} "
+               f"and post to {derived['WEBSOCKET_MANAGEMENT_URL']}")
 
     report("[3/5] IAM policies (least privilege: this table and its indexes, this API's connections)")
     summary.policy_changed, names = write_policies(config, stage, aws, table_name, api_id, functions)

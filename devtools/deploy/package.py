@@ -45,6 +45,13 @@ AUTHORIZER = "WebsocketAuthorizer"
 AUTHORIZER_PERMISSION = "WebsocketAuthorizerInvokePermission"
 AUTHORIZER_FUNCTION = "WsAuthorizer"
 REST_API = "RestAPI"
+PUSH_EVENT = "EventbridgePushEvent"  # Chalice's name for the on_cw_event's event of eventbridge_push
+# Template parameters -> the variables they set on every function: empty on AWS (derived from the
+# pool and the connection); an emulator's endpoints when deploying there, in the same single step.
+ENDPOINT_PARAMETERS = {"CognitoJwksUrl": "COGNITO_JWKS_URL", "WebSocketManagementUrl": "WEBSOCKET_MANAGEMENT_URL"}
+ENDPOINT_DESCRIPTIONS = (
+    "Where the functions fetch the pool's JWKS; empty: the pool's own https://cognito-idp... URL",
+    "The @connections endpoint; empty: derived from each connection's API id, stage and region")
 
 
 def _template_arns(api_stage: str) -> templates.PolicyArns:
@@ -97,6 +104,7 @@ def merge_template(config: ProjectConfig, stage: str, functions: AppFunctions) -
         "COGNITO_APP_CLIENT_IDS": {"Ref": templates.USER_POOL_CLIENT},
         "CONNECTIONS_TABLE": {"Ref": templates.TABLE},
         "FANOUT_QUEUE_URL": {"Ref": templates.FANOUT_QUEUE},
+        **{variable: {"Ref": parameter} for parameter, variable in ENDPOINT_PARAMETERS.items()},
     }
     for name in functions.all:
         resources[function_logical_id(name)] = {"Properties": {"Environment": {"Variables": variables}}}
@@ -113,7 +121,15 @@ def merge_template(config: ProjectConfig, stage: str, functions: AppFunctions) -
     outputs["HostedUiDomain"] = {"Value": {"Fn::Sub": "https://${%s}.auth.${AWS::Region}.amazoncognito.com"
                                                       % templates.USER_POOL_DOMAIN}}
     outputs["WebsocketAuthorizerId"] = {"Value": {"Ref": AUTHORIZER}}
-    return {"Resources": resources, "Outputs": outputs}
+    # What a back-end calls or publishes to, by the names CloudFormation gave them.
+    notify = function_logical_id("notify")
+    outputs["NotifyFunctionName"] = {"Value": {"Ref": notify}}
+    outputs["NotifyFunctionArn"] = {"Value": {"Fn::GetAtt": [notify, "Arn"]}}
+    push = function_logical_id("eventbridge_push")
+    outputs["PushEventRuleName"] = {"Value": {"Ref": f"{push}{PUSH_EVENT}"}}  # SAM's <function><event> rule
+    parameters = {parameter: {"Type": "String", "Default": env.get(variable, ""), "Description": description}
+                  for (parameter, variable), description in zip(ENDPOINT_PARAMETERS.items(), ENDPOINT_DESCRIPTIONS)}
+    return {"Parameters": parameters, "Resources": resources, "Outputs": outputs}
 
 
 def deployment_logical_id(template: dict[str, Any]) -> tuple[str, list[str]]:
@@ -181,5 +197,5 @@ def package(project_dir: Path, stage: str, report: Report = print) -> Path:
         config.resources(stage).route_settings()  # the stage's route throttling
     sam_path.write_text(json.dumps(template, indent=2) + "\n")
     report(f"==> {sam_path.relative_to(project_dir)} and {(out / 'deployment.zip').relative_to(project_dir)}")
-    report('    deploy it with: aws cloudformation package / deploy (see README.md, "Deploying")')
+    report("    deploy it with: aws cloudformation package / deploy (see docs/deploying.md)")
     return out
