@@ -50,11 +50,22 @@ class Deployment:
         assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
+    @property
+    def workspace(self) -> Path:
+        """Where the deploy runs Chalice and writes what it generates (never the committed tree)."""
+        return self.project / ".chalice" / "deployed" / f"{STAGE}-workspace"
+
     def config(self) -> dict[str, Any]:
-        return json.loads((self.project / ".chalice" / "config.json").read_text())
+        """The config Chalice deployed with: the committed one plus the generated values."""
+        return json.loads((self.workspace / ".chalice" / "config.json").read_text())
+
+    def committed(self) -> dict[str, str]:
+        """Every file of the project outside .chalice/deployed/, as text: what git would see."""
+        return {str(p.relative_to(self.project)): p.read_text() for p in sorted(self.project.rglob("*"))
+                if p.is_file() and "deployed" not in p.relative_to(self.project).parts and "__pycache__" not in p.parts}
 
     def api_id(self) -> str:
-        deployed = json.loads((self.project / ".chalice" / "deployed" / f"{STAGE}.json").read_text())
+        deployed = json.loads((self.workspace / ".chalice" / "deployed" / f"{STAGE}.json").read_text())
         return next(r["websocket_api_id"] for r in deployed["resources"] if r["resource_type"] == "websocket_api")
 
     def published(self, api_id: str) -> dict[str, Any]:
@@ -236,7 +247,9 @@ def _assert_fanout(d: Deployment, env: dict[str, str]) -> None:
 
 def test_deploy_twice_then_delete(deployment: Deployment) -> None:
     d = deployment
+    tree = d.committed()
     out = d.run("deploy")
+    assert d.committed() == tree  # the committed tree is read, never written: no changed or new file
     assert "[1/5]" in out and "[5/5]" in out and "==> done: wss://" in out
 
     # Stage resources: the table and the pool, recorded into the stage's env vars.
@@ -269,7 +282,7 @@ def test_deploy_twice_then_delete(deployment: Deployment) -> None:
     first_deployment = d.published(api_id)["stages"][STAGE]["deploymentId"]
 
     # Least privilege: this table and its indexes, this API's connections.
-    policy = json.loads((d.project / ".chalice" / f"policy-{STAGE}.json").read_text())
+    policy = json.loads((d.workspace / ".chalice" / f"policy-{STAGE}.json").read_text())
     resources = [r for s in policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])]
     assert any(r.endswith(f":table/{env['CONNECTIONS_TABLE']}") for r in resources)
     assert any(f":{api_id}/" in r and "@connections" in r for r in resources)
@@ -279,9 +292,9 @@ def test_deploy_twice_then_delete(deployment: Deployment) -> None:
 
     # Second run: Chalice recreates $connect without the authorizer in the draft;
     # the wiring puts the same authorizer back and publishes; nothing else changes.
-    config_before = (d.project / ".chalice" / "config.json").read_text()
-    policy_before = (d.project / ".chalice" / f"policy-{STAGE}.json").read_text()
-    push_policy_before = (d.project / ".chalice" / f"policy-{STAGE}-push.json").read_text()
+    config_before = (d.workspace / ".chalice" / "config.json").read_text()
+    policy_before = (d.workspace / ".chalice" / f"policy-{STAGE}.json").read_text()
+    push_policy_before = (d.workspace / ".chalice" / f"policy-{STAGE}-push.json").read_text()
     out = d.run("deploy")
     assert "is up to date" in out
     assert "created authorizer" not in out
@@ -289,9 +302,10 @@ def test_deploy_twice_then_delete(deployment: Deployment) -> None:
     _assert_rest_api_and_rule(d, api_id, env["CONNECTIONS_TABLE"])  # no second rule, permission or authorizer
     _assert_fanout(d, env)  # one queue, one event source mapping
     assert d.published(api_id)["stages"][STAGE]["deploymentId"] != first_deployment
-    assert (d.project / ".chalice" / "config.json").read_text() == config_before
-    assert (d.project / ".chalice" / f"policy-{STAGE}.json").read_text() == policy_before
-    assert (d.project / ".chalice" / f"policy-{STAGE}-push.json").read_text() == push_policy_before
+    assert (d.workspace / ".chalice" / "config.json").read_text() == config_before
+    assert d.committed() == tree
+    assert (d.workspace / ".chalice" / f"policy-{STAGE}.json").read_text() == policy_before
+    assert (d.workspace / ".chalice" / f"policy-{STAGE}-push.json").read_text() == push_policy_before
 
     # Delete removes everything deploy made.
     d.run("delete")
@@ -310,7 +324,7 @@ def test_deploy_twice_then_delete(deployment: Deployment) -> None:
 
 def test_single_token_source_becomes_the_identity_source(deployment: Deployment) -> None:
     d = deployment
-    config = d.config()
+    config = json.loads((d.project / ".chalice" / "config.json").read_text())  # the committed config, edited
     config["stages"][STAGE]["environment_variables"]["TOKEN_SOURCES"] = "header"
     (d.project / ".chalice" / "config.json").write_text(json.dumps(config, indent=2))
     d.run("deploy")

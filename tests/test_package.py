@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -330,3 +331,15 @@ def test_one_step_to_an_emulator_and_outputs_for_back_ends(template: dict[str, A
     assert outputs["NotifyFunctionArn"]["Value"] == {"Fn::GetAtt": ["Notify", "Arn"]}
     assert outputs["PushEventRuleName"]["Value"] == {"Ref": "EventbridgePushEventbridgePushEvent"}
     assert {"FanoutQueueUrl", "FanoutQueueArn"} <= set(outputs)
+
+
+def test_the_committed_tree_cannot_be_deployed_with_roles_that_cannot_push(tmp_path: Path) -> None:
+    """The policy files the committed config names are written by make deploy/package into a workspace only:
+    Chalice run on the committed tree itself stops at the missing file."""
+    (tmp_path / "project").mkdir()
+    project = _project_copy(tmp_path / "project")
+    assert not list((project / ".chalice").glob("policy-*.json"))
+    done = subprocess.run([str(Path(sys.executable).with_name("chalice")), "package", "--stage", "prod",
+                           str(tmp_path / "out")], cwd=project, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
+    assert done.returncode != 0 and "policy-prod" in done.stdout + done.stderr, done.stdout + done.stderr

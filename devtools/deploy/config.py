@@ -1,4 +1,4 @@
-"""The project's ``.chalice/config.json``, read for one stage and updated with stack outputs.
+"""A project's ``.chalice/config.json``, read for one stage; a deploy's workspace copy is updated with stack outputs.
 
 Stage-level deploy settings live under each stage's ``"stage_resources"`` key
 (Chalice ignores keys it does not know):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import templates
+from . import templates, workspace
 from .aws import Aws, all_items, connect, emulator_endpoint, emulator_endpoints, error_code
 from .chalice_cli import deployed_path, read_deployed, run_chalice, websocket_url
 from .config import ProjectConfig
@@ -134,11 +134,12 @@ def seed_websocket_api(aws: Aws, project_dir: Path, app_name: str, stage: str, a
     return api_id
 
 
-def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | None = None) -> DeploySummary:
-    config = ProjectConfig.load(project_dir)
-    config.stage(stage)
-    config.policy_file(stage)
-    functions = load_functions(project_dir)
+def deploy(project: Path, stage: str, report: Report = print, aws: Aws | None = None) -> DeploySummary:
+    """Deploy ``stage`` of the project at ``project``; Chalice runs in the stage's workspace (``workspace``)."""
+    ProjectConfig.load(project).policy_file(stage)  # the stage must name its policy files (checked first)
+    config = workspace.prepare(project, stage)
+    project_dir = config.project_dir
+    functions = load_functions(project)
     aws = aws or connect()
     summary = DeploySummary(stage=stage)
     report(f"==> deploying {config.app_name} stage {stage!r} to account {aws.account_id} in {aws.region}")
@@ -152,8 +153,7 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
     summary.stack_changed = result.changed
     summary.outputs = result.outputs
     summary.config_changed = config.record_outputs(stage, result.outputs)
-    report("    recorded outputs into .chalice/config.json" if summary.config_changed
-           else "    .chalice/config.json already has the outputs")
+    report(f"    recorded outputs into the workspace's config ({project_dir.relative_to(project)})")
     table_name = result.outputs.get("ConnectionsTableName") or settings.table_name
 
     api_stage = config.api_gateway_stage(stage)
@@ -162,7 +162,7 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
     if api_id is None:
         api_id = seed_websocket_api(aws, project_dir, config.app_name, stage, api_stage, report)
     else:
-        report(f"    {api_id} (from .chalice/deployed/{stage}.json)")
+        report(f"    {api_id} (from the workspace's deploy state)")
 
     endpoint = emulator_endpoint()
     pool_id = result.outputs.get("UserPoolId")
@@ -207,9 +207,9 @@ def deploy(project_dir: Path, stage: str, report: Report = print, aws: Aws | Non
     return summary
 
 
-def delete(project_dir: Path, stage: str, report: Report = print, aws: Aws | None = None) -> None:
-    config = ProjectConfig.load(project_dir)
-    config.stage(stage)
+def delete(project: Path, stage: str, report: Report = print, aws: Aws | None = None) -> None:
+    config = workspace.prepare(project, stage)
+    project_dir = config.project_dir
     aws = aws or connect()
     settings = config.resources(stage)
     report(f"==> deleting {config.app_name} stage {stage!r} from account {aws.account_id} in {aws.region}")

@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from . import templates
+from . import templates, workspace
 from .chalice_cli import run_chalice
 from .config import ProjectConfig
 from .errors import DeployError
@@ -171,9 +171,11 @@ def finish_template(template: dict[str, Any]) -> dict[str, Any]:
     return template
 
 
-def package(project_dir: Path, stage: str, report: Report = print) -> Path:
-    config = ProjectConfig.load(project_dir)
-    config.stage(stage)
+def package(project: Path, stage: str, report: Report = print) -> Path:
+    """``dist/<stage>/``: the template and the zip; Chalice runs in the stage's workspace (``workspace``)."""
+    project_dir = project.resolve()
+    config = workspace.prepare(project_dir, stage)
+    workspace.placeholder_policies(config, stage)
     functions = load_functions(project_dir)
     dist = project_dir / "dist"
     out = dist / stage
@@ -189,7 +191,7 @@ def package(project_dir: Path, stage: str, report: Report = print) -> Path:
     report(f"[2/3] chalice package --stage {stage} --merge-template {merge_path.relative_to(project_dir)}")
     # Packaging needs no credentials, but Chalice insists on a region; the template uses AWS::Region.
     os.environ.setdefault("AWS_DEFAULT_REGION", os.environ.get("AWS_REGION") or "us-east-1")
-    run_chalice(project_dir, ["package", "--stage", stage, "--merge-template", str(merge_path), str(out)])
+    run_chalice(config.project_dir, ["package", "--stage", stage, "--merge-template", str(merge_path), str(out)])
     sam_path = out / "sam.json"
     report("[3/3] deployment re-made when routes or the authorizer change")
     template = finish_template(json.loads(sam_path.read_text()))

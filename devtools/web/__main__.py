@@ -6,9 +6,10 @@ so the hosted UI (authorization code + PKCE) can send the browser back to it.
 The page's config is written to ``.local/web-<stage>.json`` and served as
 ``/config.json``, from:
 
-* the pool and app client: the stage's ``environment_variables`` (recorded by
-  ``make deploy``); the region: ``COGNITO_REGION`` or the pool id's prefix;
-* the WebSocket URL: ``.chalice/deployed/<stage>.json`` (``--ws-url`` to override);
+* the pool and app client: the stage's ``environment_variables`` as ``make deploy``
+  recorded them in the stage's workspace (``.chalice/deployed/<stage>-workspace/``);
+  the region: ``COGNITO_REGION`` or the pool id's prefix;
+* the WebSocket URL: the workspace's deploy state (``--ws-url`` to override);
 * the hosted UI domain: the resources stack's ``HostedUiDomain`` output
   (read with your AWS credentials; ``--hosted-ui-domain`` to give it instead).
 
@@ -34,16 +35,16 @@ from devtools.web import WebPage, page_config
 def stage_config(stage: str, ws_url: str | None, hosted_ui_domain: str | None,
                  callback_url: str | None) -> dict[str, object]:
     from devtools.deploy.chalice_cli import read_deployed, websocket_url
-    from devtools.deploy.config import ProjectConfig
+    from devtools.deploy.workspace import deployed_config
 
-    project = ProjectConfig.load(ROOT)
+    project = deployed_config(ROOT, stage)  # what make deploy recorded, else the committed config
     project.stage(stage)
     env = project.environment(stage)
     pool_id = env.get("COGNITO_USER_POOL_ID", "")
     client_id = (env.get("COGNITO_APP_CLIENT_IDS", "").split(",") or [""])[0].strip()
     if not pool_id or not client_id:
         raise SystemExit(f"error: stage {stage!r} has no COGNITO_USER_POOL_ID / COGNITO_APP_CLIENT_IDS "
-                         "in .chalice/config.json: run `make deploy STAGE={stage}` first")
+                         "recorded: run `make deploy STAGE={stage}` first")
     region = env.get("COGNITO_REGION") or pool_id.split("_", 1)[0]
     resources = project.resources(stage)
     if callback_url is None:
@@ -51,9 +52,9 @@ def stage_config(stage: str, ws_url: str | None, hosted_ui_domain: str | None,
             raise SystemExit(f"error: stage {stage!r} lists no stage_resources.callback_urls")
         callback_url = resources.callback_urls[0]
     if ws_url is None:
-        deployed = read_deployed(ROOT, stage)
+        deployed = read_deployed(project.project_dir, stage)
         if deployed is None or not deployed.websocket_api_id:
-            raise SystemExit(f"error: .chalice/deployed/{stage}.json names no WebSocket API: "
+            raise SystemExit(f"error: no WebSocket API is recorded for stage {stage!r}: "
                              f"run `make deploy STAGE={stage}`, or pass --ws-url")
         ws_url = websocket_url(deployed.websocket_api_id, region, project.api_gateway_stage(stage))
     if hosted_ui_domain is None:
