@@ -35,6 +35,13 @@ FANOUT_QUEUE_ARN = f"arn:aws:sqs:us-east-1:123456789012:{APP}-{STAGE}-fanout"
 pytestmark = pytest.mark.timeout(600)
 
 
+def REMOVAL(table_arn: str) -> dict[str, set[str]]:  # noqa: N802 - reads as the constant it stands for
+    """What removing a connection takes on the table (its item, its count, its tombstone, its
+    subscriptions: a GetItem, one transaction, a Query and a batch delete); $connect's transaction too."""
+    actions = ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "Query", "BatchWriteItem")
+    return {f"dynamodb:{action}": {table_arn} for action in actions}
+
+
 class Deployment:
     """A project copy, the moto environment and helpers to look at what exists."""
 
@@ -196,27 +203,23 @@ def _assert_rest_api_and_rule(d: Deployment, ws_api_id: str, table: str) -> None
     for push_function in ("api_handler", "eventbridge_push"):
         grants = _grants(d.role_policy(push_function))
         assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
-            "dynamodb:GetItem": {table_arn}, "dynamodb:Scan": {table_arn}, "dynamodb:BatchWriteItem": {table_arn},
+            "dynamodb:Scan": {table_arn}, **REMOVAL(table_arn),
             "dynamodb:Query": {table_arn, f"{table_arn}/index/*"}, "execute-api:ManageConnections": {post},
             "dynamodb:DescribeTable": {table_arn}, "sqs:SendMessage": {FANOUT_QUEUE_ARN}}, push_function
     grants = _grants(d.role_policy("fanout_worker"))  # its queue only; slices of the table; POST
     assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
         "sqs:ReceiveMessage": {FANOUT_QUEUE_ARN}, "sqs:DeleteMessage": {FANOUT_QUEUE_ARN},
-        "sqs:GetQueueAttributes": {FANOUT_QUEUE_ARN}, "dynamodb:Scan": {table_arn},
-        "dynamodb:BatchWriteItem": {table_arn}, "dynamodb:Query": {table_arn, f"{table_arn}/index/*"},
-        "execute-api:ManageConnections": {post}}
+        "sqs:GetQueueAttributes": {FANOUT_QUEUE_ARN}, "dynamodb:Scan": {table_arn}, **REMOVAL(table_arn),
+        "dynamodb:Query": {table_arn, f"{table_arn}/index/*"}, "execute-api:ManageConnections": {post}}
     for connector in ("websocket_connect", "websocket_disconnect"):  # their items only: no index, post or queue
         grants = _grants(d.role_policy(connector))
-        assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
-            "dynamodb:PutItem": {table_arn}, "dynamodb:Query": {table_arn},
-            "dynamodb:BatchWriteItem": {table_arn}}, connector
+        assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == REMOVAL(table_arn), connector
     for enqueuer in ("websocket_message", "notify"):  # the stage policy: SendMessage on this queue only
         assert _grants(d.role_policy(enqueuer))["sqs:SendMessage"] == {FANOUT_QUEUE_ARN}, enqueuer
     grants = _grants(d.role_policy("token_expiry"))  # Query on the expiry index only; POST (warn), DELETE (close)
     connections = f"{ACCOUNT_ARN.format(service='execute-api')}:{ws_api_id}/{STAGE}/%s/@connections/*"
     assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
-        "dynamodb:GetItem": {table_arn}, "dynamodb:UpdateItem": {table_arn}, "dynamodb:BatchWriteItem": {table_arn},
-        "dynamodb:Query": {table_arn, f"{table_arn}/index/byTokenExpiry"},
+        **REMOVAL(table_arn), "dynamodb:Query": {table_arn, f"{table_arn}/index/byTokenExpiry"},
         "execute-api:ManageConnections": {connections % "POST", connections % "DELETE"}}
     for function in ("ws_authorizer", "rest_authorizer", "api_handler", "eventbridge_push", "notify", "token_expiry",
                      "websocket_connect", "websocket_message", "websocket_disconnect"):

@@ -186,25 +186,31 @@ DYNAMODB_ACTIONS = (
     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
     "dynamodb:ConditionCheckItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchWriteItem",
 )
-# $connect stores the connection (a conditional PutItem); $disconnect deletes it
-# with its subscriptions (Query the partition, BatchWriteItem the keys).
-CONNECTION_TABLE_ACTIONS = ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchWriteItem")
+# Removing a connection (chalicelib/connections.py ``delete``): GetItem its item, then one
+# transaction (DeleteItem it, UpdateItem its user's count, PutItem its tombstone, or a
+# ConditionCheckItem), then Query + BatchWriteItem its subscriptions. Every role that
+# removes connections needs all of it: $disconnect, the 410 clean-up, the sweep's close.
+REMOVE_CONNECTION_ACTIONS = (
+    "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem", "dynamodb:Query", "dynamodb:BatchWriteItem",
+)
+# $connect is a transaction too (PutItem the connection, ConditionCheckItem its tombstone,
+# UpdateItem its user's count): within the same actions.
+CONNECTION_TABLE_ACTIONS = REMOVE_CONNECTION_ACTIONS
 # What a push reads: the audience from the indexes (a user's or a topic's connections),
-# a connection's record (its endpoint; GET /me) and, for a broadcast, a Scan of the table.
-# Query/BatchWriteItem on the table: the broadcaster deletes the record of a
-# connection that answered 410 Gone (its item and subscriptions, by key).
-PUSH_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchWriteItem")
-# The expiry sweep (chalicelib/expiry.py): one Query per shard of the expiry index;
-# GetItem (re-read an expired connection's exp), UpdateItem (record a warning),
-# Query + BatchWriteItem (delete a closed connection's items, by key) on the table.
-SCHEDULE_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchWriteItem")
+# a connection's record (its endpoint; GET /me) and, for a broadcast, a Scan of the table;
+# and it removes a connection that answered 410 Gone.
+PUSH_TABLE_ACTIONS = ("dynamodb:Scan",) + REMOVE_CONNECTION_ACTIONS
+# The expiry sweep (chalicelib/expiry.py): one Query per shard of the expiry index; GetItem
+# (re-read an expired connection's exp), UpdateItem (record a warning), and the removal.
+SCHEDULE_TABLE_ACTIONS = REMOVE_CONNECTION_ACTIONS
 # POST: the token_expiring warning; DELETE: the close.
 SCHEDULE_CONNECTION_METHODS = ("POST", "DELETE")
 # The worker: Lambda's event source mapping receives and deletes with the
 # function's role (GetQueueAttributes too); it reads slices (Scan segments,
 # index Query pages, a user's connections) and deletes gone connections.
 WORKER_QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
-WORKER_TABLE_ACTIONS = ("dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchWriteItem")
+WORKER_TABLE_ACTIONS = ("dynamodb:Scan",) + REMOVE_CONNECTION_ACTIONS
 # Every kind that reads an index only queries it.
 INDEX_ACTIONS = ("dynamodb:Query",)
 # What a handler that may enqueue a fan-out needs on top of its own policy:
