@@ -35,8 +35,9 @@ PASSWORD = "Correct-Horse-9!"
 class Deployed:
     """The deployed stage: its URLs and ids, a client factory, and a token maker on its pool."""
 
-    def __init__(self, ministack: MiniStack, workspace: Path) -> None:
+    def __init__(self, ministack: MiniStack, workspace: Path, run: Any) -> None:
         self.ministack = ministack
+        self.run = run  # python -m devtools.deploy <command> against this emulator
         config = json.loads((workspace / ".chalice" / "config.json").read_text())
         self.env = config["stages"][STAGE]["environment_variables"]
         state = json.loads((workspace / ".chalice" / "deployed" / f"{STAGE}.json").read_text())
@@ -74,11 +75,15 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
                "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
                "PYTHONPATH": str(ROOT)}
         env.pop("AWS_PROFILE", None)
-        done = subprocess.run([sys.executable, "-m", "devtools.deploy", "deploy", "--stage", STAGE,
-                               "--project-dir", str(project)], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=600)
-        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{ministack.log_tail()}"
-        yield Deployed(ministack, project / ".chalice" / "deployed" / f"{STAGE}-workspace")
+        def run(command: str) -> str:
+            done = subprocess.run([sys.executable, "-m", "devtools.deploy", command, "--stage", STAGE,
+                                   "--project-dir", str(project)], cwd=ROOT, env=env, capture_output=True, text=True,
+                                  timeout=600)
+            assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{ministack.log_tail()}"
+            return done.stdout
+
+        run("deploy")
+        yield Deployed(ministack, project / ".chalice" / "deployed" / f"{STAGE}-workspace", run)
 
 
 def test_a_connect_without_a_valid_token_is_refused(deployed: Deployed) -> None:
@@ -105,4 +110,21 @@ def test_the_deployed_stage_answers_and_delivers_under_iam(deployed: Deployed) -
         ack = json.loads(a.recv(timeout=60))
         assert (ack["type"], ack["delivered"], ack["failed"]) == ("ack", 1, 0)
         assert len(deployed.stored_items()) == 3  # two connections and one subscription
+        # A back-end's push: notify, invoked by the name make deploy gives it, reaches alice's connection only.
+        lam = deployed.client("lambda")
+        answer = lam.invoke(FunctionName="ws-cognito-dev-notify",
+                            Payload=json.dumps({"userId": who["identity"]["userId"], "data": "for alice"}))
+        assert json.loads(answer["Payload"].read())["delivered"] == 1
+        assert json.loads(a.recv(timeout=60))["data"] == "for alice"
     wait_until(lambda: deployed.stored_items() == [], 60.0, "$disconnect to remove every item")
+
+
+def test_make_delete_leaves_nothing_behind(deployed: Deployed) -> None:
+    """Last in this file: the stage's functions, API, table and pool are gone."""
+    deployed.run("delete")
+    functions = deployed.client("lambda").list_functions()["Functions"]
+    assert not [f["FunctionName"] for f in functions if f["FunctionName"].startswith("ws-cognito-dev")]
+    assert deployed.api_id not in {a["ApiId"] for a in deployed.client("apigatewayv2").get_apis()["Items"]}
+    assert deployed.env["CONNECTIONS_TABLE"] not in deployed.client("dynamodb").list_tables()["TableNames"]
+    pools = deployed.client("cognito-idp").list_user_pools(MaxResults=60)["UserPools"]
+    assert deployed.env["COGNITO_USER_POOL_ID"] not in {p["Id"] for p in pools}
