@@ -119,6 +119,18 @@ def test_the_deployed_stage_answers_and_delivers_under_iam(deployed: Deployed) -
     wait_until(lambda: deployed.stored_items() == [], 60.0, "$disconnect to remove every item")
 
 
+def test_every_browser_token_source_connects_and_its_subprotocol_is_selected(deployed: Deployed) -> None:
+    """The query (?access_token=, ?ID_Token=) and the subprotocol source: the server selects the marker,
+    never echoes the token, and the handshake a browser would make succeeds."""
+    token = deployed.token(f"carol-{uuid.uuid4().hex[:6]}")
+    for url, protocols in ((f"{deployed.ws_url}?access_token={token}", None),
+                           (deployed.ws_url, ["cognito-jwt", token])):
+        with connect(url, subprotocols=protocols, open_timeout=60) as ws:
+            assert ws.subprotocol == ("cognito-jwt" if protocols else None)
+            ws.send(json.dumps({"action": "whoami", "id": "q"}))
+            assert json.loads(ws.recv(timeout=60))["identity"]["tokenSource"] == ("protocol" if protocols else "query")
+
+
 def test_make_delete_leaves_nothing_behind(deployed: Deployed) -> None:
     """Last in this file: the stage's functions, API, table and pool are gone."""
     deployed.run("delete")

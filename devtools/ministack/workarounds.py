@@ -8,6 +8,7 @@ deploy still works without it). Written against ministack 1.5.33.
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from typing import Any
 
 
@@ -100,7 +101,38 @@ def websocket_unauthorized() -> None:
     apigateway._authorize_ws_connect = authorize_ws_connect
 
 
-ALL = (compression_size_removal, swagger_import, websocket_unauthorized)
+_SELECTED: ContextVar[str | None] = ContextVar("ministack_selected_subprotocol", default=None)
+
+
+def selected_subprotocol() -> None:
+    """Defect 4. The ``$connect`` answer's ``Sec-WebSocket-Protocol`` header is dropped: no subprotocol is
+    selected, and clients that offered one (browsers, ``wscat``, ``websockets``) fail the handshake. AWS sends
+    the selected one back. Fixed when ``apigateway.handle_websocket`` accepts with the answer's subprotocol."""
+    from ministack.services import apigateway
+
+    original_invoke, original_handle = apigateway._invoke_ws_lambda, apigateway.handle_websocket
+
+    async def invoke(*args: Any, **kwargs: Any) -> Any:
+        answer = await original_invoke(*args, **kwargs)
+        headers = (answer or {}).get("headers") or {}
+        chosen = next((v for k, v in headers.items() if str(k).lower() == "sec-websocket-protocol"), None)
+        if chosen:
+            _SELECTED.set(str(chosen))  # the same task as handle_websocket: it reads it at accept
+        return answer
+
+    async def handle_websocket(scope: Any, receive: Any, send: Any, *args: Any, **kwargs: Any) -> Any:
+        async def send_selected(message: dict[str, Any]) -> None:
+            if message.get("type") == "websocket.accept" and not message.get("subprotocol") and _SELECTED.get():
+                message = {**message, "subprotocol": _SELECTED.get()}
+            await send(message)
+
+        return await original_handle(scope, receive, send_selected, *args, **kwargs)
+
+    apigateway._invoke_ws_lambda = invoke
+    apigateway.handle_websocket = handle_websocket
+
+
+ALL = (compression_size_removal, swagger_import, websocket_unauthorized, selected_subprotocol)
 
 
 def apply() -> list[str]:
