@@ -23,6 +23,7 @@ from .validation import check_topic
 if TYPE_CHECKING:  # types only: the stores import boto3
     from .connections import ConnectionStore
     from .delivery import Delivery, PushResult
+    from .expiries import TokenExpiries
     from .records import ConnectionRecord
     from .subscriptions import SubscriptionStore
 
@@ -37,6 +38,7 @@ class Services(Protocol):
     settings: Settings
     connections: ConnectionStore
     subscriptions: SubscriptionStore
+    expiries: TokenExpiries
     delivery: Delivery
 
     def verify(self, token: str) -> Mapping[str, Any]: ...
@@ -144,7 +146,7 @@ def refresh(call: Call) -> Reply:
     token_exp = epoch_seconds(claims.get("exp"))
     if token_exp is None:  # the verifier requires exp: not reached with a real verifier
         raise AppError(ErrorCode.INVALID_TOKEN, "the token has no expiry")
-    call.services.connections.set_token_expiry(call.connection_id, token_exp)
+    call.services.expiries.set_token_expiry(call.connection_id, token_exp)
     log_event(logger, "refresh", connectionId=call.connection_id, exp=token_exp)
     return {"type": "refreshed", "expiresAt": token_exp}
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from .aws import Clients
 from .connections import ConnectionStore
 from .delivery import Delivery, FanoutQueue
+from .expiries import TokenExpiries
 from .expiry import SweepReport, sweep
 from .management import Management
 from .readers import AudienceReader
@@ -34,6 +35,7 @@ class Components:
         table = Table(settings.connections_table, self.clients)
         self.connections = ConnectionStore(table)
         self.subscriptions = SubscriptionStore(table)
+        self.expiries = TokenExpiries(table)
         self.audiences = AudienceReader(table)
         self.management = Management(self.clients, self.connections.delete_many,
                                      region=region or os.environ.get("AWS_REGION"), override=settings.management_url)
@@ -46,7 +48,7 @@ class Components:
 
     def sweep(self) -> SweepReport:
         """The scheduled expiry sweep (``expiry.sweep``)."""
-        return sweep(self.settings, self.connections, self.management, self.clock)
+        return sweep(self.settings, self.connections, self.expiries, self.management, self.clock)
 
     def connections_of(self, user_id: str) -> list[ConnectionRecord]:
         """The user's open connections, read through the user index (``GET /me``)."""

@@ -39,8 +39,9 @@ from .protocol import outgoing
 from .records import ExpiringConnection
 from .settings import Settings
 
-if TYPE_CHECKING:  # the store imports boto3; it is injected
+if TYPE_CHECKING:  # the stores import boto3; they are injected
     from .connections import ConnectionStore
+    from .expiries import TokenExpiries
 
 logger = logging.getLogger("ws.expiry")
 
@@ -66,7 +67,7 @@ def warning_frame(token_exp: int) -> bytes:
     return outgoing({"type": "token_expiring", "expiresAt": token_exp})
 
 
-def sweep(settings: Settings, connections: ConnectionStore, management: Management,
+def sweep(settings: Settings, connections: ConnectionStore, expiries: TokenExpiries, management: Management,
           clock: Callable[[], float] = time.time) -> SweepReport:
     """Warn, then close, the connections whose token expires; see the module docstring."""
     report = SweepReport()
@@ -76,11 +77,11 @@ def sweep(settings: Settings, connections: ConnectionStore, management: Manageme
     now = int(clock())
     leeway = settings.jwt_leeway
     deadline = max(now + settings.token_expiry_warning_seconds, now - leeway)
-    entries = connections.expiring_before(deadline)
+    entries = expiries.expiring_before(deadline)
     report.candidates = len(entries)
     for entry in entries:
         try:
-            _act(settings, connections, management, entry, now, report)
+            _act(settings, expiries, management, entry, now, report)
         except Exception as error:  # noqa: BLE001 - one connection's failure must not stop the sweep
             report.failed.append(entry.connection_id)
             log_event(logger, "handler_error", logging.ERROR, route="token_expiry",
@@ -92,11 +93,11 @@ def sweep(settings: Settings, connections: ConnectionStore, management: Manageme
     return report
 
 
-def _act(settings: Settings, connections: ConnectionStore, management: Management, entry: ExpiringConnection,
+def _act(settings: Settings, expiries: TokenExpiries, management: Management, entry: ExpiringConnection,
          now: int, report: SweepReport) -> None:
     broadcaster = management.broadcaster(management.endpoint(entry.endpoint))
     if entry.token_exp + settings.jwt_leeway <= now:
-        current = connections.token_expiry(entry.connection_id)  # consistent: a refresh may have just landed
+        current = expiries.token_expiry(entry.connection_id)  # consistent: a refresh may have just landed
         if current is None or current + settings.jwt_leeway > now:
             return
         outcome = broadcaster.disconnect(entry.connection_id)
@@ -109,7 +110,7 @@ def _act(settings: Settings, connections: ConnectionStore, management: Managemen
         log_event(logger, "token_expired", connectionId=entry.connection_id, exp=entry.token_exp, outcome=outcome)
         return
     if settings.token_expiry_warning_seconds and entry.warned_exp != entry.token_exp:
-        if connections.mark_warned(entry.connection_id, entry.token_exp):
+        if expiries.mark_warned(entry.connection_id, entry.token_exp):
             broadcaster.send(entry.connection_id, warning_frame(entry.token_exp))
             report.warned.append(entry.connection_id)
 

@@ -17,7 +17,7 @@ from .logs import log_event, log_failure
 from .protocol import error_frame, outgoing, parse_frame
 from .records import ConnectionRecord
 from .tokens import offered_subprotocols, select_subprotocol
-from .validation import check_id
+from .validation import TextRefused
 from .ws_request import WsRequest
 
 if TYPE_CHECKING:
@@ -72,14 +72,6 @@ def _connect(request: WsRequest, app: Components) -> Response:
     if offered and selected is None:
         _log("connect_refused", connection_id, reason="no_selectable_subprotocol")
         return _response(400)
-    try:
-        for value, what in ((connection_id, "connection_id"), (identity.sub, "user_id")):
-            check_id(value, what)
-        if identity.username:
-            check_id(identity.username, "username")
-    except AppError:  # an id or username that is not safe text: nothing is written
-        _log("connect_refused", connection_id, reason="bad_identity")
-        return _response(403)
     connected_at = request.connected_at if request.connected_at is not None else int(app.clock() * 1000)
     record = ConnectionRecord(connection_id=connection_id, identity=identity, connected_at=connected_at,
                               ttl=connected_at // 1000 + app.settings.connection_ttl_seconds,
@@ -95,6 +87,9 @@ def _connect(request: WsRequest, app: Components) -> Response:
     except TooManyConnections as error:
         _log("connect_refused", connection_id, reason="too_many_connections", user=identity.sub, limit=error.limit)
         return _response(429)
+    except TextRefused:  # an id or username that is not safe text: checked by the store before it writes
+        _log("connect_refused", connection_id, reason="bad_identity")
+        return _response(403)
     _log("connect", connection_id, user=identity.sub, source=identity.source)
     return _response(200, {"Sec-WebSocket-Protocol": selected} if selected else None)
 

@@ -538,8 +538,8 @@ def test_refresh_and_warning_racing_disconnect_recreate_nothing(stores: Stores, 
     for n in range(RACES):
         cid = f"exp-race-{n}"
         stores.connections.put(make_record(cid, token_exp=1_800_000_000))
-        update = (lambda: stores.connections.set_token_expiry(cid, 1_800_003_600)) if n % 2 else \
-            (lambda: stores.connections.mark_warned(cid, 1_800_000_000))
+        update = (lambda: stores.expiries.set_token_expiry(cid, 1_800_003_600)) if n % 2 else \
+            (lambda: stores.expiries.mark_warned(cid, 1_800_000_000))
         _race(update, lambda: stores.connections.delete(cid))
         assert _left(dynamodb_client, connections_table, cid) == set(), n
 

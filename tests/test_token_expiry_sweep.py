@@ -72,7 +72,7 @@ def test_the_expiry_index_finds_exactly_the_connections_expiring_before_a_time(
         stores: Stores) -> None:
     for n, exp in enumerate((NOW - 10, NOW + 100, NOW + 1000, None)):
         stores.connections.put(make_record(f"c{n}", token_exp=exp))
-    found = stores.connections.expiring_before(NOW + 100)
+    found = stores.expiries.expiring_before(NOW + 100)
     assert sorted((e.connection_id, e.token_exp) for e in found) == [("c0", NOW - 10), ("c1", NOW + 100)]
     assert {e.endpoint.domain for e in found} == {"localhost"}  # projected: the endpoint needs no GetItem
     # Sparse and sharded: only connection items with an exp are in it, spread over the shards.

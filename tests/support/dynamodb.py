@@ -15,6 +15,7 @@ import pytest
 
 from chalicelib import schema
 from chalicelib.connections import ConnectionStore
+from chalicelib.expiries import TokenExpiries
 from chalicelib.identity import Identity
 from chalicelib.readers import AudienceReader
 from chalicelib.records import ConnectionRecord, Endpoint
@@ -48,6 +49,7 @@ class Stores:
         self.table = Table(table_name, StaticClient(client), query_page_size=query_page_size, sleep=sleep)
         self.connections = ConnectionStore(self.table)
         self.subscriptions = SubscriptionStore(self.table)
+        self.expiries = TokenExpiries(self.table)
         self.audiences = AudienceReader(self.table)
 
 
