@@ -1,6 +1,6 @@
 # The project's interface. Every target installs what it needs first, so each
 # works on a fresh clone: `make test`, `make run`, `make token USER=alice`,
-# `make local`, `make deploy STAGE=dev`, `make delete STAGE=dev`, `make package STAGE=prod`,
+# `make local`, `make deploy STAGE=dev`, `make deploy-local`, `make delete STAGE=dev`, `make package STAGE=prod`,
 # `make bench`, `make web STAGE=dev`.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -21,7 +21,12 @@ FIELD ?=
 LOCAL_PORT ?=
 STATE_FILE ?=
 
-.PHONY: deps venv test run token local web deploy delete package bench clean
+# `make deploy-local`: MiniStack's port (4566, the emulators' usual one), and stage variables for
+# that run only: SET="FANOUT_INLINE_MAX=2 TOKEN_EXPIRY_WARNING_SECONDS=3600".
+MINISTACK_PORT ?= 4566
+SET ?=
+
+.PHONY: deps venv test run token local web deploy deploy-local delete package bench clean
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt
 	@echo "==> installing Python dependencies into $(VENV)"
@@ -56,7 +61,7 @@ run: deps
 	@$(BIN)/python -m devtools.stack --stage $(STAGE) --port $(PORT)
 
 token: venv
-	@$(BIN)/python -m devtools.token --user $(TOKEN_USER)$(if $(TOKEN_GROUPS), --groups $(TOKEN_GROUPS))$(if $(FIELD), --field $(FIELD))
+	@$(BIN)/python -m devtools.token --user $(TOKEN_USER)$(if $(TOKEN_GROUPS), --groups $(TOKEN_GROUPS))$(if $(FIELD), --field $(FIELD))$(if $(STATE_FILE), --state-file $(STATE_FILE))
 
 # Runs exactly `chalice local --stage local --port <port>`, with the running
 # stack's ids and endpoints (.local/stack.json) in its environment.
@@ -70,6 +75,10 @@ web: venv
 
 deploy: venv
 	@$(BIN)/python -m devtools.deploy deploy --stage $(STAGE)
+
+# The stage on MiniStack (127.0.0.1, IAM enforced) until Ctrl-C: check a deploy before an AWS account sees it.
+deploy-local: venv
+	@$(BIN)/python -m devtools.deploy_local --stage $(STAGE) --port $(MINISTACK_PORT)$(if $(STATE_FILE), --state-file $(STATE_FILE))$(foreach v,$(SET), --set $(v))
 
 delete: venv
 	@$(BIN)/python -m devtools.deploy delete --stage $(STAGE)

@@ -22,6 +22,9 @@ class LocalPool:
     region: str
     pool_id: str
     client_id: str
+    # moto takes any key; MiniStack (``make deploy-local``, IAM enforced) only its own ("test").
+    access_key_id: str = "local"
+    secret_access_key: str = "local"
 
     @property
     def jwks_url(self) -> str:
@@ -32,11 +35,16 @@ class LocalPool:
         return issuer_url(self.region, self.pool_id)
 
 
-def client(endpoint_url: str, region: str = "us-east-1") -> Any:
+def client(endpoint_url: str, region: str = "us-east-1", access_key_id: str = "local",
+           secret_access_key: str = "local") -> Any:
     import boto3
 
     return boto3.client("cognito-idp", endpoint_url=endpoint_url, region_name=region,
-                        aws_access_key_id="local", aws_secret_access_key="local")
+                        aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key)
+
+
+def pool_client(pool: LocalPool) -> Any:
+    return client(pool.endpoint_url, pool.region, pool.access_key_id, pool.secret_access_key)
 
 
 def create_pool(endpoint_url: str, name: str = "ws-cognito-local", region: str = "us-east-1") -> LocalPool:
@@ -57,7 +65,7 @@ def create_pool(endpoint_url: str, name: str = "ws-cognito-local", region: str =
 
 
 def ensure_group(pool: LocalPool, group: str, username: str) -> None:
-    idp = client(pool.endpoint_url, pool.region)
+    idp = pool_client(pool)
     try:
         idp.create_group(GroupName=group, UserPoolId=pool.pool_id)
     except idp.exceptions.GroupExistsException:
@@ -68,7 +76,7 @@ def ensure_group(pool: LocalPool, group: str, username: str) -> None:
 def sign_up(pool: LocalPool, username: str, password: str = DEFAULT_PASSWORD,
             email: str | None = None) -> None:
     """Sign the user up and confirm them; a user that exists already is left as is."""
-    idp = client(pool.endpoint_url, pool.region)
+    idp = pool_client(pool)
     try:
         idp.sign_up(ClientId=pool.client_id, Username=username, Password=password,
                     UserAttributes=[{"Name": "email", "Value": email or f"{username}@example.com"}])
@@ -79,7 +87,7 @@ def sign_up(pool: LocalPool, username: str, password: str = DEFAULT_PASSWORD,
 
 def sign_in(pool: LocalPool, username: str, password: str = DEFAULT_PASSWORD) -> dict[str, str]:
     """``initiate_auth`` with USER_PASSWORD_AUTH: ``{"id_token": ..., "access_token": ...}``."""
-    idp = client(pool.endpoint_url, pool.region)
+    idp = pool_client(pool)
     result = idp.initiate_auth(ClientId=pool.client_id, AuthFlow="USER_PASSWORD_AUTH",
                                AuthParameters={"USERNAME": username, "PASSWORD": password})
     auth = result["AuthenticationResult"]

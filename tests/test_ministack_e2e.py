@@ -1,142 +1,253 @@
-"""``make deploy`` against MiniStack, an AWS emulator that runs what it deploys, with IAM enforced.
+"""The stage deployed to MiniStack, an AWS emulator that runs what it deploys, with IAM enforced; both ways.
 
-The real deploy (the resources stack, ``chalice deploy`` of the app, the
-authorizer's wiring) into MiniStack on 127.0.0.1, then real WebSocket clients
-against the deployed stage: every Lambda runs with its own role's credentials,
-so a least-privilege policy that lacks an action fails here. MiniStack's own
-defects are worked around in ``devtools/ministack/workarounds.py`` only.
+Path A: ``make deploy-local`` (MiniStack, then the real ``make deploy`` flow: the
+resources stack, ``chalice deploy``, the authorizer's wiring). Path B: ``make
+package``, then a CloudFormation create-stack of its SAM template. Against each
+deployed stage, real clients (``websockets``, and ``wscat`` under ``script``)
+check the seeds' and the README's flows; every Lambda runs with its own role's
+credentials, so a least-privilege policy lacking an action fails here. The deploy,
+MiniStack and its Lambdas run under the loopback guard: a request beyond
+127.0.0.1 is refused and fails the run. MiniStack's defects are worked around in
+``devtools/ministack/workarounds.py`` only.
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import shlex
 import subprocess
-import sys
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
+import requests
 from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
+from devtools.deploy.aws import emulator_urls
+from devtools.deploy_local import copy_project, guard_env
 from devtools.ministack import MiniStack
 from tests.support.builders import ROOT
+from tests.support.deployed import (DeployedStage, deploy_local, guard_lines, guarded_environment,
+                                    run_deploy_command)
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1200)
 STAGE = "dev"
-PASSWORD = "Correct-Horse-9!"
+# For this run only: a broadcast to three connections goes through the queue and its worker, and every
+# connection is warned at the first sweep (MiniStack's tokens live an hour).
+OVERRIDES = {"FANOUT_INLINE_MAX": "2", "TOKEN_EXPIRY_WARNING_SECONDS": "3600"}
+WAIT = 60.0
 
 
-class Deployed:
-    """The deployed stage: its URLs and ids, a client factory, and a token maker on its pool."""
-
-    def __init__(self, ministack: MiniStack, workspace: Path, run: Any) -> None:
-        self.ministack = ministack
-        self.run = run  # python -m devtools.deploy <command> against this emulator
-        config = json.loads((workspace / ".chalice" / "config.json").read_text())
-        self.env = config["stages"][STAGE]["environment_variables"]
-        state = json.loads((workspace / ".chalice" / "deployed" / f"{STAGE}.json").read_text())
-        self.api_id = next(r["websocket_api_id"] for r in state["resources"] if r["resource_type"] == "websocket_api")
-        self.ws_url = ministack.websocket_url(self.api_id, STAGE)
-
-    def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.ministack.endpoint_url, region_name="us-east-1",
-                            aws_access_key_id="test", aws_secret_access_key="test")
-
-    def token(self, username: str) -> str:
-        pool, app_client = self.env["COGNITO_USER_POOL_ID"], self.env["COGNITO_APP_CLIENT_IDS"]
-        idp = self.client("cognito-idp")
-        idp.admin_create_user(UserPoolId=pool, Username=username, MessageAction="SUPPRESS")
-        idp.admin_set_user_password(UserPoolId=pool, Username=username, Password=PASSWORD, Permanent=True)
-        answer = idp.initiate_auth(ClientId=app_client, AuthFlow="USER_PASSWORD_AUTH",
-                                   AuthParameters={"USERNAME": username, "PASSWORD": PASSWORD})
-        return str(answer["AuthenticationResult"]["AccessToken"])
-
-    def stored_items(self) -> list[dict[str, Any]]:
-        table = self.env["CONNECTIONS_TABLE"]
-        items = self.client("dynamodb").scan(TableName=table, ConsistentRead=True)["Items"]
-        return [i for i in items if i["pk"]["S"].startswith("CONN#") and i["sk"]["S"] != "GONE"]
+@dataclass
+class Run:
+    stage: DeployedStage
+    guard_log: Path
+    watcher: ClientConnection  # open since the deploy: the sweep's warning is waited for on it
+    delete: Any  # removes the stage the way its path made it
 
 
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    project = tmp_path_factory.mktemp("project")
-    for name in ("app.py", "requirements.txt"):
-        shutil.copy(ROOT / name, project / name)
-    shutil.copytree(ROOT / "chalicelib", project / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / ".chalice", project / ".chalice", ignore=shutil.ignore_patterns("deployed"))
-    with MiniStack() as ministack:
-        env = {**os.environ, "AWS_ENDPOINT_URL": ministack.endpoint_url, "AWS_ACCESS_KEY_ID": "test",
-               "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-               "PYTHONPATH": str(ROOT)}
-        env.pop("AWS_PROFILE", None)
-        def run(command: str) -> str:
-            done = subprocess.run([sys.executable, "-m", "devtools.deploy", command, "--stage", STAGE,
-                                   "--project-dir", str(project)], cwd=ROOT, env=env, capture_output=True, text=True,
-                                  timeout=600)
-            assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{ministack.log_tail()}"
-            return done.stdout
-
-        run("deploy")
-        yield Deployed(ministack, project / ".chalice" / "deployed" / f"{STAGE}-workspace", run)
+def frame(ws: ClientConnection, timeout: float = WAIT) -> dict[str, Any]:
+    """The next frame that is not the sweep's warning (every connection gets one in this run)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        if message.get("type") != "token_expiring":
+            return dict(message)
 
 
-def test_a_connect_without_a_valid_token_is_refused(deployed: Deployed) -> None:
+def until(ws: ClientConnection, wanted: Any, timeout: float = WAIT) -> dict[str, Any]:
+    """The first frame ``wanted`` accepts, the others skipped (the watcher sees every broadcast)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        if wanted(message):
+            return dict(message)
+
+
+def open_ws(stage: DeployedStage, token: str) -> ClientConnection:
+    return connect(stage.ws_url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=WAIT)
+
+
+@pytest.fixture(scope="module", params=["deploy", "package"])
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    work = tmp_path_factory.mktemp(request.param)
+    guard_log = work / "loopback-guard.log"
+    if request.param == "deploy":
+        with deploy_local(work / "deploy-local.json", guard_log, work / "deploy-local.out", OVERRIDES) as stage:
+            def delete() -> None:
+                project = json.loads((work / "deploy-local.json").read_text())["project_dir"]
+                env = {**guarded_environment(guard_log), "AWS_ENDPOINT_URL": stage.endpoint_url}
+                run_deploy_command("delete", STAGE, Path(project), env)
+            yield from _with_watcher(stage, guard_log, delete)
+    else:
+        with MiniStack(extra_env=guard_env(str(guard_log))) as ms:
+            stage, delete = _create_packaged_stack(ms, work)
+            yield from _with_watcher(stage, guard_log, delete)
+
+
+def _with_watcher(stage: DeployedStage, guard_log: Path, delete: Any) -> Iterator[Run]:
+    with open_ws(stage, stage.tokens(f"watcher-{uuid.uuid4().hex[:6]}")["access"]) as watcher:
+        yield Run(stage, guard_log, watcher, delete)
+
+
+def _create_packaged_stack(ministack: MiniStack, work: Path) -> tuple[DeployedStage, Any]:
+    """``make package`` on a copy of the project, then what ``aws cloudformation package``/``deploy`` do."""
+    project = copy_project(ROOT, work / "project", STAGE, OVERRIDES)
+    run_deploy_command("package", STAGE, project, {**os.environ, "PYTHONPATH": str(ROOT)})  # no AWS call
+    stage = DeployedStage("package", ministack.endpoint_url, "", "", "", "", "", "")
+    s3, cfn = stage.client("s3"), stage.client("cloudformation")
+    s3.create_bucket(Bucket="packages")
+    s3.upload_file(str(project / "dist" / STAGE / "deployment.zip"), "packages", "deployment.zip")
+    template = json.loads((project / "dist" / STAGE / "sam.json").read_text())
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://packages/deployment.zip"
+    name = f"ws-cognito-{STAGE}"
+    cfn.create_stack(StackName=name, TemplateBody=json.dumps(template),
+                     Parameters=[{"ParameterKey": "EmulatorEndpoint", "ParameterValue": ministack.endpoint_url}],
+                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"])
+    try:
+        cfn.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
+    except Exception:
+        events = cfn.describe_stack_events(StackName=name)["StackEvents"]
+        reasons = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}" for e in events
+                   if "FAILED" in e["ResourceStatus"]]
+        raise AssertionError(f"create-stack failed: {reasons}\n{ministack.log_tail()}") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]}
+    ws_url, rest_url = emulator_urls(ministack.endpoint_url, outputs["WebsocketAPIId"], outputs["RestAPIId"], STAGE)
+    stage = DeployedStage("package", ministack.endpoint_url, ws_url, rest_url, outputs["UserPoolId"],
+                          outputs["UserPoolClientId"], outputs["ConnectionsTableName"], outputs["NotifyFunctionName"])
+
+    def delete() -> None:
+        cfn.delete_stack(StackName=name)
+        cfn.get_waiter("stack_delete_complete").wait(StackName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 300})
+    return stage, delete
+
+
+def wscat(url: str, *args: str, timeout: float = 60.0) -> str:
+    """``wscat`` as a person runs it (it prints only to a terminal, hence ``script``); its whole output."""
+    command = " ".join(shlex.quote(part) for part in ["npx", "--no-install", "wscat", "-c", url, *args])
+    done = subprocess.run(["script", "-qc", command, "/dev/null"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    return done.stdout
+
+
+def test_a_connect_without_a_valid_token_is_refused(run: Run) -> None:
     for headers in ({}, {"Authorization": "Bearer not-a-token"}):
         with pytest.raises(InvalidStatus) as refused:
-            connect(deployed.ws_url, additional_headers=headers, open_timeout=60)
+            connect(run.stage.ws_url, additional_headers=headers, open_timeout=WAIT)
         assert refused.value.response.status_code == 401, headers  # as API Gateway answers Unauthorized
-    assert deployed.stored_items() == []
+    assert "Unexpected server response: 401" in wscat(run.stage.ws_url, "-w", "2")
 
 
-def test_the_deployed_stage_answers_and_delivers_under_iam(deployed: Deployed) -> None:
-    """Header token, whoami, a message from one connection to the other, then $disconnect removes the items:
-    the authorizer, $connect, $default and $disconnect each run with their own least-privilege role."""
-    alice, bob = deployed.token(f"alice-{uuid.uuid4().hex[:6]}"), deployed.token(f"bob-{uuid.uuid4().hex[:6]}")
-    with connect(deployed.ws_url, additional_headers={"Authorization": f"Bearer {alice}"}, open_timeout=60) as a, \
-            connect(deployed.ws_url, additional_headers={"Authorization": f"Bearer {bob}"}, open_timeout=60) as b:
-        a.send(json.dumps({"action": "whoami", "id": "w"}))
-        who = json.loads(a.recv(timeout=60))
+def test_every_token_source_connects_and_the_subprotocol_is_selected(run: Run) -> None:
+    """A header (whoami), ``?ID_Token=`` with an id token (wscat, as the broadcast seed does), and the subprotocol:
+    the server selects the marker and never echoes the token."""
+    tokens = run.stage.tokens(f"carol-{uuid.uuid4().hex[:6]}")
+    with open_ws(run.stage, tokens["access"]) as ws:
+        ws.send(json.dumps({"action": "whoami", "id": "w"}))
+        who = frame(ws)
         assert (who["type"], who["id"], who["identity"]["tokenSource"]) == ("whoami", "w", "header")
+    shown = wscat(f"{run.stage.ws_url}?ID_Token={tokens['id']}", "-x", json.dumps({"action": "whoami"}), "-w", "5")
+    assert '"tokenSource":"query"' in shown and '"token_use":"id"' in shown, shown
+    with connect(run.stage.ws_url, subprotocols=["cognito-jwt", tokens["access"]], open_timeout=WAIT) as ws:
+        assert ws.subprotocol == "cognito-jwt"
+        ws.send(json.dumps({"action": "whoami"}))
+        assert frame(ws)["identity"]["tokenSource"] == "protocol"
+
+
+def test_messages_topics_and_disconnect_under_iam(run: Run) -> None:
+    """sendmessage between two connections, subscribe/publish, then $disconnect removes every item."""
+    wait_until(lambda: len(run.stage.stored_items()) == 1, WAIT, "earlier tests' connections to be gone")
+    before = 1  # the watcher
+    alice = run.stage.tokens(f"alice-{uuid.uuid4().hex[:6]}")["access"]
+    bob = run.stage.tokens(f"bob-{uuid.uuid4().hex[:6]}")["access"]
+    with open_ws(run.stage, alice) as a, open_ws(run.stage, bob) as b:
         b.send(json.dumps({"action": "subscribe", "topic": "public/news", "id": 1}))
-        assert json.loads(b.recv(timeout=60))["type"] == "subscribed"
+        assert frame(b)["type"] == "subscribed"
         a.send(json.dumps({"action": "sendmessage", "data": "hello", "id": 2}))
-        assert json.loads(b.recv(timeout=60))["data"] == "hello"
-        ack = json.loads(a.recv(timeout=60))
-        assert (ack["type"], ack["delivered"], ack["failed"]) == ("ack", 1, 0)
-        assert len(deployed.stored_items()) == 3  # two connections and one subscription
-        # A back-end's push: notify, invoked by the name make deploy gives it, reaches alice's connection only.
-        lam = deployed.client("lambda")
-        answer = lam.invoke(FunctionName="ws-cognito-dev-notify",
-                            Payload=json.dumps({"userId": who["identity"]["userId"], "data": "for alice"}))
+        assert frame(b)["data"] == "hello"
+        ack = frame(a)  # to everyone else: bob and the watcher
+        assert (ack["type"], ack["id"], ack["delivered"], ack["failed"]) == ("ack", 2, 2, 0), ack
+        a.send(json.dumps({"action": "publish", "topic": "public/news", "data": "headline", "id": 3}))
+        published = frame(b)
+        assert (published["topic"], published["data"]) == ("public/news", "headline")
+        assert frame(a)["type"] == "ack"
+        assert len(run.stage.stored_items()) == before + 3  # two connections and one subscription
+    wait_until(lambda: len(run.stage.stored_items()) == before, WAIT, "$disconnect to remove the items")
+
+
+def test_rest_me_a_publishers_push_and_a_non_publishers_403(run: Run) -> None:
+    user = run.stage.tokens(f"dave-{uuid.uuid4().hex[:6]}")["access"]
+    publisher = run.stage.tokens(f"pub-{uuid.uuid4().hex[:6]}", groups=("publishers",))["access"]
+    with open_ws(run.stage, user) as ws:
+        me = requests.get(f"{run.stage.rest_url}me", headers={"Authorization": f"Bearer {user}"}, timeout=WAIT)
+        assert me.status_code == 200 and len(me.json()["connections"]) == 1, me.text
+        url = f"{run.stage.rest_url}users/{me.json()['sub']}/messages"
+        refused = requests.post(url, json={"data": "no"}, headers={"Authorization": f"Bearer {user}"}, timeout=WAIT)
+        assert refused.status_code == 403, refused.text
+        pushed = requests.post(url, json={"data": "yes"}, headers={"Authorization": f"Bearer {publisher}"},
+                               timeout=WAIT)
+        assert pushed.status_code == 200 and pushed.json()["delivered"] == 1, pushed.text
+        assert frame(ws)["data"] == "yes"
+
+
+def test_notify_by_the_name_the_stack_gives_and_an_eventbridge_push(run: Run) -> None:
+    token = run.stage.tokens(f"erin-{uuid.uuid4().hex[:6]}")["access"]
+    with open_ws(run.stage, token) as ws:
+        ws.send(json.dumps({"action": "whoami"}))
+        user_id = frame(ws)["identity"]["userId"]
+        answer = run.stage.client("lambda").invoke(FunctionName=run.stage.notify_function,
+                                                   Payload=json.dumps({"userId": user_id, "data": "by notify"}))
         assert json.loads(answer["Payload"].read())["delivered"] == 1
-        assert json.loads(a.recv(timeout=60))["data"] == "for alice"
-    wait_until(lambda: deployed.stored_items() == [], 60.0, "$disconnect to remove every item")
+        assert frame(ws)["data"] == "by notify"
+        ws.send(json.dumps({"action": "subscribe", "topic": "public/events", "id": "s"}))
+        assert frame(ws)["type"] == "subscribed"
+        put = run.stage.client("events").put_events(Entries=[{
+            "Source": "ws-cognito.push", "DetailType": "TopicMessage",
+            "Detail": json.dumps({"topic": "public/events", "data": "by eventbridge"})}])
+        assert put["FailedEntryCount"] == 0
+        pushed = frame(ws)
+        assert (pushed["topic"], pushed["data"]) == ("public/events", "by eventbridge")
 
 
-def test_every_browser_token_source_connects_and_its_subprotocol_is_selected(deployed: Deployed) -> None:
-    """The query (?access_token=, ?ID_Token=) and the subprotocol source: the server selects the marker,
-    never echoes the token, and the handshake a browser would make succeeds."""
-    token = deployed.token(f"carol-{uuid.uuid4().hex[:6]}")
-    for url, protocols in ((f"{deployed.ws_url}?access_token={token}", None),
-                           (deployed.ws_url, ["cognito-jwt", token])):
-        with connect(url, subprotocols=protocols, open_timeout=60) as ws:
-            assert ws.subprotocol == ("cognito-jwt" if protocols else None)
-            ws.send(json.dumps({"action": "whoami", "id": "q"}))
-            assert json.loads(ws.recv(timeout=60))["identity"]["tokenSource"] == ("protocol" if protocols else "query")
+def test_a_broadcast_above_the_inline_limit_is_delivered_by_the_queue_worker(run: Run) -> None:
+    publisher = run.stage.tokens(f"pub-{uuid.uuid4().hex[:6]}", groups=("publishers",))["access"]
+    tokens = [run.stage.tokens(f"fan-{i}-{uuid.uuid4().hex[:6]}")["access"] for i in range(3)]
+    sockets = [open_ws(run.stage, token) for token in tokens]
+    try:
+        answer = requests.post(f"{run.stage.rest_url}messages", json={"data": "to everyone"},
+                               headers={"Authorization": f"Bearer {publisher}"}, timeout=WAIT)
+        assert answer.status_code == 200 and answer.json().get("queued", 0) >= 1, answer.text  # not inline
+        for ws in sockets:
+            assert frame(ws)["data"] == "to everyone"
+        until(run.watcher, lambda message: message.get("data") == "to everyone")
+    finally:
+        for ws in sockets:
+            ws.close()
 
 
-def test_make_delete_leaves_nothing_behind(deployed: Deployed) -> None:
-    """Last in this file: the stage's functions, API, table and pool are gone."""
-    deployed.run("delete")
-    functions = deployed.client("lambda").list_functions()["Functions"]
+def test_the_scheduled_sweep_warns_of_the_tokens_expiry(run: Run) -> None:
+    """Every minute the sweep warns connections whose token expires within TOKEN_EXPIRY_WARNING_SECONDS."""
+    warning = until(run.watcher, lambda message: message.get("type") == "token_expiring", timeout=150)
+    assert warning["expiresAt"] > time.time()
+
+
+def test_make_delete_leaves_nothing_and_nothing_reached_beyond_127_0_0_1(run: Run) -> None:
+    """Last for each path: the stage's functions, APIs, table and pool are gone; the guard logged nothing."""
+    run.watcher.close()
+    run.delete()
+    stage = run.stage
+    functions = stage.client("lambda").list_functions()["Functions"]
     assert not [f["FunctionName"] for f in functions if f["FunctionName"].startswith("ws-cognito-dev")]
-    assert deployed.api_id not in {a["ApiId"] for a in deployed.client("apigatewayv2").get_apis()["Items"]}
-    assert deployed.env["CONNECTIONS_TABLE"] not in deployed.client("dynamodb").list_tables()["TableNames"]
-    pools = deployed.client("cognito-idp").list_user_pools(MaxResults=60)["UserPools"]
-    assert deployed.env["COGNITO_USER_POOL_ID"] not in {p["Id"] for p in pools}
+    assert stage.ws_url.rsplit("/", 2)[-2] not in {a["ApiId"] for a in stage.client("apigatewayv2").get_apis()["Items"]}
+    assert stage.table not in stage.client("dynamodb").list_tables()["TableNames"]
+    pools = stage.client("cognito-idp").list_user_pools(MaxResults=60)["UserPools"]
+    assert stage.pool_id not in {p["Id"] for p in pools}
+    assert guard_lines(run.guard_log) == []

@@ -320,14 +320,17 @@ def test_a_bad_route_throttling_is_refused_naming_the_stage(value: Any, problem:
 
 
 def test_one_step_to_an_emulator_and_outputs_for_back_ends(template: dict[str, Any]) -> None:
-    """Parameters for the endpoints an emulator needs (empty on AWS), and outputs naming what a back-end
-    calls (notify) or publishes to (the rule), and the queue."""
-    assert {name: p["Default"] for name, p in template["Parameters"].items()} == {
-        "CognitoJwksUrl": "", "WebSocketManagementUrl": ""}
+    """One parameter for an emulator (empty on AWS): set, the functions' JWKS and @connections URLs are built
+    from it and the stack's own pool and API; and outputs naming what a back-end calls (notify) or publishes
+    to (the rule), and the queue."""
+    assert {name: p["Default"] for name, p in template["Parameters"].items()} == {"EmulatorEndpoint": ""}
+    assert template["Conditions"]["OnEmulator"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "EmulatorEndpoint"}, ""]}]}
     for function in _of_type(template, "AWS::Serverless::Function").values():
         variables = function["Properties"]["Environment"]["Variables"]
-        assert variables["COGNITO_JWKS_URL"] == {"Ref": "CognitoJwksUrl"}
-        assert variables["WEBSOCKET_MANAGEMENT_URL"] == {"Ref": "WebSocketManagementUrl"}
+        assert variables["COGNITO_JWKS_URL"] == {"Fn::If": [
+            "OnEmulator", {"Fn::Sub": "${EmulatorEndpoint}/${UserPool}/.well-known/jwks.json"}, ""]}
+        assert variables["WEBSOCKET_MANAGEMENT_URL"] == {"Fn::If": [
+            "OnEmulator", {"Fn::Sub": "${EmulatorEndpoint}/_aws/execute-api/${WebsocketAPI}/prod"}, ""]}
     outputs = template["Outputs"]
     assert outputs["NotifyFunctionName"]["Value"] == {"Ref": "Notify"}
     assert outputs["NotifyFunctionArn"]["Value"] == {"Fn::GetAtt": ["Notify", "Arn"]}

@@ -65,6 +65,13 @@ def emulator_endpoints(endpoint: str, pool_id: str, api_id: str, api_stage: str)
             "WEBSOCKET_MANAGEMENT_URL": f"{endpoint}/_aws/execute-api/{api_id}/{api_stage}"}
 
 
+def emulator_urls(endpoint: str, api_id: str, rest_api_id: str, api_stage: str) -> tuple[str, str]:
+    """The stage's WebSocket and REST URLs on an emulator, in the same path form (no DNS needed)."""
+    ws = endpoint.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    return (f"{ws}/_aws/execute-api/{api_id}/{api_stage}",
+            f"{endpoint}/_aws/execute-api/{rest_api_id}/{api_stage}/" if rest_api_id else "")
+
+
 def error_code(error: BaseException) -> str:
     response = getattr(error, "response", None) or {}
     return str((response.get("Error") or {}).get("Code") or "")

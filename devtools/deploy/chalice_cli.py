@@ -37,6 +37,7 @@ class Deployed:
     websocket_api_id: str
     lambda_arns: dict[str, str]  # chalice resource name -> function ARN
     rest_api_url: str = ""  # "" when the app has no REST routes
+    rest_api_id: str = ""
 
     def lambda_arn(self, name: str) -> str:
         if name not in self.lambda_arns:
@@ -60,13 +61,14 @@ def read_deployed(project_dir: Path, stage: str) -> Deployed | None:
     except FileNotFoundError:
         return None
     api_id = ""
-    rest_api_url = ""
+    rest_api_url = rest_api_id = ""
     arns: dict[str, str] = {}
     for resource in data.get("resources") or []:
         if resource.get("resource_type") == "websocket_api":
             api_id = str(resource.get("websocket_api_id") or "")
         elif resource.get("resource_type") == "rest_api":
             rest_api_url = str(resource.get("rest_api_url") or "")
+            rest_api_id = str(resource.get("rest_api_id") or "")
         elif resource.get("resource_type") == "lambda_function":
             arns[str(resource["name"])] = str(resource["lambda_arn"])
-    return Deployed(websocket_api_id=api_id, lambda_arns=arns, rest_api_url=rest_api_url)
+    return Deployed(websocket_api_id=api_id, lambda_arns=arns, rest_api_url=rest_api_url, rest_api_id=rest_api_id)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import templates, workspace
-from .aws import Aws, all_items, connect, emulator_endpoint, emulator_endpoints, error_code
+from .aws import Aws, all_items, connect, emulator_endpoint, emulator_endpoints, emulator_urls, error_code
 from .chalice_cli import deployed_path, read_deployed, run_chalice, websocket_url
 from .config import ProjectConfig
 from .errors import DeployError
@@ -32,6 +32,7 @@ class DeploySummary:
     websocket_url: str = ""
     rest_api_url: str = ""
     outputs: dict[str, str] = field(default_factory=dict)
+    functions: dict[str, str] = field(default_factory=dict)  # chalice's name -> the deployed function's ARN
     wiring_changes: tuple[str, ...] = ()
 
 
@@ -187,6 +188,7 @@ def deploy(project: Path, stage: str, report: Report = print, aws: Aws | None = 
                           f"(.chalice/deployed/{stage}.json says {deployed and deployed.websocket_api_id!r})")
     summary.api_id = deployed.websocket_api_id
     summary.rest_api_url = deployed.rest_api_url
+    summary.functions = dict(deployed.lambda_arns)
 
     report("[5/5] authorizer wiring: REQUEST authorizer on $connect, invoke permission, then the stage")
     wiring = wire(aws, app_name=config.app_name, stage=stage, api_stage=config.api_gateway_stage(stage),
@@ -196,7 +198,10 @@ def deploy(project: Path, stage: str, report: Report = print, aws: Aws | None = 
     summary.authorizer_id = wiring.authorizer_id
     summary.deployment_id = wiring.deployment_id
     summary.wiring_changes = wiring.changes
-    summary.websocket_url = websocket_url(deployed.websocket_api_id, aws.region, config.api_gateway_stage(stage))
+    summary.websocket_url = websocket_url(deployed.websocket_api_id, aws.region, api_stage)
+    if endpoint is not None:  # the emulator's own URLs: the amazonaws.com ones do not exist
+        summary.websocket_url, summary.rest_api_url = emulator_urls(endpoint, api_id, deployed.rest_api_id,
+                                                                    api_stage)
     report(f"==> done: {summary.websocket_url}")
     if summary.rest_api_url:
         report(f"    REST API {summary.rest_api_url}")

@@ -46,12 +46,13 @@ AUTHORIZER_PERMISSION = "WebsocketAuthorizerInvokePermission"
 AUTHORIZER_FUNCTION = "WsAuthorizer"
 REST_API = "RestAPI"
 PUSH_EVENT = "EventbridgePushEvent"  # Chalice's name for the on_cw_event's event of eventbridge_push
-# Template parameters -> the variables they set on every function: empty on AWS (derived from the
-# pool and the connection); an emulator's endpoints when deploying there, in the same single step.
-ENDPOINT_PARAMETERS = {"CognitoJwksUrl": "COGNITO_JWKS_URL", "WebSocketManagementUrl": "WEBSOCKET_MANAGEMENT_URL"}
-ENDPOINT_DESCRIPTIONS = (
-    "Where the functions fetch the pool's JWKS; empty: the pool's own https://cognito-idp... URL",
-    "The @connections endpoint; empty: derived from each connection's API id, stage and region")
+# One parameter for an emulator: empty on AWS (the functions derive the JWKS URL from the pool and
+# @connections from each connection). Set, both URLs are built from it and the ids this stack creates,
+# in the same forms ``make deploy`` uses (``aws.emulator_endpoints``), so an emulator takes one step.
+EMULATOR_PARAMETER = "EmulatorEndpoint"
+ON_EMULATOR = "OnEmulator"
+EMULATOR_DESCRIPTION = ("An AWS emulator's endpoint (http://127.0.0.1:4566); empty on AWS. Set: the functions "
+                        "fetch the pool's JWKS and post to @connections there")
 
 
 def _template_arns(api_stage: str) -> templates.PolicyArns:
@@ -104,7 +105,7 @@ def merge_template(config: ProjectConfig, stage: str, functions: AppFunctions) -
         "COGNITO_APP_CLIENT_IDS": {"Ref": templates.USER_POOL_CLIENT},
         "CONNECTIONS_TABLE": {"Ref": templates.TABLE},
         "FANOUT_QUEUE_URL": {"Ref": templates.FANOUT_QUEUE},
-        **{variable: {"Ref": parameter} for parameter, variable in ENDPOINT_PARAMETERS.items()},
+        **_emulator_variables(env, api_stage),
     }
     for name in functions.all:
         resources[function_logical_id(name)] = {"Properties": {"Environment": {"Variables": variables}}}
@@ -127,9 +128,18 @@ def merge_template(config: ProjectConfig, stage: str, functions: AppFunctions) -
     outputs["NotifyFunctionArn"] = {"Value": {"Fn::GetAtt": [notify, "Arn"]}}
     push = function_logical_id("eventbridge_push")
     outputs["PushEventRuleName"] = {"Value": {"Ref": f"{push}{PUSH_EVENT}"}}  # SAM's <function><event> rule
-    parameters = {parameter: {"Type": "String", "Default": env.get(variable, ""), "Description": description}
-                  for (parameter, variable), description in zip(ENDPOINT_PARAMETERS.items(), ENDPOINT_DESCRIPTIONS)}
-    return {"Parameters": parameters, "Resources": resources, "Outputs": outputs}
+    parameters = {EMULATOR_PARAMETER: {"Type": "String", "Default": "", "Description": EMULATOR_DESCRIPTION}}
+    conditions = {ON_EMULATOR: {"Fn::Not": [{"Fn::Equals": [{"Ref": EMULATOR_PARAMETER}, ""]}]}}
+    return {"Parameters": parameters, "Conditions": conditions, "Resources": resources, "Outputs": outputs}
+
+
+def _emulator_variables(env: dict[str, str], api_stage: str) -> dict[str, Any]:
+    """``COGNITO_JWKS_URL`` and ``WEBSOCKET_MANAGEMENT_URL``: on an emulator, its URLs for this stack's pool
+    and API; otherwise what the stage's config sets (usually nothing)."""
+    derived = {"COGNITO_JWKS_URL": "${%s}/${%s}/.well-known/jwks.json" % (EMULATOR_PARAMETER, templates.USER_POOL),
+               "WEBSOCKET_MANAGEMENT_URL": "${%s}/_aws/execute-api/${%s}/%s" % (EMULATOR_PARAMETER, API, api_stage)}
+    return {variable: {"Fn::If": [ON_EMULATOR, {"Fn::Sub": form}, env.get(variable, "")]}
+            for variable, form in derived.items()}
 
 
 def deployment_logical_id(template: dict[str, Any]) -> tuple[str, list[str]]:

@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 VENV = ROOT / ".venv-ministack"
 REQUIREMENTS = HERE / "requirements.txt"
+ACCESS_KEY_ID = SECRET_ACCESS_KEY = "test"  # MiniStack's root credentials (account 000000000000)
 
 
 def ensure_venv(report: object = print) -> Path:
@@ -45,9 +46,19 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _check_free(port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds: TIME_WAIT is no owner
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise RuntimeError(f"port {port} on 127.0.0.1 is in use: stop what holds it, or pick another port") from None
+
+
 class MiniStack:
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, extra_env: dict[str, str] | None = None) -> None:
         self.port = port or _free_port()
+        self.extra_env = dict(extra_env or {})  # e.g. the tests' loopback guard, inherited by every Lambda
         self.process: subprocess.Popen[bytes] | None = None
         self.state_dir = tempfile.mkdtemp(prefix="ministack-state-")
         self.log_path = Path(self.state_dir) / "ministack.log"
@@ -62,9 +73,10 @@ class MiniStack:
 
     def start(self, timeout: float = 60.0) -> MiniStack:
         python = ensure_venv()
+        _check_free(self.port)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.state_dir, "TMPDIR": self.state_dir,
                "GATEWAY_PORT": str(self.port), "BIND_HOST": "127.0.0.1", "IOT_MTLS_ENABLED": "0", "AUTH": "true",
-               "STATE_DIR": self.state_dir, "LOG_LEVEL": "INFO"}
+               "STATE_DIR": self.state_dir, "LOG_LEVEL": "INFO", **self.extra_env}
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen([str(python), str(HERE / "launch.py")], env=env, cwd=self.state_dir,
                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

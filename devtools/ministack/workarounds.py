@@ -132,7 +132,48 @@ def selected_subprotocol() -> None:
     apigateway.handle_websocket = handle_websocket
 
 
-ALL = (compression_size_removal, swagger_import, websocket_unauthorized, selected_subprotocol)
+def websocket_deployment_resource() -> None:
+    """Defect 5. CloudFormation does not know ``AWS::ApiGatewayV2::Deployment``: a packaged stack fails to create
+    ("Unsupported resource type"). AWS creates a deployment of the API (the stage then points at it). Fixed when
+    ``cloudformation.provisioners._RESOURCE_HANDLERS`` has the type: then delete this entry."""
+    from ministack.services import apigateway
+    from ministack.services.cloudformation import provisioners
+
+    def create(logical_id: str, props: dict[str, Any], stack_name: str) -> tuple[str, dict[str, str]]:
+        answer = provisioners._apigw_v2_result(
+            apigateway._create_deployment(props.get("ApiId", ""), {"description": props.get("Description", "")}),
+            "AWS::ApiGatewayV2::Deployment create")
+        return str(answer["deploymentId"]), {"DeploymentId": str(answer["deploymentId"])}
+
+    def delete(physical_id: str, props: dict[str, Any]) -> None:
+        provisioners._apigw_v2_result(apigateway._delete_deployment(props.get("ApiId", ""), physical_id),
+                                      "AWS::ApiGatewayV2::Deployment delete", missing_ok=True)
+
+    provisioners._RESOURCE_HANDLERS.setdefault("AWS::ApiGatewayV2::Deployment", {"create": create, "delete": delete})
+
+
+# What AWS authorizes each SQS batch call as (the SQS Developer Guide: a batch needs the single action).
+_BATCH_ACTIONS = {"sqs:SendMessageBatch": "sqs:SendMessage", "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+                  "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility"}
+
+
+def sqs_batch_actions() -> None:
+    """Defect 6. Under IAM enforcement ``SendMessageBatch`` is checked as ``sqs:SendMessageBatch``, an action
+    that does not exist in IAM, so a role allowed ``sqs:SendMessage`` is refused a batch. AWS authorizes a batch
+    as its single action. Fixed when a role with only ``sqs:SendMessage`` may ``SendMessageBatch``."""
+    from ministack.core import iam_actions
+
+    original = iam_actions.extract_iam_action
+
+    def extract_iam_action(*args: Any, **kwargs: Any) -> str | None:
+        action = original(*args, **kwargs)
+        return _BATCH_ACTIONS.get(action or "", action)
+
+    iam_actions.extract_iam_action = extract_iam_action
+
+
+ALL = (compression_size_removal, swagger_import, websocket_unauthorized, selected_subprotocol,
+       websocket_deployment_resource, sqs_batch_actions)
 
 
 def apply() -> list[str]:
