@@ -46,7 +46,7 @@ def copy_project(source: Path, target: Path, stage: str, overrides: dict[str, st
     target.mkdir(parents=True)
     for name in PROJECT_FILES:
         shutil.copy2(source / name, target / name)
-    ignore = shutil.ignore_patterns("__pycache__", "deployed")
+    ignore = shutil.ignore_patterns("__pycache__", "deployed", "deployments")
     for name in PROJECT_DIRS:
         shutil.copytree(source / name, target / name, ignore=ignore)
     if overrides:

@@ -7,16 +7,13 @@ under test makes the same calls it makes against AWS.
 The server runs in a child process (its own process group, so ``stop()`` ends
 it and anything it spawned) rather than a thread of the caller: moto's state
 then belongs to that process alone and an in-process ``mock_aws`` elsewhere
-cannot see or disturb it. ``preload`` names modules imported in the child
-before it serves, which is how a test harness adds what moto lacks without
-touching the product.
+cannot see or disturb it.
 
 Run by hand: ``python -m devtools.moto_server --port 5000``.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import subprocess
@@ -43,11 +40,10 @@ class MotoServer:
     never race for one port.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, preload: Sequence[str] = (),
+    def __init__(self, host: str = "127.0.0.1", port: int = 0,
                  startup_timeout: float = 30.0, log_path: Path | None = None) -> None:
         self.host = host
         self.port = port
-        self.preload = tuple(preload)
         self.startup_timeout = startup_timeout
         self.log_path = log_path
         self._process: subprocess.Popen[str] | None = None
@@ -72,8 +68,6 @@ class MotoServer:
             return self
         command = [sys.executable, "-m", "devtools.moto_server", "--host", self.host,
                    "--port", str(self.port)]
-        for module in self.preload:
-            command += ["--preload", module]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         # The child must never reach real AWS by accident either.
@@ -162,10 +156,8 @@ class MotoServer:
         self.stop()
 
 
-def serve(host: str, port: int, preload: Sequence[str]) -> None:
-    """Run in the child: import the preload modules, serve, report the port, sleep until killed."""
-    for module in preload:
-        importlib.import_module(module)
+def serve(host: str, port: int) -> None:
+    """Run in the child: serve, report the port, sleep until killed."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
@@ -184,10 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a moto server (local AWS API stand-ins).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
-    parser.add_argument("--preload", action="append", default=[],
-                        help="module to import before serving (repeatable)")
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.preload)
+    serve(args.host, args.port)
     return 0
 
 

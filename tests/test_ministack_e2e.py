@@ -32,8 +32,8 @@ from devtools.deploy.aws import emulator_urls
 from devtools.deploy_local import copy_project, guard_env
 from devtools.ministack import MiniStack
 from tests.support.builders import ROOT
-from tests.support.deployed import (DeployedStage, deploy_local, guard_lines, guarded_environment,
-                                    run_deploy_command)
+from tests.support.deploy_checks import Deployment, check_deleted, check_first_deploy, check_second_deploy
+from tests.support.deployed import DeployedStage, deploy_local, guard_lines, guarded_environment, run_deploy_command
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(1200)
@@ -50,6 +50,8 @@ class Run:
     guard_log: Path
     watcher: ClientConnection  # open since the deploy: the sweep's warning is waited for on it
     delete: Any  # removes the stage the way its path made it
+    deployment: Deployment | None = None  # Path A: the project make deploy ran on, to read back and redeploy
+    first_output: str = ""  # Path A: what make deploy printed
 
 
 def frame(ws: ClientConnection, timeout: float = WAIT) -> dict[str, Any]:
@@ -80,11 +82,15 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     guard_log = work / "loopback-guard.log"
     if request.param == "deploy":
         with deploy_local(work / "deploy-local.json", guard_log, work / "deploy-local.out", OVERRIDES) as stage:
+            project = Path(json.loads((work / "deploy-local.json").read_text())["project_dir"])
+            deployment = Deployment(project, {**guarded_environment(guard_log), "AWS_ENDPOINT_URL": stage.endpoint_url})
+
             def delete() -> None:
-                project = json.loads((work / "deploy-local.json").read_text())["project_dir"]
-                env = {**guarded_environment(guard_log), "AWS_ENDPOINT_URL": stage.endpoint_url}
-                run_deploy_command("delete", STAGE, Path(project), env)
-            yield from _with_watcher(stage, guard_log, delete)
+                check_deleted(deployment, deployment.api_id(),
+                              deployment.config()["stages"][STAGE]["environment_variables"])
+            for made in _with_watcher(stage, guard_log, delete):
+                made.deployment, made.first_output = deployment, (work / "deploy-local.out").read_text()
+                yield made
     else:
         with MiniStack(extra_env=guard_env(str(guard_log))) as ms:
             stage, delete = _create_packaged_stack(ms, work)
@@ -233,6 +239,19 @@ def test_a_broadcast_above_the_inline_limit_is_delivered_by_the_queue_worker(run
             ws.close()
 
 
+@pytest.mark.parametrize("run", ["deploy"], indirect=True)
+def test_what_make_deploy_made_and_a_second_deploy_changes_only_the_stages_deployment(run: Run) -> None:
+    """Read back: the authorizer on $connect, throttling, the REST API, the rules, the permissions, every role's
+    least-privilege policy, the queue. Then make deploy again: the same authorizer, a new deployment, nothing
+    else written; the stage still answers."""
+    assert run.deployment is not None
+    env = check_first_deploy(run.deployment, run.first_output)
+    check_second_deploy(run.deployment, env)
+    with open_ws(run.stage, run.stage.tokens(f"again-{uuid.uuid4().hex[:6]}")["access"]) as ws:
+        ws.send(json.dumps({"action": "whoami", "id": "again"}))
+        assert frame(ws)["id"] == "again"
+
+
 def test_the_scheduled_sweep_warns_of_the_tokens_expiry(run: Run) -> None:
     """Every minute the sweep warns connections whose token expires within TOKEN_EXPIRY_WARNING_SECONDS."""
     warning = until(run.watcher, lambda message: message.get("type") == "token_expiring", timeout=150)
@@ -240,7 +259,8 @@ def test_the_scheduled_sweep_warns_of_the_tokens_expiry(run: Run) -> None:
 
 
 def test_make_delete_leaves_nothing_and_nothing_reached_beyond_127_0_0_1(run: Run) -> None:
-    """Last for each path: the stage's functions, APIs, table and pool are gone; the guard logged nothing."""
+    """Last for each path: the stage's functions, APIs, table and pool are gone (Path A: its REST API, rules,
+    queues and event source too); the guard logged nothing."""
     run.watcher.close()
     run.delete()
     stage = run.stage

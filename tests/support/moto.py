@@ -2,8 +2,8 @@
 
 Register in tests/conftest.py's ``pytest_plugins`` as ``"tests.support.moto"``.
 
-- ``moto_server`` (session): one ``MotoServer`` with the harness-only
-  extensions of ``tests.support.moto_extensions`` loaded in its process.
+- ``moto_server`` (session): one ``MotoServer`` (SQS, Cognito, EventBridge: the
+  parts of the local stack moto serves; the deploy tests use MiniStack).
 - ``moto_env`` (function): resets moto, returns env vars for a subprocess
   (``AWS_ENDPOINT_URL``, dummy credentials, a region, no profile/config
   files), so nothing a test starts can reach a real account.
@@ -20,7 +20,6 @@ import pytest
 from devtools.moto_server import MotoServer
 
 REGION = "us-east-1"
-EXTENSIONS = "tests.support.moto_extensions"
 
 
 def moto_environment(endpoint_url: str, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -43,7 +42,7 @@ def moto_environment(endpoint_url: str, base: dict[str, str] | None = None) -> d
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     log = Path(tmp_path_factory.mktemp("moto")) / "moto.log"
-    with MotoServer(preload=[EXTENSIONS], log_path=log) as server:
+    with MotoServer(log_path=log) as server:
         yield server
 
 
