@@ -21,7 +21,7 @@ def _dry_run(tmp_path: Path, *target: str) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("target", [("deploy", "STAGE=dev"), ("delete", "STAGE=dev"), ("package", "STAGE=prod"),
+@pytest.mark.parametrize("target", [("deploy", "STAGE=dev"), ("deploy-local",), ("delete", "STAGE=dev"), ("package", "STAGE=prod"),
                                     ("token", "USER=alice"), ("local",), ("web", "STAGE=dev")])
 def test_deploy_and_client_targets_install_the_virtualenv_only(tmp_path: Path, target: tuple[str, ...]) -> None:
     planned = _dry_run(tmp_path, *target)
