@@ -240,6 +240,22 @@ def test_a_broadcast_above_the_inline_limit_is_delivered_by_the_queue_worker(run
 
 
 @pytest.mark.parametrize("run", ["deploy"], indirect=True)
+def test_the_commands_make_deploy_local_prints_work_as_written(run: Run) -> None:
+    """The token, wscat and curl lines it prints, run in a shell as a person pastes them."""
+    printed = run.first_output.splitlines()
+    start = printed.index("Get a token from the emulator's Cognito and connect (in another terminal):")
+    token_line, wscat_line, curl_line = (line.strip() for line in printed[start + 1:start + 4])
+    assert token_line.startswith("TOKEN=$(make -s token USER=alice") and wscat_line.startswith("npx wscat -c ")
+    script = (f"set -e\n{token_line}\nexport TOKEN\n"  # for the shell ``script`` starts wscat in
+              f"script -qc {shlex.quote(wscat_line + ' -x ' + shlex.quote(json.dumps({'action': 'whoami'})) + ' -w 5')}"
+              f" /dev/null\n{curl_line} -s\n")
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert '"type":"whoami"' in done.stdout and '"username":"alice"' in done.stdout, done.stdout
+    assert '"token_use":"access","groups":[]' in done.stdout, done.stdout  # GET /me's answer
+
+
+@pytest.mark.parametrize("run", ["deploy"], indirect=True)
 def test_what_make_deploy_made_and_a_second_deploy_changes_only_the_stages_deployment(run: Run) -> None:
     """Read back: the authorizer on $connect, throttling, the REST API, the rules, the permissions, every role's
     least-privilege policy, the queue. Then make deploy again: the same authorizer, a new deployment, nothing
