@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 from .audience import Others, Topic
 from .authorizer import check_permissions
 from .broadcaster import Broadcaster
+from .channels import Operation, channel_decision
 from .errors import AppError, ErrorCode, Forbidden, JwksUnavailable, Unauthorized
-from .identity import epoch_seconds
+from .identity import Identity, epoch_seconds
 from .logs import log_event
 from .protocol import DEFAULT_ROUTE, Frame, now_ms, outgoing
 from .settings import Settings
@@ -59,6 +60,15 @@ class Call:
     def sender(self) -> ConnectionRecord:
         return self.services.connections.require(self.connection_id)
 
+    def authorize_channel(self, topic: str, operation: Operation, identity: Identity) -> None:
+        """Forbidden unless the stage's channel rules let ``identity`` (the stored one: a refresh updates it)
+        ``operation`` ``topic``; before any write."""
+        decision = channel_decision(self.services.settings.channel_rules, identity, topic, operation)
+        if not decision.allowed:
+            log_event(logger, "channel_refused", connectionId=self.connection_id, operation=operation,
+                      rule=decision.rule.index if decision.rule else None)
+            raise AppError(ErrorCode.FORBIDDEN, f"{operation} is not allowed on {topic!r}")
+
 
 Handler = Callable[[Call], Reply]
 
@@ -94,8 +104,9 @@ def sendmessage(call: Call) -> Reply:
 
 def subscribe(call: Call) -> Reply:
     topic = call.field("topic")
-    call.services.subscriptions.subscribe(call.connection_id, topic,
-                                          max_subscriptions=call.services.settings.max_subscriptions_per_connection)
+    call.services.subscriptions.subscribe(
+        call.connection_id, topic, max_subscriptions=call.services.settings.max_subscriptions_per_connection,
+        authorize=lambda record: call.authorize_channel(topic, "subscribe", record.identity))
     return {"type": "subscribed", "topic": topic}
 
 
@@ -109,6 +120,7 @@ def publish(call: Call) -> Reply:
     """``data`` to the topic's other subscribers."""
     topic = call.field("topic")
     sender = call.sender()
+    call.authorize_channel(topic, "publish", sender.identity)
     audience = Topic(topic, exclude=(call.connection_id,))
     message = outgoing({**audience.frame(call.field("data"), sender.who()), "timestamp": now_ms()})
     result = call.services.delivery.deliver(audience, message, broadcaster=call.broadcaster,
@@ -146,9 +158,26 @@ def refresh(call: Call) -> Reply:
     token_exp = epoch_seconds(claims.get("exp"))
     if token_exp is None:  # the verifier requires exp: not reached with a real verifier
         raise AppError(ErrorCode.INVALID_TOKEN, "the token has no expiry")
-    call.services.expiries.set_token_expiry(call.connection_id, token_exp)
-    log_event(logger, "refresh", connectionId=call.connection_id, exp=token_exp)
+    identity = Identity.from_claims(claims, record.identity.source)
+    call.services.expiries.set_token_expiry(call.connection_id, token_exp, identity.groups, identity.scopes)
+    changed = (identity.groups, identity.scopes) != (record.identity.groups, record.identity.scopes)
+    dropped = _drop_forbidden(call, identity) if changed else []
+    log_event(logger, "refresh", connectionId=call.connection_id, exp=token_exp, unsubscribed=len(dropped))
     return {"type": "refreshed", "expiresAt": token_exp}
+
+
+def _drop_forbidden(call: Call, identity: Identity) -> list[str]:
+    """A refresh changed the groups or scopes: unsubscribe from every topic the new identity may not read,
+    each answered ``{"type": "unsubscribed", "topic": ..., "reason": "forbidden"}`` before ``refreshed``."""
+    rules = call.services.settings.channel_rules
+    subscriptions = call.services.subscriptions
+    dropped = [topic for topic in subscriptions.topics_for(call.connection_id)
+               if not channel_decision(rules, identity, topic, "subscribe").allowed]
+    for topic in dropped:
+        subscriptions.unsubscribe(call.connection_id, topic)
+        call.broadcaster.send(call.connection_id, outgoing({"type": "unsubscribed", "topic": topic,
+                                                            "reason": "forbidden"}))
+    return dropped
 
 
 def whoami(call: Call) -> Reply:

@@ -84,7 +84,9 @@ class Topic:
         return self.name
 
     def frame(self, data: object, sender: Mapping[str, str] | None = None) -> Frame:
-        frame: Frame = {"type": self.frame_type, "topic": self.name}
+        """A user's ``publish`` carries ``from`` (the connection's verified identity); a back-end's is
+        ``type: push`` and has none: the two cannot be mistaken, nor a ``from`` forged."""
+        frame: Frame = {"type": self.frame_type if sender is not None else "push", "topic": self.name}
         if sender is not None:
             frame["from"] = dict(sender)
         frame["data"] = data

@@ -46,8 +46,10 @@ class TokenExpiries:
             return None
         return int(item[TOKEN_EXP_ATTRIBUTE]["N"])
 
-    def set_token_expiry(self, connection_id: str, token_exp: int) -> None:
-        """Store a refreshed token's ``exp`` (also in the stored claims).
+    def set_token_expiry(self, connection_id: str, token_exp: int, groups: tuple[str, ...] | None = None,
+                         scopes: tuple[str, ...] = ()) -> None:
+        """Store a refreshed token's ``exp`` (also in the stored claims) and, with ``groups``, its groups and
+        scopes: the stored identity that channel rules are checked against from then on.
 
         The warning already given stays recorded with the ``exp`` it was for
         (``warnedExp``): the sweep warns again only about another ``exp``, so a
@@ -56,14 +58,17 @@ class TokenExpiries:
         recreate a half item. Raises ConnectionNotFound.
         """
         check_id(connection_id, "connection_id")
+        update = "SET #exp = :exp, #shard = :shard, claims.#claim = :exp"
+        names = {"#exp": TOKEN_EXP_ATTRIBUTE, "#shard": EXPIRY_SHARD_ATTRIBUTE, "#claim": "exp"}
+        values = {":exp": {"N": str(int(token_exp))}, ":shard": {"S": expiry_shard(connection_id)}}
+        if groups is not None:  # the same comma/space forms as the authorizer's context (identity.flat_claims)
+            update += ", claims.#groups = :groups, claims.#scope = :scope"
+            names.update({"#groups": "groups", "#scope": "scope"})
+            values.update({":groups": {"S": ",".join(groups)}, ":scope": {"S": " ".join(scopes)}})
         if not self.table.write_if(
-                "update_item", Key=connection_key(connection_id),
-                UpdateExpression="SET #exp = :exp, #shard = :shard, claims.#claim = :exp",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#exp": TOKEN_EXP_ATTRIBUTE, "#shard": EXPIRY_SHARD_ATTRIBUTE,
-                                          "#claim": "exp"},
-                ExpressionAttributeValues={":exp": {"N": str(int(token_exp))},
-                                           ":shard": {"S": expiry_shard(connection_id)}}):
+                "update_item", Key=connection_key(connection_id), UpdateExpression=update,
+                ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values):
             raise ConnectionNotFound(connection_id)
 
     def mark_warned(self, connection_id: str, token_exp: int) -> bool:

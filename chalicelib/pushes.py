@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 from .errors import classify
 from .logs import log_event, log_failure
 from .protocol import now_ms, outgoing
+from .audience import Topic
+from .channels import check_push
 from .push import Push, user_push, validate_push
 
 if TYPE_CHECKING:
     from .components import Components
+    from .identity import Identity
     from .delivery import PushResult
 
 logger = logging.getLogger("ws.service")
@@ -24,10 +27,16 @@ logger = logging.getLogger("ws.service")
 NotifyResult = dict[str, Any]  # notify's JSON answer
 
 
-def push(message: Push, app: Components) -> PushResult:
-    """Deliver one back-end message to its audience; raises AppError for bad input."""
+def push(message: Push, app: Components, caller: Identity | None = None) -> PushResult:
+    """Deliver one back-end message to its audience; raises AppError for bad input.
+
+    A topic must match a channel rule whose ``push`` allows back-ends (``forbidden`` otherwise);
+    ``caller``: the REST caller, whom a rule's ``push`` may narrow to groups or scopes.
+    """
     validate_push(message)
     audience = message.audience
+    if isinstance(audience, Topic):
+        check_push(app.settings.channel_rules, audience.name, caller)
     frame = outgoing({**audience.frame(message.data), "timestamp": now_ms()})
     result = app.delivery.deliver(audience, frame)
     log_event(logger, "push", connectionId=None, audience=audience.kind, target=audience.target, **result.counts())

@@ -232,7 +232,7 @@ def push(request: Request, app: Components, kind: str, target: str = "") -> Resp
             message = topic_push(target, body)
         else:
             message = broadcast_push(body)
-        result = deliver(message, app)
+        result = deliver(message, app, who)
     except Exception as error:  # noqa: BLE001 - a JSON answer, not Chalice's stack trace
         return _refused(kind, error)
     return _answer(200, {"ok": True, **result.counts()})

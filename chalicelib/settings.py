@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
+
+from .channels import ChannelRules, RuleError
 
 TOKEN_SOURCE_NAMES = ("header", "query", "protocol", "cookie")
 # TOKEN_SOURCES unset: these, plus "cookie" when ALLOWED_ORIGINS is set (cookie
@@ -81,6 +83,8 @@ class Settings:
     token_expiry: str = "close"
     # How long before that close the client gets {"type": "token_expiring"} (0: no warning).
     token_expiry_warning_seconds: int = 300
+    # Who may subscribe, publish and push to which topic (chalicelib/channels.py; docs/channels.md).
+    channel_rules: ChannelRules = field(default_factory=ChannelRules.default)
 
 
 def _csv(value: str | None) -> list[str]:
@@ -225,7 +229,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         fanout_segment_size=int(_number(env, "FANOUT_SEGMENT_SIZE", 1000, low=10, high=1000000, integer=True)),
         token_expiry_warning_seconds=int(_number(env, "TOKEN_EXPIRY_WARNING_SECONDS", 300,
                                                  low=0, high=3600, integer=True)),
+        channel_rules=_channel_rules(env),
     )
+
+
+def _channel_rules(env: Mapping[str, str]) -> ChannelRules:
+    try:
+        return ChannelRules.parse(env.get("CHANNEL_RULES"))
+    except RuleError as error:
+        raise SettingsError("CHANNEL_RULES", str(error)) from None
 
 
 def _queue_url(env: Mapping[str, str]) -> str | None:

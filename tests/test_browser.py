@@ -36,6 +36,7 @@ from devtools.web import WebPage, local_page, page_config
 from devtools.web.__main__ import stage_config
 from tests.support.builders import stage_environment
 from tests.support.stack import ROOT, RunningStack, User
+from tests.test_eventbridge_e2e import _put
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -153,7 +154,7 @@ def test_two_users_chat_both_ways(contexts: Contexts, local_stack: RunningStack)
     expect(alice_page.locator("#errors li", has_text="unknown_action")).to_have_count(1, timeout=WAIT_MS)
     expect(alice_page.locator("#status")).to_have_attribute("data-state", "connected")
 
-    topic = f"releases-{uuid.uuid4().hex[:6]}"
+    topic = f"public/releases-{uuid.uuid4().hex[:6]}"
     alice_page.fill("#topic", topic)
     alice_page.click("#subscribe")
     expect(alice_page.locator("#topics")).to_have_text(topic, timeout=WAIT_MS)
@@ -255,7 +256,7 @@ def test_topic_subscribe_publish_unsubscribe(contexts: Contexts, local_stack: Ru
     alice, bob = local_stack.user("alice"), local_stack.user("bob")
     alice_page = sign_in(contexts.new(), local_stack.http_url, alice)
     bob_page = sign_in(contexts.new(), local_stack.http_url, bob)
-    topic = f"news-{uuid.uuid4().hex[:8]}"
+    topic = f"public/news-{uuid.uuid4().hex[:8]}"
 
     bob_page.fill("#topic", topic)
     bob_page.click("#subscribe")
@@ -275,6 +276,27 @@ def test_topic_subscribe_publish_unsubscribe(contexts: Contexts, local_stack: Ru
     expect(alice_page.locator("#log li", has_text="publish: delivered 0")).to_have_count(1, timeout=WAIT_MS)
     bob_page.wait_for_timeout(300)
     expect(bob_page.locator("#topic-log li", has_text="second edition")).to_have_count(0)
+
+
+def test_a_refused_subscription_is_shown_and_the_private_inbox_offered(contexts: Contexts,
+                                                                      local_stack: RunningStack) -> None:
+    """Another user's inbox is refused, said beside the topic box; My inbox fills in the user's own, which a
+    back-end's push then reaches."""
+    alice, bob = local_stack.user("alice"), local_stack.user("bob")
+    page = sign_in(contexts.new(), local_stack.http_url, alice)
+    page.fill("#topic", f"user/{bob.sub}/inbox")
+    page.click("#subscribe")
+    expect(page.locator("#topic-refused")).to_contain_text(f"Not subscribed to user/{bob.sub}/inbox",
+                                                          timeout=WAIT_MS)
+    expect(page.locator("#topic-refused")).to_contain_text("not allowed")
+    expect(page.locator("#topics")).to_have_text("none")
+    page.click("#inbox")
+    expect(page.locator("#topic")).to_have_value(f"user/{alice.sub}/inbox")
+    page.click("#subscribe")
+    expect(page.locator("#topics")).to_have_text(f"user/{alice.sub}/inbox", timeout=WAIT_MS)
+    expect(page.locator("#topic-refused")).to_have_text("")
+    _put(local_stack, "TopicMessage", {"topic": f"user/{alice.sub}/inbox", "data": "mail"})  # EventBridge
+    expect(page.locator("#topic-log li", has_text="mail")).to_contain_text("back-end", timeout=WAIT_MS)
 
 
 def test_push_reaches_only_that_user(contexts: Contexts, local_stack: RunningStack) -> None:

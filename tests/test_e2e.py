@@ -184,7 +184,7 @@ def test_sendmessage_reaches_the_two_others_not_the_sender(local_stack: RunningS
 def test_topic_publish_reaches_subscribers_only(local_stack: RunningStack, ws_clients: ClientFactory) -> None:
     users = [local_stack.user(n) for n in ("pub", "sub1", "sub2", "other")]
     publisher, sub1, sub2, other = (ws_clients(u.access_token) for u in users)
-    topic = f"news-{uuid.uuid4().hex[:8]}"
+    topic = f"public/news-{uuid.uuid4().hex[:8]}"
     for client in (sub1, sub2):
         assert client.request({"action": "subscribe", "topic": topic}) == {"type": "subscribed", "topic": topic}
     assert other.request({"action": "subscribe", "topic": topic + "-x"})["type"] == "subscribed"
@@ -260,7 +260,7 @@ def test_bad_frames_get_error_frames(local_stack: RunningStack, ws_clients: Clie
 
 def test_closing_a_client_deletes_its_item(local_stack: RunningStack, ws_clients: ClientFactory) -> None:
     client = ws_clients(local_stack.user("bye").access_token)
-    topic = f"t-{uuid.uuid4().hex[:8]}"
+    topic = f"public/t-{uuid.uuid4().hex[:8]}"
     assert client.request({"action": "subscribe", "topic": topic})["type"] == "subscribed"
     assert local_stack.connection_item(client.connection_id) is not None
     client.close()

@@ -67,12 +67,12 @@ def test_user_notification_reaches_that_users_connections_only(local_stack: Runn
 def test_topic_message_and_broadcast(local_stack: RunningStack, ws_clients: ClientFactory) -> None:
     users = [local_stack.user(f"eb{n}") for n in range(3)]
     subscriber, other_subscriber, outsider = (ws_clients(u.access_token) for u in users)
-    topic = f"news-{uuid.uuid4().hex[:8]}"
+    topic = f"public/news-{uuid.uuid4().hex[:8]}"
     for client in (subscriber, other_subscriber):
         assert client.request({"action": "subscribe", "topic": topic})["type"] == "subscribed"
     _put(local_stack, "TopicMessage", {"topic": topic, "data": [1, 2, 3]})
     for client in (subscriber, other_subscriber):
-        assert _content(client.recv()) == {"type": "publish", "topic": topic, "data": [1, 2, 3]}
+        assert _content(client.recv()) == {"type": "push", "topic": topic, "data": [1, 2, 3]}
     outsider.recv_none()
 
     _put(local_stack, "Broadcast", {"data": "maintenance at noon"})

@@ -147,9 +147,9 @@ def test_broadcast_items_are_scan_segments_that_cover_everyone_once(harness: Har
 
 def test_topic_items_are_pages_of_the_index(harness: Harness) -> None:
     subscribers = _ids(23, "t")
-    harness.connect(*subscribers, topic="news")
+    harness.connect(*subscribers, topic="public/news")
     harness.connect(*_ids(5, "o"))  # not subscribed
-    assert harness.service.push(Push(Topic("news"), {"n": 1})).counts() == {"queued": 3}
+    assert harness.service.push(Push(Topic("public/news"), {"n": 1})).counts() == {"queued": 3}
     items = harness.items()
     assert [i.slice.kind for i in items] == ["topic"] * 3
     assert items[0].slice.after is None and items[-1].slice.through is None
@@ -157,7 +157,7 @@ def test_topic_items_are_pages_of_the_index(harness: Harness) -> None:
         harness.service.run_work_item(item.encode())
     posts = harness.posts()
     assert sorted(posts) == sorted(subscribers) and all(len(p) == 1 for p in posts.values())
-    assert {p[0]["topic"] for p in posts.values()} == {"news"}
+    assert {p[0]["topic"] for p in posts.values()} == {"public/news"}
 
 
 def test_a_user_with_many_connections_is_one_item(harness: Harness) -> None:

@@ -81,7 +81,7 @@ def test_dynamodb_down_answers_unavailable_then_recovers_without_a_restart(env: 
     env.dynamodb.stop()
     try:
         for frame in ({"action": "sendmessage", "data": "during", "id": "m1"}, {"action": "whoami", "id": 7},
-                      {"action": "subscribe", "topic": "news"}):
+                      {"action": "subscribe", "topic": "public/news"}):
             started = time.monotonic()
             answer = alice.request(frame, timeout=30)
             assert (answer["type"], answer["code"]) == ("error", "unavailable"), answer
@@ -99,7 +99,7 @@ def test_dynamodb_down_answers_unavailable_then_recovers_without_a_restart(env: 
     carol, dave = env.open(), env.open()  # reconnecting works, nothing restarted
     assert carol.request({"action": "sendmessage", "data": "after"})["delivered"] == 1
     assert dave.recv()["data"] == "after"
-    assert carol.request({"action": "subscribe", "topic": "news"})["type"] == "subscribed"
+    assert carol.request({"action": "subscribe", "topic": "public/news"})["type"] == "subscribed"
     for client in (alice, bob, carol, dave):
         client.close()
 

@@ -163,13 +163,13 @@ def test_connect_selects_the_subprotocol_marker(harness: Harness) -> None:
 
 def test_disconnect_removes_connection_and_subscriptions_idempotently(harness: Harness) -> None:
     info = harness.connect()
-    harness.send(info, {"action": "subscribe", "topic": "news"})
-    assert harness.stores.audiences.subscriber_ids("news") == [info.connection_id]
+    harness.send(info, {"action": "subscribe", "topic": "public/news"})
+    assert harness.stores.audiences.subscriber_ids("public/news") == [info.connection_id]
     for _ in range(2):
         result = harness.client.lambda_.invoke("disconnect", disconnect_event(API, info, 1000, "bye")).payload
         assert result["statusCode"] == 200
     assert harness.stores.connections.get(info.connection_id) is None
-    assert harness.stores.audiences.subscriber_ids("news") == []
+    assert harness.stores.audiences.subscriber_ids("public/news") == []
 
 
 # -- messages -----------------------------------------------------------------------
@@ -197,16 +197,16 @@ def test_legacy_sendmessage_form(harness: Harness) -> None:
 def test_topics_reach_subscribers_only(harness: Harness) -> None:
     pub, sub1, sub2, outsider = (harness.connect(u, u) for u in ("p", "s1", "s2", "o"))
     for info in (sub1, sub2):
-        harness.send(info, {"action": "subscribe", "topic": "scores"})
-        assert harness.last(info) == {"type": "subscribed", "topic": "scores"}
-    harness.send(pub, {"action": "publish", "topic": "scores", "data": 42})
+        harness.send(info, {"action": "subscribe", "topic": "public/scores"})
+        assert harness.last(info) == {"type": "subscribed", "topic": "public/scores"}
+    harness.send(pub, {"action": "publish", "topic": "public/scores", "data": 42})
     for info in (sub1, sub2):
         assert harness.last(info)["type"] == "publish"
         assert harness.last(info)["data"] == 42
     assert harness.frames(outsider) == []
     assert harness.last(pub)["delivered"] == 2
-    harness.send(sub2, {"action": "unsubscribe", "topic": "scores"})
-    harness.send(pub, {"action": "publish", "topic": "scores", "data": 43})
+    harness.send(sub2, {"action": "unsubscribe", "topic": "public/scores"})
+    harness.send(pub, {"action": "publish", "topic": "public/scores", "data": 43})
     assert harness.last(sub1)["data"] == 43
     assert harness.last(sub2)["type"] == "unsubscribed"
 
@@ -251,8 +251,8 @@ def test_error_frames_carry_the_request_id(harness: Harness) -> None:
 
 
 @pytest.mark.parametrize("frame, kind", [
-    ({"action": "whoami"}, "whoami"), ({"action": "subscribe", "topic": "t"}, "subscribed"),
-    ({"action": "unsubscribe", "topic": "t"}, "unsubscribed"), ({"action": "publish", "topic": "t", "data": 1}, "ack"),
+    ({"action": "whoami"}, "whoami"), ({"action": "subscribe", "topic": "public/t"}, "subscribed"),
+    ({"action": "unsubscribe", "topic": "public/t"}, "unsubscribed"), ({"action": "publish", "topic": "public/t", "data": 1}, "ack"),
     ({"action": "sendmessage", "data": 1}, "ack"), ({"hello": "there"}, "echo"),
     ({"action": "refresh", "token": "not-a-token"}, "error"),
 ])

@@ -162,7 +162,7 @@ def test_an_unexpected_failure_is_answered_internal_error_and_logged_as_one_line
     assert (line["route"], line["error"]) == ("$default", "ValueError")
     assert line["where"].startswith("items.py:")
     assert marker not in local_stack.logs()  # the frame body is never logged
-    assert client.request({"action": "subscribe", "topic": "still-works"})["type"] == "subscribed"
+    assert client.request({"action": "subscribe", "topic": "public/still-works"})["type"] == "subscribed"
 
 
 # -- 3: validate before acting; nothing half done ----------------------------------------------------

@@ -89,14 +89,14 @@ def test_user_notification_by_sub_and_by_username(harness: Harness) -> None:
 
 
 def test_topic_message_reaches_subscribers_only(harness: Harness) -> None:
-    subscriber_1 = harness.connect("s-1", "sub-1", "one", "news", "sport")
-    subscriber_2 = harness.connect("s-2", "sub-2", "two", "news")
-    harness.connect("other", "sub-3", "three", "sport")
-    answer = harness.put("TopicMessage", {"topic": "news", "data": [1, 2]})
+    subscriber_1 = harness.connect("s-1", "sub-1", "one", "public/news", "public/sport")
+    subscriber_2 = harness.connect("s-2", "sub-2", "two", "public/news")
+    harness.connect("other", "sub-3", "three", "public/sport")
+    answer = harness.put("TopicMessage", {"topic": "public/news", "data": [1, 2]})
     assert answer == {"ok": True, "connections": 2, "delivered": 2, "gone": 0, "failed": 0}
     frames = harness.frames()
     assert set(frames) == {subscriber_1, subscriber_2}
-    assert _without_timestamp(frames[subscriber_1][0]) == {"type": "publish", "topic": "news", "data": [1, 2]}
+    assert _without_timestamp(frames[subscriber_1][0]) == {"type": "push", "topic": "public/news", "data": [1, 2]}
 
 
 def test_broadcast_reaches_every_connection(harness: Harness) -> None:
@@ -139,7 +139,7 @@ BAD_DETAIL = [
 @pytest.mark.parametrize("detail_type, detail, code", BAD_DETAIL)
 def test_bad_detail_is_logged_and_dropped(harness: Harness, capsys: pytest.CaptureFixture[str],
                                           detail_type: str, detail: Any, code: str) -> None:
-    harness.connect("c-1", "sub-1", "one", "news")
+    harness.connect("c-1", "sub-1", "one", "public/news")
     capsys.readouterr()
     answer = harness.put(detail_type, detail)
     assert answer["ok"] is False and answer["error"]["code"] == code, answer

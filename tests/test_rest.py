@@ -281,13 +281,13 @@ def test_push_to_a_user_by_username(harness: Harness) -> None:
 
 def test_push_to_a_topic_reaches_its_subscribers_only(harness: Harness) -> None:
     sub1, sub2, outsider = harness.connect("a", "a"), harness.connect("b", "b"), harness.connect("c", "c")
-    harness.subscribe(sub1, "scores")
-    harness.subscribe(sub2, "scores")
-    response = harness.post("/topics/scores/messages", {"data": 42}, harness.publisher())
+    harness.subscribe(sub1, "public/scores")
+    harness.subscribe(sub2, "public/scores")
+    response = harness.post("/topics/public%2Fscores/messages", {"data": 42}, harness.publisher())
     assert _json(response) == {"ok": True, "connections": 2, "delivered": 2, "gone": 0, "failed": 0}
     for info in (sub1, sub2):
         (frame,) = harness.raw_frames(info)
-        assert (frame["type"], frame["topic"], frame["data"]) == ("publish", "scores", 42)
+        assert (frame["type"], frame["topic"], frame["data"]) == ("push", "public/scores", 42)
     assert harness.raw_frames(outsider) == []
 
 
@@ -308,10 +308,10 @@ def test_gone_connections_are_reported_and_forgotten(harness: Harness) -> None:
     assert harness.stores.connections.get(alive.connection_id) is not None
 
 
-@pytest.mark.parametrize("path", ["/messages", "/users/u-1/messages", "/topics/news/messages"])
+@pytest.mark.parametrize("path", ["/messages", "/users/u-1/messages", "/topics/public%2Fnews/messages"])
 def test_push_without_permission_is_403_and_sends_nothing(harness: Harness, path: str) -> None:
     info = harness.connect("u-1", "ann")
-    harness.subscribe(info, "news")
+    harness.subscribe(info, "public/news")
     for token in (harness.tokens.access_token(sub="u-1", username="ann"),  # an ordinary user
                   harness.tokens.access_token(groups=("staff",), scope="openid email"),  # wrong group and scopes
                   _machine_token(harness.tokens, "ws-cognito/read")):  # a machine without the push scope
@@ -377,7 +377,7 @@ def test_nobody_may_push_when_push_groups_and_scopes_are_unset(tmp_path: Path, s
 def test_bad_input_is_400_with_a_json_error_and_sends_nothing(harness: Harness, path: str, raw: bytes,
                                                               code: str) -> None:
     info = harness.connect("u-1", "ann")
-    harness.subscribe(info, "news")
+    harness.subscribe(info, "public/news")
     response = harness.post(path, None, harness.publisher(), raw=raw)
     assert response.status_code == 400, response.body
     body = _json(response)

@@ -14,6 +14,7 @@ import time
 import uuid
 import urllib.error
 import urllib.request
+from urllib.parse import quote
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def test_https_pushes_reach_the_right_websocket_clients_and_no_one_else(local_st
     publisher = _publisher(local_stack)
     alice_phone, alice_laptop = ws_clients(alice.access_token), ws_clients(alice.access_token, via="access_token")
     bob_client, carol_client = ws_clients(bob.id_token, via="ID_Token"), ws_clients(carol.access_token)
-    topic = f"scores-{uuid.uuid4().hex[:8]}"
+    topic = f"public/scores-{uuid.uuid4().hex[:8]}"
     assert carol_client.request({"action": "subscribe", "topic": topic})["type"] == "subscribed"
     everyone = (alice_phone, alice_laptop, bob_client, carol_client)
 
@@ -103,8 +104,9 @@ def test_https_pushes_reach_the_right_websocket_clients_and_no_one_else(local_st
     for client in (alice_phone, alice_laptop, carol_client):
         client.recv_none()
 
-    assert _http("POST", f"{rest}/topics/{topic}/messages", publisher.access_token, {"data": 7}) == (200, report(1))
-    assert _kinds(carol_client.recv()) == ("publish", topic, 7)
+    assert _http("POST", f"{rest}/topics/{quote(topic, safe='')}/messages", publisher.access_token,
+                 {"data": 7}) == (200, report(1))
+    assert _kinds(carol_client.recv()) == ("push", topic, 7)
     for client in (alice_phone, alice_laptop, bob_client):
         client.recv_none()
 
@@ -129,12 +131,12 @@ def test_a_push_goes_only_where_it_was_addressed(local_stack: RunningStack, ws_c
     alice, bob = local_stack.user("alice"), local_stack.user("bob")
     publisher = _publisher(local_stack)
     alice_client, bob_client = ws_clients(alice.access_token), ws_clients(bob.access_token)
-    topic = f"news-{uuid.uuid4().hex[:6]}"
+    topic = f"public/news-{uuid.uuid4().hex[:6]}"
     assert alice_client.request({"action": "subscribe", "topic": topic})["type"] == "subscribed"
     refused = [
         ("/messages", {"data": 1, "userId": alice.sub}), ("/messages", {"data": 1, "username": "alice"}),
-        ("/messages", {"data": 1, "topic": topic}), (f"/topics/{topic}/messages", {"data": 1, "userId": bob.sub}),
-        (f"/topics/{topic}/messages", {"data": 1, "topic": "other"}),
+        ("/messages", {"data": 1, "topic": topic}), (f"/topics/{quote(topic, safe='')}/messages", {"data": 1, "userId": bob.sub}),
+        (f"/topics/{quote(topic, safe='')}/messages", {"data": 1, "topic": "other"}),
         (f"/users/{bob.sub}/messages", {"data": 1, "topic": topic}),
         (f"/users/{bob.sub}/messages", {"data": 1, "userId": alice.sub}),
     ]
@@ -147,7 +149,8 @@ def test_a_push_goes_only_where_it_was_addressed(local_stack: RunningStack, ws_c
         client.recv_none()
 
 
-@pytest.mark.parametrize("path, topic", [("room%201", "room 1"), ("caf%C3%A9", "café"), ("a%2Fb", "a/b")])
+@pytest.mark.parametrize("path, topic", [("public%2Froom%201", "public/room 1"), ("public%2Fcaf%C3%A9", "public/café"),
+                                              ("public%2Fa%2Fb", "public/a/b")])
 def test_path_parameters_arrive_decoded(local_stack: RunningStack, ws_clients: ClientFactory,
                                         path: str, topic: str) -> None:
     rest = local_stack.state["rest_url"]
@@ -156,7 +159,7 @@ def test_path_parameters_arrive_decoded(local_stack: RunningStack, ws_clients: C
     assert client.request({"action": "subscribe", "topic": topic})["type"] == "subscribed"
     status, report = _http("POST", f"{rest}/topics/{path}/messages", publisher.access_token, {"data": path})
     assert (status, report["delivered"]) == (200, 1)
-    assert _kinds(client.recv()) == ("publish", topic, path)
+    assert _kinds(client.recv()) == ("push", topic, path)
 
 
 @pytest.mark.parametrize("path", ["a%00b", "a%0Ab", "%FF"])

@@ -344,8 +344,10 @@ function receive(text) {
     case "unsubscribed":
       state.topics.delete(frame.topic);
       showTopics();
+      if (frame.reason) $("topic-refused").textContent = `Unsubscribed from ${frame.topic}: ${frame.reason}`;
       break;
     case "publish":
+    case "push":
       addLine("topic-log", [["time", at], ["span", frame.topic, "topic"],
                             ["span", frame.from ? frame.from.username : "back-end", "who"],
                             ["span", show(frame.data), "text"]]);
@@ -357,6 +359,8 @@ function receive(text) {
     case "whoami":
       if (frame.id === "keepalive") break;
       $("identity").textContent = JSON.stringify(frame.identity, null, 2);
+      $("inbox").dataset.topic = `user/${frame.identity.userId}/inbox`;  // the default rules' private topic
+      $("inbox").disabled = false;
       if (frame.id === "hello") state.attempt = 0;  // a good connection: the backoff starts over
       break;
     case "refreshed":
@@ -368,6 +372,9 @@ function receive(text) {
       break;
     case "error":
       addLine("errors", [["time", at], ["span", frame.code, "who"], ["span", frame.message || ""]]);
+      if (String(frame.id || "").startsWith("subscribe:")) {  // a refused subscription, said where it was asked
+        $("topic-refused").textContent = `Not subscribed to ${frame.id.slice(10)}: ${frame.message || frame.code}`;
+      }
       break;
     case "echo":
       log(`echo: ${show(frame.message)}`);
@@ -434,7 +441,11 @@ function bind() {
     $("chat-input").value = "";
   });
   const topic = () => $("topic").value.trim();
-  $("subscribe").addEventListener("click", () => send({action: "subscribe", topic: topic()}));
+  $("subscribe").addEventListener("click", () => {
+    $("topic-refused").textContent = "";
+    send({action: "subscribe", topic: topic(), id: "subscribe:" + topic()});
+  });
+  $("inbox").addEventListener("click", () => { $("topic").value = $("inbox").dataset.topic; });
   $("unsubscribe").addEventListener("click", () => send({action: "unsubscribe", topic: topic()}));
   $("publish-form").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -1,0 +1,76 @@
+"""Channel rules at subscribe, publish, refresh and back-end pushes, through the app's handlers (Chalice's test
+client) on DynamoDB Local: refused means ``forbidden`` and nothing written."""
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.items import connection_key
+from tests.support.chalice_client import ClientInfo
+from tests.test_handlers import Harness, harness, stage_env  # noqa: F401 - the handler tests' fixtures
+
+__all__ = ["harness", "stage_env"]
+
+
+def open_as(harness: Harness, sub: str, username: str, groups: tuple[str, ...] = ()) -> ClientInfo:
+    token = harness.tokens.access_token(sub=sub, username=username, groups=groups)
+    return harness.open(ClientInfo(headers={"Authorization": f"Bearer {token}"}))
+
+
+def subscription_count(harness: Harness, info: ClientInfo) -> int:
+    item = harness.stores.connections.table.get(connection_key(info.connection_id)) or {}
+    return int((item.get("subscriptions") or {}).get("N", "0"))
+
+
+def error(harness: Harness, info: ClientInfo) -> dict[str, Any]:
+    frame = harness.last(info)
+    assert frame["type"] == "error", frame
+    return frame
+
+
+def test_a_user_cannot_read_another_users_inbox_and_nothing_is_written(harness: Harness) -> None:
+    alice, bob = open_as(harness, "a-sub", "alice"), open_as(harness, "b-sub", "bob")
+    harness.send(alice, {"action": "subscribe", "topic": "user/b-sub/inbox", "id": 1})
+    refused = error(harness, alice)
+    assert (refused["code"], refused["id"]) == ("forbidden", 1) and "user/b-sub/inbox" in refused["message"]
+    assert harness.stores.audiences.subscriber_ids("user/b-sub/inbox") == []
+    assert subscription_count(harness, alice) == 0
+    harness.send(bob, {"action": "subscribe", "topic": "user/b-sub/inbox"})
+    assert harness.last(bob) == {"type": "subscribed", "topic": "user/b-sub/inbox"}
+    harness.send(bob, {"action": "publish", "topic": "user/b-sub/inbox", "data": "to myself"})
+    assert error(harness, bob)["code"] == "forbidden"  # back-ends only write there
+    harness.send(alice, {"action": "subscribe", "topic": "news"})  # no rule: deny by default
+    assert error(harness, alice)["code"] == "forbidden"
+
+
+def test_a_group_topic_is_for_members_and_a_publish_says_who_sent_it(harness: Harness) -> None:
+    member, outsider = open_as(harness, "m-sub", "mia", ("chess",)), open_as(harness, "o-sub", "otto")
+    harness.send(member, {"action": "subscribe", "topic": "group/chess/moves"})
+    assert harness.last(member)["type"] == "subscribed"
+    harness.send(outsider, {"action": "subscribe", "topic": "group/chess/moves"})
+    assert error(harness, outsider)["code"] == "forbidden"
+    harness.send(outsider, {"action": "publish", "topic": "group/chess/moves", "data": "e4"})
+    assert error(harness, outsider)["code"] == "forbidden"
+    other = open_as(harness, "m2-sub", "max", ("chess",))
+    harness.send(other, {"action": "publish", "topic": "group/chess/moves", "data": "e4"})
+    assert harness.frames(member)[-1] == {"type": "publish", "topic": "group/chess/moves",
+                                          "from": {"userId": "m2-sub", "username": "max"}, "data": "e4",
+                                          "timestamp": harness.frames(member)[-1]["timestamp"]}
+
+
+def test_a_refresh_that_drops_a_group_unsubscribes_and_later_checks_use_it(harness: Harness) -> None:
+    info = open_as(harness, "r-sub", "rita", ("chess", "go"))
+    for topic in ("group/chess/moves", "group/go/moves", "public/news"):
+        harness.send(info, {"action": "subscribe", "topic": topic})
+    fresh = harness.tokens.access_token(sub="r-sub", username="rita", groups=("go",))
+    harness.send(info, {"action": "refresh", "token": fresh, "id": "r"})
+    frames = harness.frames(info)[-2:]
+    assert frames[0] == {"type": "unsubscribed", "topic": "group/chess/moves", "reason": "forbidden"}
+    assert (frames[1]["type"], frames[1]["id"]) == ("refreshed", "r")
+    assert harness.stores.audiences.subscriber_ids("group/chess/moves") == []
+    assert harness.stores.audiences.subscriber_ids("group/go/moves") == [info.connection_id]
+    assert subscription_count(harness, info) == 2
+    # The authorizer's context still lists chess; the stored identity, refreshed, decides.
+    harness.send(info, {"action": "subscribe", "topic": "group/chess/moves"})
+    assert error(harness, info)["code"] == "forbidden"
+    harness.send(info, {"action": "publish", "topic": "group/chess/moves", "data": 1})
+    assert error(harness, info)["code"] == "forbidden"

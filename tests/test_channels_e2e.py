@@ -1,0 +1,58 @@
+"""Channel rules end to end on ``make run``'s stack (the default rules), with real WebSocket clients, the REST
+server and moto's Cognito: private inboxes, group topics, a refresh that drops a group."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from devtools import cognito_local
+from tests.support.stack import ClientFactory, RunningStack, User
+from tests.test_rest_e2e import _http, _publisher
+
+
+def member_of(stack: RunningStack, group: str, prefix: str) -> User:
+    user = stack.user(prefix)
+    cognito_local.ensure_group(stack.pool, group, user.username)
+    tokens = cognito_local.sign_in(stack.pool, user.username)
+    return User(user.username, user.sub, tokens["access_token"], tokens["id_token"])
+
+
+def test_a_private_inbox_is_read_only_by_its_user_and_fed_by_back_ends(local_stack: RunningStack,
+                                                                      ws_clients: ClientFactory) -> None:
+    alice, bob = local_stack.user("alice"), local_stack.user("bob")
+    a, b = ws_clients(alice.access_token), ws_clients(bob.access_token)
+    inbox = f"user/{bob.sub}/inbox"
+    refused = a.request({"action": "subscribe", "topic": inbox, "id": "peek"})
+    assert (refused["type"], refused["code"], refused["id"]) == ("error", "forbidden", "peek")
+    assert not [item for item in local_stack.dynamodb.scan(TableName=local_stack.table)["Items"]
+                if item["sk"]["S"] == f"TOPIC#{inbox}"]  # nothing written
+    assert b.request({"action": "subscribe", "topic": inbox}) == {"type": "subscribed", "topic": inbox}
+    assert b.request({"action": "publish", "topic": inbox, "data": "me"})["code"] == "forbidden"
+    rest = local_stack.state["rest_url"]
+    status, report = _http("POST", f"{rest}/topics/{quote(inbox, safe='')}/messages",
+                           _publisher(local_stack).access_token, {"data": "for bob"})
+    assert (status, report["delivered"]) == (200, 1)
+    pushed = b.recv()
+    assert (pushed["type"], pushed["topic"], pushed["data"]) == ("push", inbox, "for bob") and "from" not in pushed
+    a.recv_none()
+    status, answer = _http("POST", f"{rest}/topics/nowhere/messages", _publisher(local_stack).access_token,
+                           {"data": 1})
+    assert (status, answer["error"]["code"]) == (403, "forbidden")  # no rule: no push either
+
+
+def test_a_group_topic_is_for_members_and_a_refresh_that_drops_the_group_unsubscribes(
+        local_stack: RunningStack, ws_clients: ClientFactory) -> None:
+    group = "chess"
+    member, outsider = member_of(local_stack, group, "mia"), local_stack.user("otto")
+    m, o = ws_clients(member.access_token), ws_clients(outsider.access_token)
+    topic = f"group/{group}/moves"
+    assert o.request({"action": "subscribe", "topic": topic})["code"] == "forbidden"
+    assert m.request({"action": "subscribe", "topic": topic})["type"] == "subscribed"
+    assert m.request({"action": "subscribe", "topic": "public/lobby"})["type"] == "subscribed"
+    idp = cognito_local.pool_client(local_stack.pool)
+    idp.admin_remove_user_from_group(UserPoolId=local_stack.pool.pool_id, Username=member.username, GroupName=group)
+    fresh = cognito_local.sign_in(local_stack.pool, member.username)["access_token"]
+    m.send({"action": "refresh", "token": fresh, "id": "r"})
+    assert m.recv() == {"type": "unsubscribed", "topic": topic, "reason": "forbidden"}
+    assert m.recv()["type"] == "refreshed"
+    assert m.request({"action": "subscribe", "topic": topic})["code"] == "forbidden"
+    assert m.request({"action": "publish", "topic": "public/lobby", "data": "still here"})["type"] == "ack"
