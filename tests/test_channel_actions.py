@@ -74,3 +74,22 @@ def test_a_refresh_that_drops_a_group_unsubscribes_and_later_checks_use_it(harne
     assert error(harness, info)["code"] == "forbidden"
     harness.send(info, {"action": "publish", "topic": "group/chess/moves", "data": 1})
     assert error(harness, info)["code"] == "forbidden"
+
+
+def test_a_static_rule_costs_no_dynamodb_call(harness: Harness) -> None:
+    """A subscribe is one GetItem (the connection, for its TTL and stored identity) and one transaction, and a
+    publish reads its sender as before: counted on the app's own DynamoDB client, allowed and refused alike."""
+    from chalicelib import runtime
+
+    alice = open_as(harness, "a-sub", "alice")
+    client = runtime.current().components.connections.table.client
+    calls: list[str] = []
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    harness.send(alice, {"action": "subscribe", "topic": "public/news"})
+    assert (harness.last(alice)["type"], calls) == ("subscribed", ["GetItem", "TransactWriteItems"])
+    calls.clear()
+    harness.send(alice, {"action": "subscribe", "topic": "user/b-sub/inbox"})
+    assert (harness.last(alice)["code"], calls) == ("forbidden", ["GetItem"])  # refused before any write
+    calls.clear()
+    harness.send(alice, {"action": "publish", "topic": "group/none/x", "data": 1})
+    assert (harness.last(alice)["code"], calls) == ("forbidden", ["GetItem"])
