@@ -85,6 +85,13 @@ def push_to_topic(topic: str) -> RestResponse:
     return runtime.rest_push(app.current_request, "topic", topic)
 
 
+@app.route("/users/{userId}/disconnect", methods=["POST"], authorizer=rest_authorizer)
+def disconnect_user(userId: str) -> RestResponse:  # noqa: N803 (Chalice passes the path parameter by name)
+    """Close every connection of one user (``ADMIN_GROUPS``/``ADMIN_SCOPES``); ``{"revoke": true}``: and refuse
+    their tokens issued before now."""
+    return runtime.rest_disconnect(app.current_request, userId)
+
+
 @app.route("/messages", methods=["POST"], authorizer=rest_authorizer)
 def push_to_all() -> RestResponse:
     """``{"data": ...}`` to every connection."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # types only: the stores import boto3
     from .connections import ConnectionStore
     from .delivery import Delivery, PushResult
     from .expiries import TokenExpiries
+    from .revocations import Revocations
     from .records import ConnectionRecord
     from .subscriptions import SubscriptionStore
 
@@ -41,6 +42,7 @@ class Services(Protocol):
     subscriptions: SubscriptionStore
     expiries: TokenExpiries
     delivery: Delivery
+    revocations: Revocations
 
     def verify(self, token: str) -> Mapping[str, Any]: ...
 
@@ -159,6 +161,9 @@ def refresh(call: Call) -> Reply:
     if token_exp is None:  # the verifier requires exp: not reached with a real verifier
         raise AppError(ErrorCode.INVALID_TOKEN, "the token has no expiry")
     identity = Identity.from_claims(claims, record.identity.source)
+    if call.services.revocations.is_revoked(identity):
+        log_event(logger, "refresh_refused", connectionId=call.connection_id, reason="token_revoked")
+        raise AppError(ErrorCode.FORBIDDEN, "the token was revoked; closing the connection", close=True)
     call.services.expiries.set_token_expiry(call.connection_id, token_exp, identity.groups, identity.scopes)
     changed = (identity.groups, identity.scopes) != (record.identity.groups, record.identity.scopes)
     dropped = _drop_forbidden(call, identity) if changed else []

@@ -21,6 +21,7 @@ from .readers import AudienceReader
 from .records import ConnectionRecord
 from .settings import Settings
 from .subscriptions import SubscriptionStore
+from .revocations import Revocations
 from .table import Table
 from .verifier import CognitoJwtVerifier
 
@@ -37,6 +38,7 @@ class Components:
         self.subscriptions = SubscriptionStore(table)
         self.expiries = TokenExpiries(table)
         self.audiences = AudienceReader(table)
+        self.revocations = Revocations(table)
         self.management = Management(self.clients, self.connections.delete_many,
                                      region=region or os.environ.get("AWS_REGION"), override=settings.management_url)
         queue = FanoutQueue(settings.fanout_queue_url, self.clients) if settings.fanout_queue_url else None

@@ -56,6 +56,13 @@ class TooManyConnections(AppError):
         self.limit = limit
 
 
+class TokenRevoked(AppError):
+    """The user was kicked with ``revoke`` after this token was issued; nothing was written."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.FORBIDDEN, "this token was revoked; sign in again")
+
+
 class ConnectionGone(AppError):
     """The connection's ``$disconnect`` already ran: it cannot be stored any more."""
 
@@ -69,12 +76,14 @@ class ConnectionStore:
         self.table = table
         self._clock = clock
 
-    def put(self, record: ConnectionRecord, max_per_user: int = 0) -> None:
+    def put(self, record: ConnectionRecord, max_per_user: int = 0,
+            checks: list[dict[str, Any]] | None = None) -> None:
         """Store a new connection, counted on its user; all or nothing (one transaction).
 
         Raises ConnectionExists (the id is stored), ConnectionGone (its
-        ``$disconnect`` ran first) or TooManyConnections (``max_per_user`` > 0
-        and the user holds that many already).
+        ``$disconnect`` ran first), TooManyConnections (``max_per_user`` > 0
+        and the user holds that many already) or TokenRevoked (one of ``checks``,
+        the revocation conditions, failed).
         """
         check_id(record.connection_id, "connection_id")
         check_id(record.user_id, "user_id")
@@ -92,9 +101,12 @@ class ConnectionStore:
             {"ConditionCheck": {"Key": tombstone_key(record.connection_id),
                                 "ConditionExpression": "attribute_not_exists(pk)"}},
             {"Update": count},
+            *(checks or []),
         ])
         if codes is None:
             return
+        if CONDITION_FAILED in codes[3:]:
+            raise TokenRevoked()
         if codes[0] == CONDITION_FAILED:
             raise ConnectionExists(record.connection_id)
         if codes[1] == CONDITION_FAILED:

@@ -10,6 +10,8 @@ from typing import Final
 
 # detail-type -> the audience (a chalicelib.push Kind) its detail names.
 EVENT_DETAIL_TYPES: Final[dict[str, str]] = {"UserNotification": "user", "TopicMessage": "topic", "Broadcast": "all"}
+# Not a push: closes a user's connections (chalicelib/kicks.py), ``{"userId"|"username": ..., "revoke": bool}``.
+DISCONNECT_DETAIL_TYPE: Final = "Disconnect"
 
 
 def event_source(app_name: str) -> str:
@@ -19,4 +21,4 @@ def event_source(app_name: str) -> str:
 
 def event_pattern(app_name: str) -> dict[str, list[str]]:
     """The EventBridge rule's pattern: this app's push source, the three detail-types."""
-    return {"source": [event_source(app_name)], "detail-type": list(EVENT_DETAIL_TYPES)}
+    return {"source": [event_source(app_name)], "detail-type": [*EVENT_DETAIL_TYPES, DISCONNECT_DETAIL_TYPE]}

@@ -39,7 +39,7 @@ MAX_CONTEXT_BYTES = 6144  # the whole answer must stay under API Gateway's 8 KB
 QUERY_PREFIX = "query_"
 HEADER_PREFIX = "header_"
 # Never cut nor dropped: later checks (connect, routes, refresh, expiry) read them.
-PROTECTED_KEYS = ("sub", "username", "token_use", "iss", "tokenSource", "groups", "scope", "exp")
+PROTECTED_KEYS = ("sub", "username", "token_use", "iss", "tokenSource", "groups", "scope", "exp", "iat")
 # Copied when present, informational; client_id comes from aud for id tokens.
 INFO_CLAIMS = ("client_id", "email", "auth_time")
 # Added by API Gateway to requestContext.authorizer, not by us.
@@ -62,6 +62,7 @@ class Identity:
     groups: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
     expires_at: int | None = None  # the token's exp, epoch seconds
+    issued_at: int | None = None  # the token's iat: a revocation refuses tokens issued before it
     claims: Mapping[str, Scalar] = field(default_factory=dict)  # the other allow-listed claims
     client_params: Mapping[str, str] = field(default_factory=dict)  # query_*/header_* values
 
@@ -89,7 +90,8 @@ class Identity:
         return cls(sub=claims["sub"], username=_claim_text(claims.get("username") or claims.get("cognito:username")),
                    token_use=_claim_text(claims.get("token_use")), issuer=_claim_text(claims.get("iss")), source=source,
                    groups=tuple(claim_groups(claims)), scopes=tuple(claim_scopes(claims)),
-                   expires_at=epoch_seconds(claims.get("exp")), claims=info, client_params=params)
+                   expires_at=epoch_seconds(claims.get("exp")), issued_at=epoch_seconds(claims.get("iat")),
+                   claims=info, client_params=params)
 
     def to_context(self) -> Context:
         """The flat context for API Gateway; Forbidden(context_too_large) when the protected part cannot fit."""
@@ -105,6 +107,8 @@ class Identity:
             context["scope"] = " ".join(self.scopes)
         if self.expires_at is not None:
             context["exp"] = self.expires_at
+        if self.issued_at is not None:
+            context["iat"] = self.issued_at
         context.update(self.claims)
         return context
 
@@ -134,7 +138,8 @@ class Identity:
                    issuer=_text(context.get("iss")), source=_text(context.get("tokenSource")),
                    groups=tuple(g for g in _text(context.get("groups")).split(",") if g),
                    scopes=tuple(_text(context.get("scope")).split()),
-                   expires_at=epoch_seconds(context.get("exp")), claims=info, client_params=params)
+                   expires_at=epoch_seconds(context.get("exp")), issued_at=epoch_seconds(context.get("iat")),
+                   claims=info, client_params=params)
 
     def public(self) -> dict[str, str | list[str]]:
         """What ``GET /me`` shows of the caller."""

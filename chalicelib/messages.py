@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from . import actions
-from .connections import ConnectionExists, ConnectionGone, TooManyConnections
+from .connections import ConnectionExists, ConnectionGone, TokenRevoked, TooManyConnections
 from .errors import AppError, TokenInvalid, classify
 from .logs import log_event, log_failure
 from .protocol import error_frame, outgoing, parse_frame
@@ -77,13 +77,17 @@ def _connect(request: WsRequest, app: Components) -> Response:
                               ttl=connected_at // 1000 + app.settings.connection_ttl_seconds,
                               endpoint=request.endpoint, source_ip=request.source_ip, user_agent=request.user_agent)
     try:
-        app.connections.put(record, app.settings.max_connections_per_user)
+        app.connections.put(record, app.settings.max_connections_per_user,
+                            checks=app.revocations.connect_checks(identity))
     except ConnectionExists:
         _log("connect_refused", connection_id, reason="duplicate_connection_id")
         return _response(409)
     except ConnectionGone:  # its $disconnect ran first: the client has left
         _log("connect_refused", connection_id, reason="already_disconnected")
         return _response(410)
+    except TokenRevoked:
+        _log("connect_refused", connection_id, reason="token_revoked", user=identity.sub)
+        return _response(403)
     except TooManyConnections as error:
         _log("connect_refused", connection_id, reason="too_many_connections", user=identity.sub, limit=error.limit)
         return _response(429)

@@ -16,6 +16,8 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import AppError, ErrorCode
+from .event_contract import DISCONNECT_DETAIL_TYPE
+from .kicks import Kick, KickResult, kick_request
 from .logs import log_event
 from .push import Push, event_push
 
@@ -28,12 +30,17 @@ PushEventResult = dict[str, Any]  # the handler's answer (EventBridge ignores it
 _RETRYABLE = (ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL_ERROR)
 
 
-def handle(event: Mapping[str, Any], deliver: Callable[[Push], PushResult]) -> PushEventResult:
-    """Read the event's detail-type + detail into a Push and deliver it; bad input is dropped."""
+def handle(event: Mapping[str, Any], deliver: Callable[[Push], PushResult],
+           disconnect: Callable[[Kick], KickResult] | None = None) -> PushEventResult:
+    """Read the event's detail-type + detail into a Push and deliver it (a ``Disconnect``: a kick); bad input
+    is dropped."""
     event_id = str(event.get("id") or "")
     detail_type = event.get("detail-type")
+    detail = event.get("detail")
+    if detail_type == DISCONNECT_DETAIL_TYPE and disconnect is not None:
+        return _kick(event_id, detail, disconnect)
     try:
-        push = event_push(detail_type, event.get("detail"))
+        push = event_push(detail_type, detail)
         result = deliver(push)
     except AppError as error:
         if error.code in _RETRYABLE:
@@ -45,3 +52,17 @@ def handle(event: Mapping[str, Any], deliver: Callable[[Push], PushResult]) -> P
     log_event(logger, "push_event", eventId=event_id, detailType=str(detail_type), audience=push.audience.kind,
               **counts)
     return {"ok": True, **counts}
+
+
+def _kick(event_id: str, detail: object, disconnect: Callable[[Kick], KickResult]) -> PushEventResult:
+    try:
+        if not isinstance(detail, Mapping):
+            raise AppError(ErrorCode.BAD_REQUEST, "detail must be a JSON object")
+        result = disconnect(kick_request(detail, what=f"a {DISCONNECT_DETAIL_TYPE} detail"))
+    except AppError as error:
+        if error.code in _RETRYABLE:
+            raise
+        log_event(logger, "push_event_dropped", logging.WARNING, reason=error.code.value, message=error.message,
+                  eventId=event_id, detailType=DISCONNECT_DETAIL_TYPE)
+        return {"ok": False, "error": error.to_dict()}
+    return result

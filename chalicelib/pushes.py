@@ -50,6 +50,8 @@ def notify(payload: Mapping[str, Any], app: Components) -> NotifyResult:
     (retry later); anything else ``internal_error``, with one log line.
     """
     try:
+        if isinstance(payload, Mapping) and "disconnect" in payload:
+            return _disconnect(payload, app)
         result = push(user_push(payload), app)
     except Exception as error:  # noqa: BLE001 - the caller gets the documented shape
         failure = classify(error)
@@ -57,6 +59,17 @@ def notify(payload: Mapping[str, Any], app: Components) -> NotifyResult:
             log_failure(logger, "notify", None, error)
         return {"ok": False, "error": failure.to_dict()}
     return {"ok": True, **result.counts()}
+
+
+def _disconnect(payload: Mapping[str, Any], app: Components) -> NotifyResult:
+    """``{"userId"|"username": ..., "disconnect": true, "revoke": bool}``: a kick instead of a push."""
+    from .errors import AppError, ErrorCode
+    from .kicks import kick, kick_request
+
+    if payload["disconnect"] is not True:
+        raise AppError(ErrorCode.BAD_REQUEST, "'disconnect' must be true (or absent, for a push)")
+    return kick(kick_request({k: v for k, v in payload.items() if k != "disconnect"}, what="notify's disconnect"),
+                app)
 
 
 __all__ = ["NotifyResult", "notify", "push"]

@@ -72,6 +72,7 @@ PUSH_ROUTES = (
     AuthRoute("/topics/*/messages", ["POST"]),
     AuthRoute("/messages", ["POST"]),
 )
+ADMIN_ROUTES = (AuthRoute("/users/*/disconnect", ["POST"]),)
 # ``POST /users/{userId}/messages?by=...``: how the path names the user (notify's two keys).
 USER_KEYS = {"sub": "userId", "username": "username"}
 
@@ -87,6 +88,12 @@ def bearer_token(header_value: object) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise TokenMissing("Authorization is not 'Bearer <token>'", reason="token_missing")
     return token.strip()
+
+
+def may_admin(identity: Identity, settings: Settings) -> bool:
+    """Any-of ``ADMIN_GROUPS`` or ``ADMIN_SCOPES``; both unset: nobody."""
+    return bool(settings.admin_groups.intersection(identity.groups)
+                or settings.admin_scopes.intersection(identity.scopes))
 
 
 def may_push(identity: Identity, settings: Settings) -> bool:
@@ -146,6 +153,8 @@ def authorize(request: AuthRequest, settings: Callable[[], Settings],
     routes = list(READ_ROUTES)
     if may_push(identity, current):
         routes += PUSH_ROUTES
+    if may_admin(identity, current):
+        routes += ADMIN_ROUTES
     _log("allow", "ok" if len(routes) > len(READ_ROUTES) else "read_only", method_arn, claims)
     return AuthResponse(routes=list(routes), principal_id=claims["sub"], context=context)
 
@@ -160,6 +169,15 @@ def caller(request: Request) -> Identity:
     if identity is None:
         raise AppError(ErrorCode.UNAUTHORIZED, "no verified caller (is the route deployed without its authorizer?)")
     return identity
+
+
+def unrevoked_caller(request: Request, app: Components) -> Identity:
+    """The caller, unless a kick with ``revoke`` came after their token was issued (401 then)."""
+    who = caller(request)
+    if app.revocations.is_revoked(who):
+        log_event(logger, "rest_refused", logging.WARNING, reason="token_revoked", sub=who.sub)
+        raise AppError(ErrorCode.UNAUTHORIZED, "this token was revoked; sign in again")
+    return who
 
 
 def json_body(raw: str | bytes | None) -> dict[str, Any]:
@@ -196,7 +214,7 @@ def _refused(route: str, error: Exception) -> Response:
 def me(request: Request, app: Components) -> Response:
     """``GET /me``: the verified identity and the caller's own open connections."""
     try:
-        who = caller(request)
+        who = unrevoked_caller(request, app)
         records = app.connections_of(who.sub)
     except Exception as error:  # noqa: BLE001 - a JSON answer, not Chalice's stack trace
         return _refused("/me", error)
@@ -221,7 +239,7 @@ def push(request: Request, app: Components, kind: str, target: str = "") -> Resp
     from .pushes import push as deliver
 
     try:
-        who = caller(request)
+        who = unrevoked_caller(request, app)
         if not may_push(who, app.settings):
             log_event(logger, "push_refused", logging.WARNING, reason="no_push_permission", sub=who.sub, audience=kind)
             raise AppError(ErrorCode.FORBIDDEN, "pushing needs a group in PUSH_GROUPS or a scope in PUSH_SCOPES")
@@ -236,3 +254,24 @@ def push(request: Request, app: Components, kind: str, target: str = "") -> Resp
     except Exception as error:  # noqa: BLE001 - a JSON answer, not Chalice's stack trace
         return _refused(kind, error)
     return _answer(200, {"ok": True, **result.counts()})
+
+
+def disconnect(request: Request, app: Components, user: str) -> Response:
+    """``POST /users/{userId}/disconnect`` (``?by=username``), body ``{"revoke": bool}`` or empty: a kick."""
+    from .kicks import kick, kick_request
+
+    try:
+        who = unrevoked_caller(request, app)
+        if not may_admin(who, app.settings):
+            log_event(logger, "kick_refused", logging.WARNING, reason="no_admin_permission", sub=who.sub)
+            raise AppError(ErrorCode.FORBIDDEN, "kicking needs a group in ADMIN_GROUPS or a scope in ADMIN_SCOPES")
+        body = json_body(request.raw_body) if request.raw_body else {}
+        by = (request.query_params or {}).get("by", "sub")
+        if by not in USER_KEYS:
+            raise AppError(ErrorCode.BAD_REQUEST, f"'by' must be one of {', '.join(USER_KEYS)}")
+        if set(body) - {"revoke"}:
+            raise AppError(ErrorCode.BAD_REQUEST, "the body takes 'revoke' only; the path names the user")
+        result = kick(kick_request({**body, USER_KEYS[by]: user}), app)
+    except Exception as error:  # noqa: BLE001 - a JSON answer, not Chalice's stack trace
+        return _refused("disconnect", error)
+    return _answer(200, result)

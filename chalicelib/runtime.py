@@ -150,14 +150,24 @@ def rest_push(request: Request, kind: str, target: str = "") -> RestResponse:
         return rest.push(request, _current.components, kind, target)
 
 
+def rest_disconnect(request: Request, user: str) -> RestResponse:
+    """``POST /users/{userId}/disconnect``: a kick by an admin."""
+    from . import rest
+
+    with deadline.within(deadline.FRAME):
+        return rest.disconnect(request, _current.components, user)
+
+
 def push_event(event: Mapping[str, Any]) -> PushEventResult:
     """The EventBridge handler's answer for one push event (bad detail logged and dropped)."""
     from . import pushes
+    from .kicks import kick
     from .push_events import handle
 
     components = _current.components
     with deadline.within(deadline.FRAME):
-        return handle(event, lambda message: pushes.push(message, components))
+        return handle(event, lambda message: pushes.push(message, components),
+                      lambda request: kick(request, components))
 
 
 def expire_tokens(event: Mapping[str, Any]) -> dict[str, int | bool]:

@@ -50,6 +50,9 @@ class Settings:
     # Who may push over the REST routes (any-of); both empty: nobody (fail closed).
     push_groups: frozenset[str] = frozenset()
     push_scopes: frozenset[str] = frozenset()
+    # Who may kick users over REST (POST /users/{userId}/disconnect); both empty: nobody.
+    admin_groups: frozenset[str] = frozenset()
+    admin_scopes: frozenset[str] = frozenset()
     token_sources: tuple[str, ...] = DEFAULT_TOKEN_SOURCES
     token_header: str = "authorization"
     token_query_params: tuple[str, ...] = ("access_token", "ID_Token")
@@ -200,6 +203,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         required_scopes=frozenset(_csv(env.get("REQUIRED_SCOPES"))),
         push_groups=frozenset(_csv(env.get("PUSH_GROUPS"))),
         push_scopes=frozenset(_csv(env.get("PUSH_SCOPES"))),
+        admin_groups=frozenset(_csv(env.get("ADMIN_GROUPS"))),
+        admin_scopes=frozenset(_csv(env.get("ADMIN_SCOPES"))),
         token_sources=sources,
         token_header=_single(env, "TOKEN_HEADER", "Authorization").lower(),
         token_query_params=_names(env, "TOKEN_QUERY_PARAMS", "access_token,ID_Token") or ("access_token",),

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import requests
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from devtools.deploy.aws import emulator_urls
@@ -221,6 +221,26 @@ def test_notify_by_the_name_the_stack_gives_and_an_eventbridge_push(run: Run) ->
         assert put["FailedEntryCount"] == 0
         pushed = frame(ws)
         assert (pushed["topic"], pushed["data"]) == ("public/events", "by eventbridge")
+
+
+def test_a_disconnect_event_and_notify_close_a_users_connections_under_iam(run: Run) -> None:
+    """A kick: EventBridge's Disconnect (the push role's DELETE on @connections) and notify's disconnect."""
+    token = run.stage.tokens(f"kim-{uuid.uuid4().hex[:6]}")["access"]
+    for kick in ("event", "notify"):
+        with open_ws(run.stage, token) as ws:
+            ws.send(json.dumps({"action": "whoami"}))
+            user_id = frame(ws)["identity"]["userId"]
+            if kick == "event":
+                put = run.stage.client("events").put_events(Entries=[{
+                    "Source": "ws-cognito.push", "DetailType": "Disconnect", "Detail": json.dumps({"userId": user_id})}])
+                assert put["FailedEntryCount"] == 0
+            else:
+                answer = run.stage.client("lambda").invoke(FunctionName=run.stage.notify_function, Payload=json.dumps(
+                    {"userId": user_id, "disconnect": True}))
+                assert json.loads(answer["Payload"].read())["closed"] == 1
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    frame(ws)
 
 
 def test_a_broadcast_above_the_inline_limit_is_delivered_by_the_queue_worker(run: Run) -> None:

@@ -196,7 +196,8 @@ def test_each_role_gets_least_privilege(template: dict[str, Any]) -> None:
         assert set(_grants(_role_policy(template, authorizer))) == logs, authorizer
     post = {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
                        "${WebsocketAPI}/prod/POST/@connections/*"}
-    for pusher in ("api_handler", "eventbridge_push"):
+    close = {"Fn::Sub": post["Fn::Sub"].replace("/POST/", "/DELETE/")}
+    for pusher in ("api_handler", "eventbridge_push"):  # push (POST) and kick (DELETE)
         grants = _grants(_role_policy(template, pusher))
         assert {a: r for a, r in grants.items() if a not in logs} == {
             **_removal({"Fn::GetAtt": ["ConnectionsTable", "Arn"]}),
@@ -205,7 +206,7 @@ def test_each_role_gets_least_privilege(template: dict[str, Any]) -> None:
                                {"Fn::Sub": "${ConnectionsTable.Arn}/index/*"}],
             "dynamodb:DescribeTable": [{"Fn::GetAtt": ["ConnectionsTable", "Arn"]}],  # sizes a queued broadcast
             "sqs:SendMessage": [{"Fn::GetAtt": ["FanoutQueue", "Arn"]}],  # enqueues large fan-outs, this queue only
-            "execute-api:ManageConnections": [post]}, pusher
+            "execute-api:ManageConnections": [post, close]}, pusher
     grants = _grants(_role_policy(template, "fanout_worker"))  # its queue, slices of the table, POST
     table_arn = {"Fn::GetAtt": ["ConnectionsTable", "Arn"]}
     queue_arn = {"Fn::GetAtt": ["FanoutQueue", "Arn"]}

@@ -299,19 +299,19 @@ def connection_policy(arns: PolicyArns) -> dict[str, Any]:
 
 
 def push_policy(arns: PolicyArns) -> dict[str, Any]:
-    """The REST handler's and the EventBridge handler's policy: read the table, post to this API.
+    """The REST handler's and the EventBridge handler's policy: read the table, post to this API, kick.
 
-    They only deliver back-end messages: the one write they may make is the
-    delete of a connection that answered 410 Gone (the broadcaster's clean-up);
-    no GET or DELETE of connections, and no ``events:PutEvents`` (publishing is
-    the back-end services' business).
+    They deliver back-end messages and kick users: their writes are the delete
+    of a connection that answered 410 Gone (the broadcaster's clean-up) and a
+    revocation item; POST (a push) and DELETE (a kick) on connections, no GET,
+    and no ``events:PutEvents`` (publishing is the back-end services' business).
     """
     return _policy(
         _allow("Logs", LOGS_ACTIONS, arns.logs if arns.push_logs is None else arns.push_logs),
         _allow("ReadConnections", PUSH_TABLE_ACTIONS, [arns.table]),
         _query_indexes("QueryIndexes", arns, "*"),
         *_enqueue(arns),
-        *_manage_connections("PostToConnections", arns, "POST"),
+        *_manage_connections("PostAndClose", arns, "POST", "DELETE"),
     )
 
 

@@ -196,11 +196,12 @@ def _assert_rest_api_and_rule(d: Deployment, ws_api_id: str, table: str) -> None
         assert set(_grants(d.role_policy(authorizer_function))) == LOGS_ACTIONS, authorizer_function
     table_arn = f"{ACCOUNT_ARN.format(service='dynamodb')}:table/{table}"
     post = f"{ACCOUNT_ARN.format(service='execute-api')}:{ws_api_id}/{STAGE}/POST/@connections/*"
-    for push_function in ("api_handler", "eventbridge_push"):
+    close = post.replace("/POST/", "/DELETE/")
+    for push_function in ("api_handler", "eventbridge_push"):  # push (POST) and kick (DELETE)
         grants = _grants(d.role_policy(push_function))
         assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
             "dynamodb:Scan": {table_arn}, **REMOVAL(table_arn),
-            "dynamodb:Query": {table_arn, f"{table_arn}/index/*"}, "execute-api:ManageConnections": {post},
+            "dynamodb:Query": {table_arn, f"{table_arn}/index/*"}, "execute-api:ManageConnections": {post, close},
             "dynamodb:DescribeTable": {table_arn}, "sqs:SendMessage": {FANOUT_QUEUE_ARN}}, push_function
     grants = _grants(d.role_policy("fanout_worker"))  # its queue only; slices of the table; POST
     assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
