@@ -20,7 +20,7 @@ from chalice.app import AuthRequest, AuthResponse, CloudWatchEvent, Rate, SQSEve
 from chalice.app import Response as RestResponse
 
 from chalicelib import runtime
-from chalicelib.event_contract import event_pattern
+from chalicelib.event_contract import cognito_signout_pattern, event_pattern
 from chalicelib.ws_request import WsRequest
 
 if TYPE_CHECKING:  # names only: the authorizer's cold start imports nothing it does not run
@@ -135,3 +135,10 @@ def eventbridge_push(event: CloudWatchEvent) -> PushEventResult:
     Bad detail is logged and dropped, never raised: Lambda would retry it.
     """
     return runtime.push_event(event.to_dict())
+
+
+@app.on_cw_event(cognito_signout_pattern(), name="cognito_signout")
+def cognito_signout(event: CloudWatchEvent) -> PushEventResult:
+    """Cognito's AdminUserGlobalSignOut, AdminDisableUser and AdminDeleteUser, through CloudTrail: with
+    ``CLOSE_ON_COGNITO_SIGNOUT=true``, the user's connections are closed and their tokens revoked."""
+    return runtime.cognito_signout(event.to_dict())

@@ -22,3 +22,14 @@ def event_source(app_name: str) -> str:
 def event_pattern(app_name: str) -> dict[str, list[str]]:
     """The EventBridge rule's pattern: this app's push source, the three detail-types."""
     return {"source": [event_source(app_name)], "detail-type": [*EVENT_DETAIL_TYPES, DISCONNECT_DETAIL_TYPE]}
+
+
+# Cognito's own sign-outs, as CloudTrail hands them to EventBridge: the admin calls that end a user's
+# sessions name the pool and the user (a user's own GlobalSignOut names neither: not here).
+COGNITO_SIGNOUT_CALLS: Final = ("AdminUserGlobalSignOut", "AdminDisableUser", "AdminDeleteUser")
+
+
+def cognito_signout_pattern() -> dict[str, object]:
+    """The rule on CloudTrail's ``AWS API Call via CloudTrail`` events of those ``cognito-idp`` calls."""
+    return {"source": ["aws.cognito-idp"], "detail-type": ["AWS API Call via CloudTrail"],
+            "detail": {"eventSource": ["cognito-idp.amazonaws.com"], "eventName": list(COGNITO_SIGNOUT_CALLS)}}

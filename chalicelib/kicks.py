@@ -78,4 +78,26 @@ def kick(request: Kick, app: Components) -> KickResult:
             "revoked": request.revoke}
 
 
-__all__ = ["Kick", "KickResult", "kick", "kick_request"]
+def signout_kick(detail: object, pool_ids: tuple[str, ...]) -> Kick | None:
+    """The kick a CloudTrail ``cognito-idp`` sign-out event asks for (revoked), or None when it is for another
+    pool. Cognito may hide ``username`` (``HIDDEN_DUE_TO_SECURITY_REASONS``); ``additionalEventData.sub``,
+    when present, names the user instead. ``bad_request`` when neither names one."""
+    parameters = detail.get("requestParameters") if isinstance(detail, Mapping) else None
+    if not isinstance(detail, Mapping) or not isinstance(parameters, Mapping):
+        raise AppError(ErrorCode.BAD_REQUEST, "the event has no requestParameters")
+    pool = parameters.get("userPoolId")
+    if not isinstance(pool, str):
+        raise AppError(ErrorCode.BAD_REQUEST, "the event does not name the userPoolId")
+    if pool not in pool_ids:
+        return None
+    extra = detail.get("additionalEventData")
+    sub = extra.get("sub") if isinstance(extra, Mapping) else None
+    if isinstance(sub, str) and sub:
+        return Kick(User(check_id(sub, "'sub'", ErrorCode.BAD_REQUEST), "sub"), revoke=True)
+    username = parameters.get("username")
+    if isinstance(username, str) and username and not username.startswith("HIDDEN_"):
+        return Kick(User(check_id(username, "'username'", ErrorCode.BAD_REQUEST), "username"), revoke=True)
+    raise AppError(ErrorCode.BAD_REQUEST, "the event names no user (no additionalEventData.sub, username hidden)")
+
+
+__all__ = ["Kick", "KickResult", "kick", "kick_request", "signout_kick"]

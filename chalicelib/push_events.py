@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import AppError, ErrorCode
 from .event_contract import DISCONNECT_DETAIL_TYPE
-from .kicks import Kick, KickResult, kick_request
+from .kicks import Kick, KickResult, kick_request, signout_kick
 from .logs import log_event
 from .push import Push, event_push
 
@@ -65,4 +65,26 @@ def _kick(event_id: str, detail: object, disconnect: Callable[[Kick], KickResult
         log_event(logger, "push_event_dropped", logging.WARNING, reason=error.code.value, message=error.message,
                   eventId=event_id, detailType=DISCONNECT_DETAIL_TYPE)
         return {"ok": False, "error": error.to_dict()}
+    return result
+
+
+def handle_signout(event: Mapping[str, Any], enabled: bool, pool_ids: tuple[str, ...],
+                   disconnect: Callable[[Kick], KickResult]) -> PushEventResult:
+    """A CloudTrail ``cognito-idp`` sign-out (``event_contract.cognito_signout_pattern``): with
+    ``CLOSE_ON_COGNITO_SIGNOUT`` on and the stage's pool, the user is kicked and revoked; else ignored."""
+    event_id = str(event.get("id") or "")
+    detail = event.get("detail")
+    call = str(detail.get("eventName") or "") if isinstance(detail, Mapping) else ""
+    try:
+        request = signout_kick(detail, pool_ids)
+    except AppError as error:
+        log_event(logger, "push_event_dropped", logging.WARNING, reason=error.code.value, message=error.message,
+                  eventId=event_id, detailType=call)
+        return {"ok": False, "error": error.to_dict()}
+    if request is None or not enabled:
+        reason = "another_pool" if request is None else "close_on_cognito_signout_off"
+        log_event(logger, "cognito_signout_ignored", eventId=event_id, call=call, reason=reason)
+        return {"ok": True, "ignored": reason}
+    result = disconnect(request)
+    log_event(logger, "cognito_signout", eventId=event_id, call=call, closed=result.get("closed"))
     return result

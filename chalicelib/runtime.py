@@ -150,6 +150,18 @@ def rest_push(request: Request, kind: str, target: str = "") -> RestResponse:
         return rest.push(request, _current.components, kind, target)
 
 
+def cognito_signout(event: Mapping[str, Any]) -> PushEventResult:
+    """A CloudTrail sign-out event of the stage's pool: the user's connections closed, their tokens revoked."""
+    from .kicks import kick
+    from .push_events import handle_signout
+
+    components = _current.components
+    settings = components.settings
+    with deadline.within(deadline.FRAME):
+        return handle_signout(event, settings.close_on_cognito_signout, settings.user_pool_ids,
+                              lambda request: kick(request, components))
+
+
 def rest_disconnect(request: Request, user: str) -> RestResponse:
     """``POST /users/{userId}/disconnect``: a kick by an admin."""
     from . import rest

@@ -86,6 +86,8 @@ class Settings:
     token_expiry: str = "close"
     # How long before that close the client gets {"type": "token_expiring"} (0: no warning).
     token_expiry_warning_seconds: int = 300
+    # A CloudTrail sign-out of the pool (AdminUserGlobalSignOut...) closes the user's connections and revokes.
+    close_on_cognito_signout: bool = False
     # Who may subscribe, publish and push to which topic (chalicelib/channels.py; docs/channels.md).
     channel_rules: ChannelRules = field(default_factory=ChannelRules.default)
 
@@ -235,7 +237,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_expiry_warning_seconds=int(_number(env, "TOKEN_EXPIRY_WARNING_SECONDS", 300,
                                                  low=0, high=3600, integer=True)),
         channel_rules=_channel_rules(env),
+        close_on_cognito_signout=_flag(env, "CLOSE_ON_COGNITO_SIGNOUT"),
     )
+
+
+def _flag(env: Mapping[str, str], var: str) -> bool:
+    value = (env.get(var) or "false").strip().lower()
+    if value not in ("true", "false"):
+        raise SettingsError(var, f"must be true or false, not {value!r}")
+    return value == "true"
 
 
 def _channel_rules(env: Mapping[str, str]) -> ChannelRules:

@@ -1,8 +1,14 @@
-"""Channel rules end to end on ``make run``'s stack (the default rules), with real WebSocket clients, the REST
-server and moto's Cognito: private inboxes, group topics, a refresh that drops a group."""
+"""Channel rules, kick and revoke end to end on ``make run``'s stack, with real WebSocket clients, the REST
+server, the gateway's EventBridge and moto's Cognito: private inboxes, group topics, a refresh that drops a
+group, an admin's kick, a revocation, a CloudTrail-shaped sign-out."""
 from __future__ import annotations
 
+import json
+import time
 from urllib.parse import quote
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from devtools import cognito_local
 from tests.support.stack import ClientFactory, RunningStack, User
@@ -56,3 +62,46 @@ def test_a_group_topic_is_for_members_and_a_refresh_that_drops_the_group_unsubsc
     assert m.recv()["type"] == "refreshed"
     assert m.request({"action": "subscribe", "topic": topic})["code"] == "forbidden"
     assert m.request({"action": "publish", "topic": "public/lobby", "data": "still here"})["type"] == "ack"
+
+
+def test_kick_closes_every_connection_and_revoke_refuses_the_old_token_while_a_new_sign_in_works(
+        local_stack: RunningStack, ws_clients: ClientFactory) -> None:
+    """An admin's REST kick with revoke: both of bob's connections close; his old token is refused at
+    reconnect and on REST; after signing in again he connects."""
+    bob, admin = local_stack.user("bob"), member_of(local_stack, "admin", "adm")
+    phone, laptop = ws_clients(bob.access_token), ws_clients(bob.access_token, via="access_token")
+    rest = local_stack.state["rest_url"]
+    status, answer = _http("POST", f"{rest}/users/{bob.sub}/disconnect", admin.access_token, {"revoke": True})
+    assert (status, answer["closed"], answer["revoked"]) == (200, 2, True), answer
+    for client in (phone, laptop):
+        with pytest.raises(ConnectionClosed):
+            while True:
+                client.recv(timeout=5)
+    with pytest.raises(InvalidStatus) as refused:
+        ws_clients(bob.access_token)
+    assert refused.value.response.status_code == 403
+    assert _http("GET", f"{rest}/me", bob.access_token)[0] == 401
+    assert _http("POST", f"{rest}/users/{bob.sub}/disconnect", bob.access_token, {})[0] == 403  # not an admin
+    time.sleep(1.05)  # a sign-in after the kick's second
+    again = cognito_local.sign_in(local_stack.pool, bob.username)["access_token"]
+    assert ws_clients(again).whoami()["userId"] == bob.sub
+
+
+def test_a_cloudtrail_sign_out_event_closes_the_users_connections(local_stack: RunningStack,
+                                                                 ws_clients: ClientFactory) -> None:
+    """What CloudTrail hands EventBridge for AdminUserGlobalSignOut, put on the local stack (which plays
+    CloudTrail): the user's connections close and the old token is refused."""
+    from tests.test_eventbridge_e2e import _events
+    from tests.test_kicks import cloudtrail_event
+
+    carol = local_stack.user("carol")
+    client = ws_clients(carol.access_token)
+    event = cloudtrail_event(local_stack.pool.pool_id, carol.username)
+    put = _events(local_stack).put_events(Entries=[{"Source": event["source"], "DetailType": event["detail-type"],
+                                                    "Detail": json.dumps(event["detail"])}])
+    assert put["FailedEntryCount"] == 0, put
+    with pytest.raises(ConnectionClosed):
+        while True:
+            client.recv(timeout=5)
+    with pytest.raises(InvalidStatus):
+        ws_clients(carol.access_token)

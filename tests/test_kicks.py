@@ -101,3 +101,50 @@ def test_the_rest_route_is_for_admins(harness: Harness) -> None:
     assert json.loads(answer.body) == {"ok": True, "connections": 1, "closed": 1, "gone": 0, "failed": 0,
                                        "revoked": True}
     assert harness.management.deleted == [target.connection_id]
+
+
+def cloudtrail_event(pool_id: str, username: str, sub: str | None = None,
+                     call: str = "AdminUserGlobalSignOut") -> dict[str, Any]:
+    """What EventBridge delivers when CloudTrail logs an admin sign-out of a Cognito user (Cognito may hide
+    ``username``; ``additionalEventData.sub`` names the user then)."""
+    detail: dict[str, Any] = {
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": "arn:aws:iam::123456789012:user/ops",
+                         "accountId": "123456789012", "accessKeyId": "AKIAEXAMPLE", "userName": "ops"},
+        "eventTime": "2026-12-07T05:00:00Z", "eventSource": "cognito-idp.amazonaws.com", "eventName": call,
+        "awsRegion": "us-east-1", "sourceIPAddress": "192.0.2.10", "userAgent": "aws-cli/2.15.0",
+        "requestParameters": {"userPoolId": pool_id, "username": username}, "responseElements": None,
+        "requestID": "3f1c8b1e-0000-4000-8000-000000000001", "eventID": "3f1c8b1e-0000-4000-8000-000000000002",
+        "readOnly": False, "eventType": "AwsApiCall", "managementEvent": True, "recipientAccountId": "123456789012",
+        "eventCategory": "Management"}
+    if sub is not None:
+        detail["additionalEventData"] = {"sub": sub}
+    return {"version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602", "detail-type": "AWS API Call via CloudTrail",
+            "source": "aws.cognito-idp", "account": "123456789012", "time": "2026-12-07T05:00:00Z",
+            "region": "us-east-1", "resources": [], "detail": detail}
+
+
+def test_a_cloudtrail_sign_out_kicks_and_revokes_only_when_on_and_for_this_pool(
+        harness: Harness, stage_env: dict[str, str]) -> None:
+    from chalicelib.push_events import handle_signout
+
+    pool = stage_env["COGNITO_USER_POOL_ID"]
+    kicked: list[Any] = []
+
+    def disconnect(request: Any) -> dict[str, Any]:
+        kicked.append(request)
+        return {"ok": True, "closed": 1}
+
+    by_name = cloudtrail_event(pool, "bob")
+    assert handle_signout(by_name, True, (pool,), disconnect)["ok"] is True
+    assert (kicked[-1].user.name, kicked[-1].user.by, kicked[-1].revoke) == ("bob", "username", True)
+    hidden = cloudtrail_event(pool, "HIDDEN_DUE_TO_SECURITY_REASONS", sub="b-sub")
+    handle_signout(hidden, True, (pool,), disconnect)
+    assert (kicked[-1].user.name, kicked[-1].user.by) == ("b-sub", "sub")
+    assert handle_signout(by_name, False, (pool,), disconnect) == {"ok": True,
+                                                                    "ignored": "close_on_cognito_signout_off"}
+    assert handle_signout(cloudtrail_event("us-east-1_Other", "bob"), True, (pool,), disconnect)["ignored"] == \
+        "another_pool"
+    nameless = cloudtrail_event(pool, "HIDDEN_DUE_TO_SECURITY_REASONS")
+    assert handle_signout(nameless, True, (pool,), disconnect)["error"]["code"] == "bad_request"
+    assert len(kicked) == 2

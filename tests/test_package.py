@@ -324,7 +324,8 @@ def test_one_step_to_an_emulator_and_outputs_for_back_ends(template: dict[str, A
     """One parameter for an emulator (empty on AWS): set, the functions' JWKS and @connections URLs are built
     from it and the stack's own pool and API; and outputs naming what a back-end calls (notify) or publishes
     to (the rule), and the queue."""
-    assert {name: p["Default"] for name, p in template["Parameters"].items()} == {"EmulatorEndpoint": ""}
+    assert {name: p["Default"] for name, p in template["Parameters"].items()} == {
+        "EmulatorEndpoint": "", "CloseOnCognitoSignOut": "false"}
     assert template["Conditions"]["OnEmulator"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "EmulatorEndpoint"}, ""]}]}
     for function in _of_type(template, "AWS::Serverless::Function").values():
         variables = function["Properties"]["Environment"]["Variables"]
@@ -349,3 +350,18 @@ def test_the_committed_tree_cannot_be_deployed_with_roles_that_cannot_push(tmp_p
                            str(tmp_path / "out")], cwd=project, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
     assert done.returncode != 0 and "policy-prod" in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+def test_closing_on_cognito_sign_out_is_an_opt_in(template: dict[str, Any]) -> None:
+    """The CloudTrail rule of Cognito's sign-outs targets its handler, DISABLED unless the parameter says true;
+    the same parameter sets CLOSE_ON_COGNITO_SIGNOUT on the functions."""
+    from chalicelib.event_contract import cognito_signout_pattern
+
+    signout = template["Resources"]["CognitoSignout"]
+    (event,) = signout["Properties"]["Events"].values()
+    assert event["Type"] == "CloudWatchEvent" and event["Properties"]["Pattern"] == cognito_signout_pattern()
+    assert event["Properties"]["State"] == {"Fn::If": ["ClosesOnCognitoSignOut", "ENABLED", "DISABLED"]}
+    assert template["Conditions"]["ClosesOnCognitoSignOut"] == {"Fn::Equals": [{"Ref": "CloseOnCognitoSignOut"},
+                                                                               "true"]}
+    variables = signout["Properties"]["Environment"]["Variables"]
+    assert variables["CLOSE_ON_COGNITO_SIGNOUT"] == {"Fn::If": ["ClosesOnCognitoSignOut", "true", "false"]}

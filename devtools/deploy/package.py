@@ -51,6 +51,10 @@ PUSH_EVENT = "EventbridgePushEvent"  # Chalice's name for the on_cw_event's even
 # in the same forms ``make deploy`` uses (``aws.emulator_endpoints``), so an emulator takes one step.
 EMULATOR_PARAMETER = "EmulatorEndpoint"
 ON_EMULATOR = "OnEmulator"
+# Opt-in: Cognito's own sign-outs (CloudTrail) close the user's connections (docs/channels.md).
+SIGNOUT_PARAMETER = "CloseOnCognitoSignOut"
+ON_SIGNOUT = "ClosesOnCognitoSignOut"
+SIGNOUT_FUNCTION = "cognito_signout"
 EMULATOR_DESCRIPTION = ("An AWS emulator's endpoint (http://127.0.0.1:4566); empty on AWS. Set: the functions "
                         "fetch the pool's JWKS and post to @connections there")
 
@@ -106,6 +110,7 @@ def merge_template(config: ProjectConfig, stage: str, functions: AppFunctions) -
         "CONNECTIONS_TABLE": {"Ref": templates.TABLE},
         "FANOUT_QUEUE_URL": {"Ref": templates.FANOUT_QUEUE},
         **_emulator_variables(env, api_stage),
+        "CLOSE_ON_COGNITO_SIGNOUT": {"Fn::If": [ON_SIGNOUT, "true", "false"]},
     }
     for name in functions.all:
         resources[function_logical_id(name)] = {"Properties": {"Environment": {"Variables": variables}}}
@@ -128,8 +133,16 @@ def merge_template(config: ProjectConfig, stage: str, functions: AppFunctions) -
     outputs["NotifyFunctionArn"] = {"Value": {"Fn::GetAtt": [notify, "Arn"]}}
     push = function_logical_id("eventbridge_push")
     outputs["PushEventRuleName"] = {"Value": {"Ref": f"{push}{PUSH_EVENT}"}}  # SAM's <function><event> rule
-    parameters = {EMULATOR_PARAMETER: {"Type": "String", "Default": "", "Description": EMULATOR_DESCRIPTION}}
-    conditions = {ON_EMULATOR: {"Fn::Not": [{"Fn::Equals": [{"Ref": EMULATOR_PARAMETER}, ""]}]}}
+    if SIGNOUT_FUNCTION in functions.event_rules:  # the rule exists either way; off, it is DISABLED
+        signout = function_logical_id(SIGNOUT_FUNCTION)
+        resources[signout]["Properties"]["Events"] = {f"{signout}Event": {"Properties": {
+            "State": {"Fn::If": [ON_SIGNOUT, "ENABLED", "DISABLED"]}}}}
+    parameters = {EMULATOR_PARAMETER: {"Type": "String", "Default": "", "Description": EMULATOR_DESCRIPTION},
+                  SIGNOUT_PARAMETER: {"Type": "String", "Default": "false", "AllowedValues": ["true", "false"],
+                                      "Description": "Close a user's connections and revoke their tokens when "
+                                                     "Cognito signs them out (needs a CloudTrail trail)"}}
+    conditions = {ON_EMULATOR: {"Fn::Not": [{"Fn::Equals": [{"Ref": EMULATOR_PARAMETER}, ""]}]},
+                  ON_SIGNOUT: {"Fn::Equals": [{"Ref": SIGNOUT_PARAMETER}, "true"]}}
     return {"Parameters": parameters, "Conditions": conditions, "Resources": resources, "Outputs": outputs}
 
 

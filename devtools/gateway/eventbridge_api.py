@@ -18,7 +18,9 @@ Validation, as EventBridge answers it: 1 to 10 entries and at most 256 KB
 in all (else ``ValidationException``); per entry, a missing ``Source``,
 ``DetailType`` or ``Detail`` is ``InvalidArgument``, a ``Detail`` that is not
 a JSON object is ``MalformedDetail``, an ``aws.*`` source is
-``NotAuthorizedForSourceException``. Only the default event bus exists
+``NotAuthorizedForSourceException`` (one exception: the local stack plays CloudTrail, so an
+``aws.cognito-idp`` entry of detail-type ``AWS API Call via CloudTrail`` is accepted, the event
+CloudTrail hands EventBridge when Cognito signs a user out; on AWS only CloudTrail sends it). Only the default event bus exists
 (Chalice's rules live there): another ``EventBusName`` is a
 ``ResourceNotFoundException``, as moto's server answers it. Patterns are
 matched by ``event_patterns`` (see there for the supported filters); a rule
@@ -118,6 +120,10 @@ def _valid_time(value: object) -> bool:
     return True
 
 
+# What the local stack plays in CloudTrail's place (see the module's docstring).
+CLOUDTRAIL_STAND_IN = ("aws.cognito-idp", "AWS API Call via CloudTrail")
+
+
 def _entry_error(entry: object) -> tuple[dict[str, str] | None, Any]:
     """(an ErrorCode/ErrorMessage entry, None) for a refused entry, else (None, its parsed Detail)."""
     if not isinstance(entry, Mapping):
@@ -126,7 +132,7 @@ def _entry_error(entry: object) -> tuple[dict[str, str] | None, Any]:
         if not isinstance(entry.get(name), str) or not entry[name]:
             return {"ErrorCode": "InvalidArgument",
                     "ErrorMessage": f"Parameter {name} is not valid. Reason: {name} is a required argument."}, None
-    if entry["Source"].startswith("aws."):
+    if entry["Source"].startswith("aws.") and (entry["Source"], entry["DetailType"]) != CLOUDTRAIL_STAND_IN:
         return {"ErrorCode": "NotAuthorizedForSourceException", "ErrorMessage": "Not authorized for the source."}, None
     try:
         detail = json.loads(entry["Detail"])
