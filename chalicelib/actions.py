@@ -108,7 +108,7 @@ def subscribe(call: Call) -> Reply:
     topic = call.field("topic")
     call.services.subscriptions.subscribe(
         call.connection_id, topic, max_subscriptions=call.services.settings.max_subscriptions_per_connection,
-        authorize=lambda record: call.authorize_channel(topic, "subscribe", record.identity))
+        authorize=lambda identity: call.authorize_channel(topic, "subscribe", identity))
     return {"type": "subscribed", "topic": topic}
 
 

@@ -95,7 +95,12 @@ def connection_item(record: ConnectionRecord) -> Item:
     return {**connection_key(record.connection_id), **serialize(values)}
 
 
-def connection_record(item: Mapping[str, Any]) -> ConnectionRecord:
+# What ``stored_identity`` reads of a META item (a projection: the rest may be unreadable and not matter).
+IDENTITY_ATTRIBUTES = ("userId", "claims", "tokenSource", "clientParams", TOKEN_EXP_ATTRIBUTE)
+
+
+def stored_identity(item: Mapping[str, Any]) -> Identity:
+    """The connection's identity as stored (a ``refresh`` updates its exp, groups and scopes)."""
     values = deserialize(item)
     context = {**(values.get("claims") or {}), "tokenSource": values.get("tokenSource", "")}
     if TOKEN_EXP_ATTRIBUTE in values:  # a refresh moves it; the stored claims follow, but this is the truth
@@ -104,7 +109,12 @@ def connection_record(item: Mapping[str, Any]) -> ConnectionRecord:
         context.pop("exp", None)
     identity = Identity.from_context(context, principal=str(values.get("userId", ""))) or Identity(sub="")
     params = {str(k): str(v) for k, v in (values.get("clientParams") or {}).items()}
-    identity = dataclasses.replace(identity, client_params=params)
+    return dataclasses.replace(identity, client_params=params)
+
+
+def connection_record(item: Mapping[str, Any]) -> ConnectionRecord:
+    values = deserialize(item)
+    identity = stored_identity(item)
     return ConnectionRecord(
         connection_id=str(values.get("connectionId") or connection_id_of(item)), identity=identity,
         connected_at=int(values.get("connectedAt") or 0), ttl=int(values.get("ttl") or 0),

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .connections import ConnectionNotFound
 from .errors import AppError, ErrorCode
-from .items import connection_key, connection_record, subscription_key
+from .items import IDENTITY_ATTRIBUTES, connection_key, stored_identity, subscription_key
 from .schema import CONNECTION_PREFIX, TOPIC_PREFIX
 from .table import CONDITION_FAILED, Table
 from .validation import check_id, check_topic
 
 if TYPE_CHECKING:
-    from .records import ConnectionRecord
+    from .identity import Identity
 
 SUBSCRIPTION_COUNT = "subscriptions"
 
@@ -36,26 +36,26 @@ class SubscriptionStore:
         self.table = table
 
     def subscribe(self, connection_id: str, topic: str, max_subscriptions: int | None = None,
-                  authorize: Callable[[ConnectionRecord], object] | None = None) -> None:
+                  authorize: Callable[[Identity], object] | None = None) -> None:
         """Store the subscription only while the connection exists and is under its limit (one transaction).
 
         An Update of the connection's META item counts it (conditioned on the
         item existing and, with ``max_subscriptions``, on the count being under
         it) and a Put of the subscription is conditioned on it not being stored
         yet. Subscribing twice is idempotent. The item copies the connection's
-        ``ttl`` so TTL removes both together. ``authorize`` sees the stored connection (read for its ``ttl``
-        anyway: no extra call) and raises to refuse, before anything is written. Raises ConnectionNotFound or
+        ``ttl`` so TTL removes both together. ``authorize`` sees the connection's stored identity (read with
+        its ``ttl`` anyway: no extra call) and raises to refuse, before anything is written. Raises ConnectionNotFound or
         SubscriptionLimitReached.
         """
         check_id(connection_id, "connection_id")
         check_topic(topic)
         if max_subscriptions is not None and (type(max_subscriptions) is not int or max_subscriptions < 1):
             raise ValueError("max_subscriptions must be a positive integer or None")
-        meta = self.table.get(connection_key(connection_id))
+        meta = self.table.get(connection_key(connection_id), ", ".join(("ttl", *IDENTITY_ATTRIBUTES)))
         if meta is None:
             raise ConnectionNotFound(connection_id)
         if authorize is not None:
-            authorize(connection_record(meta))
+            authorize(stored_identity(meta))
         item: dict[str, Any] = {**subscription_key(connection_id, topic), "topic": {"S": topic},
                                 "connectionId": {"S": connection_id}}
         if "ttl" in meta:

@@ -139,12 +139,13 @@ def test_no_decision_lines_above_info(capsys: pytest.CaptureFixture[str], ws_log
 
 
 def test_context_fields_follow_the_issue_list() -> None:
-    """aud feeds client_id (id tokens); iat and aud are not copied; odd values are flattened or dropped."""
+    """aud feeds client_id (id tokens) and is not copied; iat is (a revocation refuses older tokens); odd
+    values are flattened or dropped."""
     claims = {"sub": "s", "aud": "c", "token_use": "id", "cognito:username": ["not", "a", "string"],
               "cognito:groups": ["a", 3, "b"], "exp": 17, "iat": 16, "email": "e@x.io",
               "custom:ratio": float("nan"), "custom:ok": 1.5, "custom:flag": True}
     context = authorize(event(), settings(), StubVerifier(claims))["context"]
-    assert context["client_id"] == "c" and "aud" not in context and "iat" not in context
+    assert context["client_id"] == "c" and "aud" not in context and context["iat"] == 16
     assert context["username"] == "not,a,string"
     assert context["groups"] == "a,b"
     assert "custom_ratio" not in context  # NaN is not JSON: API Gateway would refuse the answer

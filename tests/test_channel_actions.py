@@ -2,10 +2,16 @@
 client) on DynamoDB Local: refused means ``forbidden`` and nothing written."""
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from chalicelib import channels
 from chalicelib.items import connection_key
-from tests.support.chalice_client import ClientInfo
+from tests.support.chalice_client import ClientInfo, app_harness
 from tests.test_handlers import Harness, harness, stage_env  # noqa: F401 - the handler tests' fixtures
 
 __all__ = ["harness", "stage_env"]
@@ -93,3 +99,47 @@ def test_a_static_rule_costs_no_dynamodb_call(harness: Harness) -> None:
     calls.clear()
     harness.send(alice, {"action": "publish", "topic": "group/none/x", "data": 1})
     assert (harness.last(alice)["code"], calls) == ("forbidden", ["GetItem"])
+
+
+HOOK_RULES = json.dumps([{"topic": "rooms/*", "subscribe": "hook", "publish": "hook"},
+                         {"topic": "public/**", "subscribe": "any", "publish": "any"}])
+
+
+@pytest.fixture
+def hooked(tmp_path: Path, stage_env: dict[str, str], token_factory: Any, management_api: Any,
+           stores: Any) -> Iterator[Harness]:
+    """The app with a ``hook`` rule for ``rooms/*``; the test registers the hook, as app.py would."""
+    with app_harness(Harness, tmp_path, {**stage_env, "CHANNEL_RULES": HOOK_RULES}, token_factory, management_api,
+                     stores) as harness:
+        yield harness
+    channels.authorizer(None)
+
+
+def test_the_hook_decides_members_only_and_refuses_when_it_fails(hooked: Harness) -> None:
+    members = {"rooms/chess": {"m-sub"}}
+    asked: list[tuple[str, str, str]] = []
+
+    @channels.authorizer
+    def can_join(identity: Any, topic: str, action: str) -> bool:
+        asked.append((identity.sub, topic, action))
+        if topic == "rooms/broken":
+            raise RuntimeError("the membership table is down")
+        return identity.sub in members.get(topic, set())
+
+    member, outsider = open_as(hooked, "m-sub", "mia"), open_as(hooked, "o-sub", "otto")
+    hooked.send(member, {"action": "subscribe", "topic": "rooms/chess"})
+    assert hooked.last(member)["type"] == "subscribed"
+    hooked.send(outsider, {"action": "subscribe", "topic": "rooms/chess"})
+    assert error(hooked, outsider)["code"] == "forbidden"
+    hooked.send(member, {"action": "subscribe", "topic": "rooms/broken"})
+    assert error(hooked, member)["code"] == "forbidden"  # an exception refuses
+    hooked.send(outsider, {"action": "publish", "topic": "rooms/chess", "data": "hi"})
+    assert error(hooked, outsider)["code"] == "forbidden"
+    hooked.send(member, {"action": "publish", "topic": "rooms/chess", "data": "e4"})
+    assert hooked.last(member)["type"] == "ack"
+    before = len(asked)
+    hooked.client.lambda_.invoke("eventbridge_push", {  # a back-end push to the room: no hook call per delivery
+        "version": "0", "id": "e", "source": "ws-cognito.push", "detail-type": "TopicMessage", "account": "1",
+        "time": "2026-12-07T00:00:00Z", "region": "us-east-1", "resources": [],
+        "detail": {"topic": "rooms/chess", "data": "from the back-end"}})
+    assert hooked.frames(member)[-1]["data"] == "from the back-end" and len(asked) == before

@@ -190,7 +190,7 @@ def test_an_id_too_large_to_echo_is_refused_before_anything_is_delivered(local_s
 def test_subscriptions_per_connection_are_limited(local_stack: RunningStack, ws_clients: ClientFactory) -> None:
     limit = 100  # MAX_SUBSCRIPTIONS_PER_CONNECTION's default
     client = ws_clients(local_stack.user("hoarder").access_token)
-    prefix = f"t-{uuid.uuid4().hex[:8]}-"
+    prefix = f"public/t-{uuid.uuid4().hex[:8]}-"
     for n in range(limit):  # pipelined: the gateway runs one connection's frames in order
         client.send({"action": "subscribe", "topic": f"{prefix}{n}", "id": n})
     answers = [client.recv() for _ in range(limit)]

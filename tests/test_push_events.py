@@ -179,10 +179,12 @@ def test_event_push_reads_each_detail_type() -> None:
 
 def test_the_rule_pattern_matches_push_events_only() -> None:
     pattern = event_pattern(app_module.app.app_name)
-    (rule,) = [source for source in app_module.app.event_sources if isinstance(source, CloudWatchEventConfig)]
+    (rule,) = [source for source in app_module.app.event_sources
+               if isinstance(source, CloudWatchEventConfig) and source.name == "eventbridge_push"]
     assert (rule.name, rule.event_pattern) == ("eventbridge_push", pattern)
     client_event = Client(app_module.app).events.generate_cw_event
     for detail_type in EVENT_DETAIL_TYPES:
         assert matches(pattern, client_event(SOURCE, detail_type, {"data": 1}, []))
+    assert matches(pattern, client_event(SOURCE, "Disconnect", {"userId": "u"}, []))  # a kick, same rule
     assert not matches(pattern, client_event("other.app", "UserNotification", {"data": 1}, []))
     assert not matches(pattern, client_event(SOURCE, "Notification", {"data": 1}, []))

@@ -115,7 +115,7 @@ def test_https_pushes_reach_the_right_websocket_clients_and_no_one_else(local_st
         assert _kinds(client.recv()) == ("broadcast", None, "all")
 
     # An ordinary user may not push; bad input is refused before anything is sent.
-    for path in ("/messages", f"/users/{bob.sub}/messages", f"/topics/{topic}/messages"):
+    for path in ("/messages", f"/users/{bob.sub}/messages", f"/topics/{quote(topic, safe='')}/messages"):
         assert _http("POST", f"{rest}{path}", alice.access_token, {"data": "nope"}) == (403, FORBIDDEN)
     status, error = _http("POST", f"{rest}/messages", publisher.access_token, raw=b"{not json")
     assert (status, error["error"]["code"]) == (400, "invalid_json")

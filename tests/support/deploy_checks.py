@@ -16,7 +16,7 @@ from typing import Any
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from chalicelib.event_contract import event_pattern
+from chalicelib.event_contract import cognito_signout_pattern, event_pattern
 from devtools.deploy.aws import emulator_urls
 from devtools.ministack import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from tests.support.builders import ROOT
@@ -171,7 +171,12 @@ def _assert_rest_api_and_rule(d: Deployment, ws_api_id: str, table: str) -> None
 
     events = d.session.client("events")
     rules = {r["Name"]: r for r in events.list_rules()["Rules"] if r["Name"].startswith(f"{APP}-{STAGE}-")}
-    assert set(rules) == {f"{APP}-{STAGE}-eventbridge_push-event", f"{APP}-{STAGE}-token_expiry-event"}
+    assert set(rules) == {f"{APP}-{STAGE}-eventbridge_push-event", f"{APP}-{STAGE}-token_expiry-event",
+                          f"{APP}-{STAGE}-cognito_signout-event"}
+    signout = rules[f"{APP}-{STAGE}-cognito_signout-event"]  # Cognito's sign-outs, through CloudTrail
+    assert json.loads(signout["EventPattern"]) == cognito_signout_pattern()
+    assert [t["Arn"] for t in events.list_targets_by_rule(Rule=signout["Name"])["Targets"]] == [
+        f"{ACCOUNT_ARN.format(service='lambda')}:function:{APP}-{STAGE}-cognito_signout"]
     rule = rules[f"{APP}-{STAGE}-eventbridge_push-event"]
     assert (rule["State"], rule["EventBusName"]) == ("ENABLED", "default")
     assert json.loads(rule["EventPattern"]) == event_pattern(APP)
@@ -191,13 +196,14 @@ def _assert_rest_api_and_rule(d: Deployment, ws_api_id: str, table: str) -> None
         "ws_authorizer": f"policy-{STAGE}-authorizer.json", "rest_authorizer": f"policy-{STAGE}-authorizer.json",
         "api_handler": f"policy-{STAGE}-push.json", "eventbridge_push": f"policy-{STAGE}-push.json",
         "token_expiry": f"policy-{STAGE}-schedule.json", "fanout_worker": f"policy-{STAGE}-worker.json",
-        "websocket_connect": f"policy-{STAGE}-connection.json", "websocket_disconnect": f"policy-{STAGE}-connection.json"}
+        "websocket_connect": f"policy-{STAGE}-connection.json", "websocket_disconnect": f"policy-{STAGE}-connection.json",
+        "cognito_signout": f"policy-{STAGE}-push.json"}
     for authorizer_function in ("ws_authorizer", "rest_authorizer"):
         assert set(_grants(d.role_policy(authorizer_function))) == LOGS_ACTIONS, authorizer_function
     table_arn = f"{ACCOUNT_ARN.format(service='dynamodb')}:table/{table}"
     post = f"{ACCOUNT_ARN.format(service='execute-api')}:{ws_api_id}/{STAGE}/POST/@connections/*"
     close = post.replace("/POST/", "/DELETE/")
-    for push_function in ("api_handler", "eventbridge_push"):  # push (POST) and kick (DELETE)
+    for push_function in ("api_handler", "eventbridge_push", "cognito_signout"):  # push (POST) and kick (DELETE)
         grants = _grants(d.role_policy(push_function))
         assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
             "dynamodb:Scan": {table_arn}, **REMOVAL(table_arn),
