@@ -36,6 +36,12 @@ def _stage_env(stage: str) -> tuple[str, dict[str, str]]:
                          f"(stages: {', '.join(config.get('stages', {}))})")
     env = dict(config.get("environment_variables", {}))
     env.update(config["stages"][stage].get("environment_variables", {}))
+    from chalicelib.channels import ChannelRules, RuleError
+
+    try:  # what every request would fail on: said once, at start-up
+        ChannelRules.parse(env.get("CHANNEL_RULES"))
+    except RuleError as error:
+        raise SystemExit(f"error: stage {stage!r}: CHANNEL_RULES: {error}") from None
     return str(config["app_name"]), env
 
 

@@ -42,6 +42,24 @@ def test_deploy_refuses_an_unknown_stage(tmp_path: Path) -> None:
     assert "nope" in done.stderr and "error" in done.stderr
 
 
+def test_deploy_refuses_bad_channel_rules_before_changing_anything(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / ".chalice", project / ".chalice", ignore=shutil.ignore_patterns("deployed"))
+    shutil.copy(ROOT / "app.py", project / "app.py")
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    config["stages"]["dev"]["environment_variables"]["CHANNEL_RULES"] = json.dumps(
+        [{"topic": "user/{userId}/**", "subscribe": "self", "publish": "none"}])
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    with MiniStack() as ministack:
+        env = {**guarded_environment(tmp_path / "guard.log"), "AWS_ENDPOINT_URL": ministack.endpoint_url}
+        done = subprocess.run([sys.executable, "-m", "devtools.deploy", "deploy", "--stage", "dev",
+                               "--project-dir", str(project)], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)
+        stacks = emulator_session(ministack.endpoint_url).client("cloudformation").list_stacks()["StackSummaries"]
+    assert done.returncode == 1 and stacks == []
+    assert "CHANNEL_RULES: rule 1 ('user/{userId}/**'): unknown placeholder '{userId}'" in done.stderr, done.stderr
+
+
 def _function(session: Any, name: str) -> str:
     """A Lambda to point the authorizer at (its code never runs here)."""
     role = session.client("iam").create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps({

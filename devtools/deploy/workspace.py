@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 
 from .config import ProjectConfig
+from .errors import DeployError
 
 # What Chalice packages from a project: the app module, the runtime code, its requirements.
 SOURCES = ("app.py", "requirements.txt", "chalicelib", "vendor")
@@ -26,6 +27,16 @@ SOURCES = ("app.py", "requirements.txt", "chalicelib", "vendor")
 
 def workspace_dir(project_dir: Path, stage: str) -> Path:
     return project_dir / ".chalice" / "deployed" / f"{stage}-workspace"
+
+
+def check_channel_rules(env: dict[str, str], stage: str) -> None:
+    """A stage's CHANNEL_RULES that would fail every container's start fail the deploy first, naming the rule."""
+    from chalicelib.channels import ChannelRules, RuleError
+
+    try:
+        ChannelRules.parse(env.get("CHANNEL_RULES"))
+    except RuleError as error:
+        raise DeployError(f"stage {stage!r}: CHANNEL_RULES: {error}") from None
 
 
 def prepare(project_dir: Path, stage: str) -> ProjectConfig:
@@ -37,6 +48,7 @@ def prepare(project_dir: Path, stage: str) -> ProjectConfig:
     """
     committed = ProjectConfig.load(project_dir)
     committed.stage(stage)  # an unknown stage fails here, before anything is written
+    check_channel_rules(committed.environment(stage), stage)
     target = workspace_dir(project_dir, stage)
     (target / ".chalice" / "deployed").mkdir(parents=True, exist_ok=True)
     for name in SOURCES:
