@@ -283,7 +283,10 @@ def _ask_hook(caller: Caller, topic: str, operation: str) -> bool:
     try:
         return future.result(timeout=HOOK_TIMEOUT_SECONDS) is True
     except Exception as error:  # noqa: BLE001 - the hook's failure refuses, with one log line
-        logger.warning("channel_hook_failed %s", type(error).__name__)
+        from .logs import log_event
+
+        log_event(logger, "channel_hook_failed", logging.WARNING, topic=topic, action=operation,
+                  error=type(error).__name__)  # a timeout: TimeoutError
         return False
 
 

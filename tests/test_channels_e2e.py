@@ -105,3 +105,32 @@ def test_a_cloudtrail_sign_out_event_closes_the_users_connections(local_stack: R
             client.recv(timeout=5)
     with pytest.raises(InvalidStatus):
         ws_clients(carol.access_token)
+
+
+HOOK_RULES = json.dumps([{"topic": "rooms/*", "subscribe": "hook", "publish": "hook"},
+                         {"topic": "public/**", "subscribe": "any", "publish": "any"}])
+
+
+def test_a_hook_rule_asks_the_apps_function_and_a_failing_hook_refuses() -> None:
+    """A stack whose process registered a hook (``tests/support/channel_hook``): members join, others are
+    refused, and an exception or a timeout in the hook refuses too."""
+    from tests.support.builders import ROOT
+    from tests.support.stack import ClientFactory as Factory
+    from tests.support.stack import run_stack
+
+    hook_dir = ROOT / "tests" / "support" / "channel_hook"
+    with run_stack(settings={"CHANNEL_RULES": HOOK_RULES}, env={"PYTHONPATH": f"{hook_dir}:{ROOT}"}) as stack:
+        clients = Factory(stack)
+        try:
+            member = clients(stack.user("member-mia").access_token)
+            outsider = clients(stack.user("otto").access_token)
+            assert member.request({"action": "subscribe", "topic": "rooms/chess"})["type"] == "subscribed"
+            assert outsider.request({"action": "subscribe", "topic": "rooms/chess"})["code"] == "forbidden"
+            assert outsider.request({"action": "publish", "topic": "rooms/chess", "data": 1})["code"] == "forbidden"
+            assert member.request({"action": "subscribe", "topic": "rooms/broken"})["code"] == "forbidden"
+            started = time.monotonic()
+            assert member.request({"action": "subscribe", "topic": "rooms/slow"}, timeout=10)["code"] == "forbidden"
+            assert time.monotonic() - started < 2.5  # refused at the hook's 1 s limit, not after its 3 s
+            assert "channel_hook_failed" in stack.logs()
+        finally:
+            clients.close_all()
