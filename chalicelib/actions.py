@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 from .audience import Others, Topic
 from .authorizer import check_permissions
 from .broadcaster import Broadcaster
+from .history import numbered
 from .channels import Operation, channel_decision
 from .errors import AppError, ErrorCode, Forbidden, JwksUnavailable, Unauthorized
 from .identity import Identity, epoch_seconds
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # types only: the stores import boto3
     from .connections import ConnectionStore
     from .delivery import Delivery, PushResult
     from .expiries import TokenExpiries
+    from .history import HistoryStore
     from .revocations import Revocations
     from .records import ConnectionRecord
     from .subscriptions import SubscriptionStore
@@ -43,6 +45,7 @@ class Services(Protocol):
     expiries: TokenExpiries
     delivery: Delivery
     revocations: Revocations
+    history: HistoryStore
 
     def verify(self, token: str) -> Mapping[str, Any]: ...
 
@@ -105,11 +108,37 @@ def sendmessage(call: Call) -> Reply:
 
 
 def subscribe(call: Call) -> Reply:
+    """Subscribe; with ``since``, then replay what the topic kept after it (``history.py``)."""
     topic = call.field("topic")
+    since = _since(call, topic)
     call.services.subscriptions.subscribe(
         call.connection_id, topic, max_subscriptions=call.services.settings.max_subscriptions_per_connection,
         authorize=lambda identity: call.authorize_channel(topic, "subscribe", identity))
-    return {"type": "subscribed", "topic": topic}
+    if since is None:
+        return {"type": "subscribed", "topic": topic}
+    replay = call.services.history.since(topic, since, call.services.settings.max_replay_messages)
+    if not replay.complete:  # nothing replayed: the client reloads from its own source
+        answer: Reply = {"type": "subscribed", "topic": topic, "resumed": False}
+        if replay.oldest is not None:
+            answer["oldest"] = replay.oldest
+        if replay.latest:
+            answer["seq"] = replay.latest
+        return answer
+    for frame in replay.frames:  # live since the subscribe: a newer one may already have arrived
+        call.broadcaster.send(call.connection_id, frame)
+    return {"type": "subscribed", "topic": topic, "resumed": True, "seq": replay.latest}
+
+
+def _since(call: Call, topic: str) -> int | None:
+    """``since``, checked before anything is written: a whole number >= 0, on a topic that keeps history."""
+    if "since" not in call.frame.body:
+        return None
+    since = call.frame.body["since"]
+    if type(since) is not int or since < 0:
+        raise AppError(ErrorCode.BAD_FIELD, "'since' must be a whole number >= 0")
+    if call.services.settings.channel_rules.history_seconds(topic) is None:
+        raise AppError(ErrorCode.BAD_FIELD, f"{topic!r} keeps no history: subscribe without 'since'")
+    return since
 
 
 def unsubscribe(call: Call) -> Reply:
@@ -124,7 +153,9 @@ def publish(call: Call) -> Reply:
     sender = call.sender()
     call.authorize_channel(topic, "publish", sender.identity)
     audience = Topic(topic, exclude=(call.connection_id,))
-    message = outgoing({**audience.frame(call.field("data"), sender.who()), "timestamp": now_ms()})
+    frame = {**audience.frame(call.field("data"), sender.who()), "timestamp": now_ms()}
+    message = numbered(frame, topic, call.services.settings.channel_rules.history_seconds(topic),
+                       call.services.history)
     result = call.services.delivery.deliver(audience, message, broadcaster=call.broadcaster,
                                             endpoint=call.services.delivery.management.endpoint(sender.endpoint))
     return _ack(call, result, topic=topic)

@@ -31,6 +31,7 @@ DEFAULT_RULES: tuple[Mapping[str, Any], ...] = (
     {"topic": "group/{group}/**", "subscribe": SELF, "publish": SELF},
 )
 MAX_RULES = 5000
+MAX_HISTORY_SECONDS = 86_400
 
 
 class RuleError(ValueError):
@@ -91,6 +92,7 @@ class Rule:
     pattern: str
     segments: tuple[str, ...]
     access: Mapping[str, Access]
+    history_seconds: int | None = None  # kept messages and sequence numbers (docs/history.md)
 
     def bind(self, topic: tuple[str, ...]) -> dict[str, str]:
         """The placeholders' values in ``topic`` (which this rule matches), keyed ``{name}#position``."""
@@ -164,6 +166,11 @@ class ChannelRules:
         found = _search(self._root, tuple(topic.split("/")), 0)
         return self.rules[min(found) - 1] if found else None
 
+    def history_seconds(self, topic: str) -> int | None:
+        """How long the topic's messages are kept (None: no history), from its rule."""
+        rule = self.rule_for(topic)
+        return rule.history_seconds if rule is not None else None
+
     def decide(self, caller: Caller, topic: str, operation: Operation) -> Decision:
         rule = self.rule_for(topic)
         if rule is None:
@@ -202,7 +209,7 @@ def _compile(index: int, entry: Any) -> Rule:
         raise RuleError(f"{where}: must be an object with 'topic', 'subscribe', 'publish'")
     pattern = entry.get("topic")
     where = f"rule {index} ({pattern!r})"
-    unknown = set(entry) - {"topic", *OPERATIONS}
+    unknown = set(entry) - {"topic", "history_seconds", *OPERATIONS}
     if unknown:
         raise RuleError(f"{where}: unknown key(s) {sorted(unknown)}")
     if not isinstance(pattern, str) or not pattern or len(pattern) > 256:
@@ -220,7 +227,10 @@ def _compile(index: int, entry: Any) -> Rule:
     if "subscribe" not in entry or "publish" not in entry:
         raise RuleError(f"{where}: needs both 'subscribe' and 'publish'")
     access = {operation: _access(where, operation, entry.get(operation, ANY), segments) for operation in OPERATIONS}
-    return Rule(index, pattern, segments, access)
+    history = entry.get("history_seconds")
+    if history is not None and (type(history) is not int or not 1 <= history <= MAX_HISTORY_SECONDS):
+        raise RuleError(f"{where}: history_seconds must be a whole number of seconds, 1 to {MAX_HISTORY_SECONDS}")
+    return Rule(index, pattern, segments, access, history)
 
 
 def _access(where: str, operation: str, value: Any, segments: tuple[str, ...]) -> Access:

@@ -21,6 +21,7 @@ from .readers import AudienceReader
 from .records import ConnectionRecord
 from .settings import Settings
 from .subscriptions import SubscriptionStore
+from .history import HistoryStore
 from .revocations import Revocations
 from .table import Table
 from .verifier import CognitoJwtVerifier
@@ -39,6 +40,7 @@ class Components:
         self.expiries = TokenExpiries(table)
         self.audiences = AudienceReader(table)
         self.revocations = Revocations(table)
+        self.history = HistoryStore(table)
         self.management = Management(self.clients, self.connections.delete_many,
                                      region=region or os.environ.get("AWS_REGION"), override=settings.management_url)
         queue = FanoutQueue(settings.fanout_queue_url, self.clients) if settings.fanout_queue_url else None

@@ -15,6 +15,7 @@ from .logs import log_event, log_failure
 from .protocol import now_ms, outgoing
 from .audience import Topic
 from .channels import check_push
+from .history import numbered
 from .push import Push, user_push, validate_push
 
 if TYPE_CHECKING:
@@ -37,7 +38,11 @@ def push(message: Push, app: Components, caller: Identity | None = None) -> Push
     audience = message.audience
     if isinstance(audience, Topic):
         check_push(app.settings.channel_rules, audience.name, caller)
-    frame = outgoing({**audience.frame(message.data), "timestamp": now_ms()})
+    frame: bytes | dict[str, object] = {**audience.frame(message.data), "timestamp": now_ms()}
+    if isinstance(audience, Topic):  # a history topic numbers and keeps it (docs/history.md)
+        frame = numbered(frame, audience.name, app.settings.channel_rules.history_seconds(audience.name), app.history)
+    else:
+        frame = outgoing(frame)
     result = app.delivery.deliver(audience, frame)
     log_event(logger, "push", connectionId=None, audience=audience.kind, target=audience.target, **result.counts())
     return result

@@ -88,6 +88,8 @@ class Settings:
     token_expiry_warning_seconds: int = 300
     # A CloudTrail sign-out of the pool (AdminUserGlobalSignOut...) closes the user's connections and revokes.
     close_on_cognito_signout: bool = False
+    # The most messages one subscribe's replay sends (docs/history.md); a larger gap answers resumed: false.
+    max_replay_messages: int = 1000
     # Who may subscribe, publish and push to which topic (chalicelib/channels.py; docs/channels.md).
     channel_rules: ChannelRules = field(default_factory=ChannelRules.default)
 
@@ -237,6 +239,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_expiry_warning_seconds=int(_number(env, "TOKEN_EXPIRY_WARNING_SECONDS", 300,
                                                  low=0, high=3600, integer=True)),
         channel_rules=_channel_rules(env),
+        max_replay_messages=int(_number(env, "MAX_REPLAY_MESSAGES", 1000, low=1, high=10000, integer=True)),
         close_on_cognito_signout=_flag(env, "CLOSE_ON_COGNITO_SIGNOUT"),
     )
 

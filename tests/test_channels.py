@@ -97,6 +97,10 @@ def test_deny_by_default_and_for_no_identity() -> None:
     ('[{"topic": "a", "subscribe": {"groups": []}, "publish": "any"}]', "subscribe must be one of"),
     ('[{"topic": "a", "subscribe": "any", "publish": "any", "push": "hook"}]', "push cannot be 'hook'"),
     ('[{"topic": "a", "subscribe": "any", "publish": "any", "history": 5}]', "unknown key(s) ['history']"),
+    ('[{"topic": "a", "subscribe": "any", "publish": "any", "history_seconds": 0}]', "history_seconds must be"),
+    ('[{"topic": "a", "subscribe": "any", "publish": "any", "history_seconds": 86401}]', "1 to 86400"),
+    ('[{"topic": "a", "subscribe": "any", "publish": "any", "history_seconds": "120"}]', "history_seconds must"),
+    ('[{"topic": "a", "subscribe": "any", "publish": "any", "history_seconds": true}]', "history_seconds must"),
     ('[{"topic": "ok", "subscribe": "any", "publish": "any"}, {"topic": "", "subscribe": "any", "publish": "any"}]',
      "rule 2 (''): 'topic' must be"),
 ])
@@ -104,6 +108,13 @@ def test_bad_rules_fail_at_start_up_naming_the_rule(value: str, problem: str) ->
     with pytest.raises(SettingsError) as refused:
         load_settings(settings_env(CHANNEL_RULES=value))
     assert str(refused.value).startswith("CHANNEL_RULES: ") and problem in str(refused.value), str(refused.value)
+
+
+def test_history_is_a_rules_option() -> None:
+    rule_set = rules({"topic": "chat/*", "subscribe": "any", "publish": "any", "history_seconds": 120},
+                     {"topic": "public/**", "subscribe": "any", "publish": "any"})
+    assert (rule_set.history_seconds("chat/lobby"), rule_set.history_seconds("public/x"),
+            rule_set.history_seconds("nowhere")) == (120, None, None)
 
 
 def test_a_stage_without_channel_rules_gets_the_defaults() -> None:
