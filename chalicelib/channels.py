@@ -11,12 +11,12 @@ a trie, so a decision costs a few dictionary lookups however many rules there ar
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol
+from typing import Any, Literal, Mapping, Protocol
 
-if TYPE_CHECKING:  # the hook's pool is made on first use: the authorizer's cold start never pays for it
-    from concurrent.futures import ThreadPoolExecutor
+from .channel_hook import ask_hook, authorizer
+
+__all__ = ["ChannelRules", "Decision", "RuleError", "authorizer", "channel_decision", "check_push"]
 
 Operation = Literal["subscribe", "publish", "push"]
 OPERATIONS: tuple[Operation, ...] = ("subscribe", "publish", "push")
@@ -262,44 +262,6 @@ def check_push(rules: ChannelRules, topic: str, caller: Caller | None) -> None:
         raise AppError(ErrorCode.FORBIDDEN, f"channel rule {rule.index} does not let this back-end push to {topic!r}")
 
 
-# -- the app's hook: one function for rules that say "hook" ------------------------------------
-
-Hook = Callable[[Any, str, str], bool]  # (identity, topic, "subscribe" | "publish") -> allowed
-HOOK_TIMEOUT_SECONDS = 1.0
-_hook: Hook | None = None
-_hook_pool: ThreadPoolExecutor | None = None
-logger = logging.getLogger("ws.channels")
-
-
-def authorizer(function: Hook | None) -> Hook | None:
-    """Register the app's channel hook (``@channels.authorizer`` in ``app.py``): called for topics whose rule
-    says ``hook``, with the verified identity, the topic and the action. An exception, a non-True answer or
-    a timeout (``HOOK_TIMEOUT_SECONDS``) refuses: it never allows."""
-    global _hook
-    _hook = function
-    return function
-
-
-def _ask_hook(caller: Caller, topic: str, operation: str) -> bool:
-    global _hook_pool
-    hook = _hook
-    if hook is None:
-        return False  # a rule says hook and the app registered none: refused
-    if _hook_pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _hook_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="channel-hook")  # a race makes two: harmless
-    future = _hook_pool.submit(hook, caller, topic, operation)
-    try:
-        return future.result(timeout=HOOK_TIMEOUT_SECONDS) is True
-    except Exception as error:  # noqa: BLE001 - the hook's failure refuses, with one log line
-        from .logs import log_event
-
-        log_event(logger, "channel_hook_failed", logging.WARNING, topic=topic, action=operation,
-                  error=type(error).__name__)  # a timeout: TimeoutError
-        return False
-
-
 def channel_decision(rules: ChannelRules, caller: Caller | None, topic: str, operation: Operation) -> Decision:
     """The stage's answer for ``caller``; a hook rule asks the app's function once per subscribe (the stored
     subscription is its answer from then on: deliveries never ask) and once per publish."""
@@ -308,4 +270,4 @@ def channel_decision(rules: ChannelRules, caller: Caller | None, topic: str, ope
     decision = rules.decide(caller, topic, operation)
     if not decision.ask_hook:
         return decision
-    return Decision(_ask_hook(caller, topic, operation), decision.rule)
+    return Decision(ask_hook(caller, topic, operation), decision.rule)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import channels
+from chalicelib import channel_hook, channels
 from chalicelib.channels import ChannelRules, RuleError, channel_decision, check_push
 from chalicelib.errors import AppError
 from chalicelib.identity import Identity
@@ -176,7 +176,7 @@ def test_an_exception_or_a_timeout_in_the_hook_refuses(hook: list[Any], monkeypa
         release.wait(5)
         return True
 
-    monkeypatch.setattr(channels, "HOOK_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(channel_hook, "HOOK_TIMEOUT_SECONDS", 0.2)
     channels.authorizer(slow)
     started = time.monotonic()
     assert not allowed(HOOKED, ALICE, "room/chess", "subscribe")
