@@ -14,6 +14,7 @@ from .audience import Others, Topic
 from .authorizer import check_permissions
 from .broadcaster import Broadcaster
 from .history import numbered
+from .resumes import catch_up, resume, since_value
 from .channels import Operation, channel_decision
 from .errors import AppError, ErrorCode, Forbidden, JwksUnavailable, Unauthorized
 from .identity import Identity, epoch_seconds
@@ -116,26 +117,14 @@ def subscribe(call: Call) -> Reply:
         authorize=lambda identity: call.authorize_channel(topic, "subscribe", identity))
     if since is None:
         return {"type": "subscribed", "topic": topic}
-    replay = call.services.history.since(topic, since, call.services.settings.max_replay_messages)
-    if not replay.complete:  # nothing replayed: the client reloads from its own source
-        answer: Reply = {"type": "subscribed", "topic": topic, "resumed": False}
-        if replay.oldest is not None:
-            answer["oldest"] = replay.oldest
-        if replay.latest:
-            answer["seq"] = replay.latest
-        return answer
-    for frame in replay.frames:  # live since the subscribe: a newer one may already have arrived
-        call.broadcaster.send(call.connection_id, frame)
-    return {"type": "subscribed", "topic": topic, "resumed": True, "seq": replay.latest}
+    return {"type": "subscribed", "topic": topic, **catch_up(call, topic, since)}
 
 
 def _since(call: Call, topic: str) -> int | None:
     """``since``, checked before anything is written: a whole number >= 0, on a topic that keeps history."""
     if "since" not in call.frame.body:
         return None
-    since = call.frame.body["since"]
-    if type(since) is not int or since < 0:
-        raise AppError(ErrorCode.BAD_FIELD, "'since' must be a whole number >= 0")
+    since = since_value(call.frame.body["since"])
     if call.services.settings.channel_rules.history_seconds(topic) is None:
         raise AppError(ErrorCode.BAD_FIELD, f"{topic!r} keeps no history: subscribe without 'since'")
     return since
@@ -235,6 +224,7 @@ ACTIONS: dict[str, Action] = {
     "publish": Action(publish, (TOPIC, DATA)),
     "whoami": Action(whoami),
     "refresh": Action(refresh, (Field("token", str),)),
+    "resume": Action(resume, (Field("connectionId", str),)),
 }
 ROUTES: dict[str, Action] = {**ACTIONS, DEFAULT_ROUTE: Action(echo)}
 

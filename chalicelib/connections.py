@@ -19,6 +19,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from .errors import AppError, ErrorCode
+from .faults import error_code
 from .items import connection_item, connection_key, connection_record, tombstone_key, user_count_key
 from .records import ConnectionRecord
 from .schema import CONNECTION_PREFIX, TOPIC_PREFIX
@@ -138,6 +139,11 @@ class ConnectionStore:
             KeyConditionExpression="pk = :pk AND begins_with(sk, :topic)",
             ExpressionAttributeValues={":pk": {"S": CONNECTION_PREFIX + connection_id}, ":topic": {"S": TOPIC_PREFIX}},
             ProjectionExpression="pk, sk", ConsistentRead=True)]
+        if removed and keys:  # what a resume moves to the user's next connection (``resumes.py``)
+            topics = [key["sk"]["S"][len(TOPIC_PREFIX):] for key in keys]
+            self.table.write_if("update_item", Key=tombstone_key(connection_id), UpdateExpression="SET #t = :t",
+                                ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames={"#t": "topics"},
+                                ExpressionAttributeValues={":t": {"L": [{"S": t} for t in topics]}})
         return removed + self.table.batch_delete(keys)
 
     def delete_many(self, connection_ids: Iterable[str]) -> int:
@@ -146,6 +152,35 @@ class ConnectionStore:
         for connection_id in ids:  # all of them first: nothing is deleted for a bad list
             check_id(connection_id, "connection_id")
         return sum(self.delete(connection_id) for connection_id in dict.fromkeys(ids))
+
+    def claim_resume(self, connection_id: str, user_id: str, by: str) -> list[str] | None:
+        """The topics a closed connection of ``user_id`` held, taken once (``by`` the resuming connection) from
+        its tombstone; None when there is no live, unclaimed tombstone of that user's connection (never
+        connected, still open, another user's, expired, or already resumed). One conditional UpdateItem: two
+        resumes cannot both take them."""
+        check_id(connection_id, "connection_id")
+        try:
+            answer = self.table.client.update_item(
+                TableName=self.table.name, Key=tombstone_key(connection_id),
+                UpdateExpression="SET #by = :by REMOVE #t",
+                ConditionExpression="#u = :user AND #ttl > :now AND attribute_not_exists(#by)",
+                ExpressionAttributeNames={"#t": "topics", "#u": "userId", "#ttl": "ttl", "#by": "resumedBy"},
+                ExpressionAttributeValues={":user": {"S": user_id}, ":now": {"N": str(int(self._clock()))},
+                                           ":by": {"S": by}},
+                ReturnValues="ALL_OLD")
+        except Exception as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return [str(topic["S"]) for topic in answer["Attributes"].get("topics", {}).get("L", [])]
+
+    def closed_by(self, connection_id: str) -> str | None:
+        """A live tombstone's user ("" when it has none); None when there is none (or it expired)."""
+        check_id(connection_id, "connection_id")
+        item = self.table.get(tombstone_key(connection_id), "userId, ttl")
+        if item is None or int(item.get("ttl", {}).get("N", "0")) <= int(self._clock()):
+            return None  # an expired one waits for DynamoDB's TTL: as good as gone
+        return str(item.get("userId", {}).get("S", ""))
 
     def user_connections(self, user_id: str) -> int:
         """How many connections the user's count item holds (``MAX_CONNECTIONS_PER_USER``)."""
@@ -157,8 +192,10 @@ class ConnectionStore:
         """Delete the META item with its count and write the tombstone, in one transaction; False if no
         META item was stored (then the tombstone alone, conditioned on the META item still being absent,
         so a ``$connect`` committing at the same moment is seen and removed on the next turn)."""
-        tombstone = {"Put": {"Item": {**tombstone_key(connection_id),
-                                      "ttl": {"N": str(int(self._clock()) + TOMBSTONE_SECONDS)}}}}
+        expires = {"ttl": {"N": str(int(self._clock()) + TOMBSTONE_SECONDS)}}
+        # Without a META item: a tombstone only where none is (a second run keeps the first's user and topics).
+        tombstone = {"Put": {"Item": {**tombstone_key(connection_id), **expires},
+                             "ConditionExpression": "attribute_not_exists(pk)"}}
         absent = {"ConditionCheck": {"Key": connection_key(connection_id),
                                      "ConditionExpression": "attribute_not_exists(pk)"}}
         delete = {"Delete": {"Key": connection_key(connection_id), "ConditionExpression": "attribute_exists(pk)"}}
@@ -170,7 +207,10 @@ class ConnectionStore:
                     return False
                 if codes[1] == CONDITION_FAILED:
                     continue  # a $connect committed between the read and this write
+                if codes[0] == CONDITION_FAILED:
+                    return False  # the tombstone of an earlier run is there: nothing to do
                 break
+            tombstone = {"Put": {"Item": {**tombstone_key(connection_id), **expires, "userId": meta["userId"]}}}
             uncount = {"Update": {"Key": user_count_key(meta["userId"]["S"]), "UpdateExpression": "ADD #n :minus",
                                   "ConditionExpression": "#n > :zero", "ExpressionAttributeNames": {"#n": USER_COUNT},
                                   "ExpressionAttributeValues": {":minus": {"N": "-1"}, ":zero": {"N": "0"}}}}

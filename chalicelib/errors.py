@@ -76,6 +76,7 @@ class ErrorCode(str, Enum):
     UNKNOWN_ACTION = "unknown_action"
     UNKNOWN_DETAIL_TYPE = "unknown_detail_type"
     NOT_CONNECTED = "not_connected"
+    NOT_FOUND = "not_found"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     UNAUTHORIZED = "unauthorized"
@@ -94,7 +95,7 @@ class ErrorCode(str, Enum):
 
 _HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHORIZED: 401, ErrorCode.INVALID_TOKEN: 401, ErrorCode.FORBIDDEN: 403,
-    ErrorCode.TOKEN_MISMATCH: 403, ErrorCode.NOT_CONNECTED: 404, ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.TOKEN_MISMATCH: 403, ErrorCode.NOT_CONNECTED: 404, ErrorCode.NOT_FOUND: 404, ErrorCode.UNAVAILABLE: 503,
     ErrorCode.MISCONFIGURED: 500, ErrorCode.INTERNAL_ERROR: 500, ErrorCode.TOO_MANY_CONNECTIONS: 429,
 }
 

@@ -143,3 +143,60 @@ def test_history_costs_two_writes_per_publish_and_one_query_per_replay(history_a
     assert history_app.last(reader)["resumed"] is True
     assert calls.count("Query") == 1  # the replay; the subscribe's own GetItem + transaction as always
     assert sorted(calls) == ["GetItem", "Query", "TransactWriteItems"]
+
+
+def close(app: Harness, info: ClientInfo) -> None:
+    """The connection's $disconnect, as API Gateway runs it."""
+    from tests.support.chalice_client import API
+    from devtools.gateway.events import disconnect_event
+
+    event = disconnect_event(API, info, status_code=1001, reason="Going away")
+    assert app.client.lambda_.invoke("disconnect", event).payload["statusCode"] == 200
+
+
+def test_resume_moves_a_closed_connections_topics_and_replays_each_gap(history_app: Harness) -> None:
+    chat, plain = f"chat/r-{time.monotonic_ns()}", "public/lobby"
+    old, writer = open_as(history_app, "rita"), open_as(history_app, "writer")
+    for topic in (chat, plain):
+        history_app.send(old, {"action": "subscribe", "topic": topic})
+    history_app.send(writer, {"action": "publish", "topic": chat, "data": "seen"})
+    close(history_app, old)
+    history_app.send(writer, {"action": "publish", "topic": chat, "data": "missed"})
+    new = open_as(history_app, "rita")
+    # Another user, a connection still open, an unknown id: refused, and nothing moves.
+    other = open_as(history_app, "otto")
+    history_app.send(other, {"action": "resume", "connectionId": old.connection_id})
+    assert history_app.last(other)["code"] == "forbidden"
+    history_app.send(new, {"action": "resume", "connectionId": writer.connection_id})
+    assert history_app.last(new)["code"] == "forbidden"
+    history_app.send(new, {"action": "resume", "connectionId": "never-was"})
+    assert history_app.last(new)["code"] == "not_found"
+    history_app.send(new, {"action": "resume", "connectionId": old.connection_id, "since": {chat: 1}, "id": "r"})
+    frames = history_app.frames(new)
+    assert (frames[-2]["seq"], frames[-2]["data"]) == (2, "missed")
+    assert frames[-1] == {"type": "resumed", "connectionId": old.connection_id, "id": "r",
+                          "topics": {chat: {"resumed": True, "seq": 2}, plain: {"resumed": True}}}
+    assert sorted(history_app.stores.audiences.subscriber_ids(chat)) == sorted([new.connection_id])
+    history_app.send(new, {"action": "resume", "connectionId": old.connection_id})  # once only
+    assert history_app.last(new)["code"] == "forbidden"
+
+
+def test_concurrent_resumes_of_one_connection_move_it_once(history_app: Harness) -> None:
+    topic = f"chat/once-{time.monotonic_ns()}"
+    old = open_as(history_app, "rita")
+    history_app.send(old, {"action": "subscribe", "topic": topic})
+    close(history_app, old)
+    newcomers = [open_as(history_app, "rita") for _ in range(6)]
+    answers: list[dict[str, Any]] = []
+
+    def take(info: ClientInfo) -> None:
+        history_app.send(info, {"action": "resume", "connectionId": old.connection_id})
+        answers.append(history_app.last(info))
+
+    threads = [threading.Thread(target=take, args=(info,)) for info in newcomers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a["type"] for a in answers) == ["error"] * 5 + ["resumed"]
+    assert len(history_app.stores.audiences.subscriber_ids(topic)) == 1
