@@ -438,6 +438,44 @@ def own_stage(contexts: Contexts, local_stack: RunningStack) -> Iterator[OwnStag
         local_stack.dynamodb.delete_table(TableName=stage.table)
 
 
+HISTORY_RULES = json.dumps([{"topic": "chat/*", "subscribe": "any", "publish": "any", "history_seconds": 120},
+                            {"topic": "public/**", "subscribe": "any", "publish": "any"},
+                            {"topic": "user/{sub}/**", "subscribe": "self", "publish": "none"}])
+
+
+def test_a_dropped_page_resumes_and_shows_what_it_missed_once(contexts: Contexts, local_stack: RunningStack,
+                                                              own_stage: OwnStage) -> None:
+    """The server closes bob's socket (a kick without revoke, as API Gateway's 2-hour cut would); a message
+    is published meanwhile; the page reconnects with ``resume`` and shows the message exactly once."""
+    import boto3
+
+    gateway = own_stage.gateway(settings={"CHANNEL_RULES": HISTORY_RULES}, backoffBaseMs=400, backoffCapMs=1000)
+    base = f"http://127.0.0.1:{gateway.port}"
+    alice, bob = local_stack.user("alice"), local_stack.user("bob")
+    alice_page, bob_page = sign_in(contexts.new(), base, alice), sign_in(contexts.new(), base, bob)
+    topic = f"chat/room-{uuid.uuid4().hex[:6]}"
+    for page in (alice_page, bob_page):
+        page.fill("#topic", topic)
+        page.click("#subscribe")
+        expect(page.locator("#topics")).to_have_text(topic, timeout=WAIT_MS)
+    alice_page.fill("#publish-data", "before the cut")
+    alice_page.click("#publish")
+    expect(bob_page.locator("#topic-log li", has_text="before the cut")).to_have_count(1, timeout=WAIT_MS)
+    first_id = identity(bob_page)["connectionId"]
+    lam = boto3.client("lambda", endpoint_url=base, region_name="us-east-1", aws_access_key_id="local",
+                       aws_secret_access_key="local")
+    closed = json.loads(lam.invoke(FunctionName="notify", Payload=json.dumps(
+        {"userId": bob.sub, "disconnect": True}).encode())["Payload"].read())
+    assert closed["closed"] == 1, closed
+    alice_page.fill("#publish-data", "during the cut")
+    alice_page.click("#publish")
+    expect(bob_page.locator("#log li", has_text="resumed 1 topic(s)")).to_have_count(1, timeout=15_000)
+    assert identity(bob_page)["connectionId"] != first_id
+    expect(bob_page.locator("#topic-log li", has_text="during the cut")).to_have_count(1, timeout=WAIT_MS)
+    expect(bob_page.locator("#topic-log li", has_text="before the cut")).to_have_count(1)  # not shown twice
+    expect(bob_page.locator("#topic-refused")).to_have_text("")
+
+
 def test_page_reconnects_after_the_gateway_restarts(contexts: Contexts, local_stack: RunningStack,
                                                      own_stage: OwnStage) -> None:
     timers = {"backoffBaseMs": 250, "backoffCapMs": 2000}

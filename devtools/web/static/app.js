@@ -19,6 +19,8 @@ const state = {
   seen: new Set(),       // messageIds already shown
   seenOrder: [],
   topics: new Set(),
+  seqs: {},              // topic -> the last sequence number seen (topics that keep history)
+  connectionId: null,    // this socket's id (whoami): what the next connection resumes
   nextId: 1,
   counters: {dupes: 0, keepalives: 0, renewals: 0},
 };
@@ -245,8 +247,14 @@ async function connect(planned) {
     clearTimer("reconnect");
     setStatus("connected");
     log(`connected: token by ${$("mode").value}${ws.protocol ? `, server selected subprotocol ${ws.protocol}` : ""}`);
+    const previous = state.connectionId;  // the connection this one replaces (its whoami comes next)
     send({action: "whoami", id: "hello"});
-    for (const topic of state.topics) send({action: "subscribe", topic});
+    if (previous && state.topics.size) {
+      // Move the old connection's subscriptions here and replay what was missed (docs/history.md).
+      send({action: "resume", connectionId: previous, since: {...state.seqs}, id: "resume"});
+    } else {
+      resubscribe();
+    }
     startKeepalive();
     clearTimer("planned");
     state.timers.planned = setTimeout(() => connect(true), state.config.plannedReconnectSeconds * 1000);
@@ -339,6 +347,17 @@ function receive(text) {
       break;
     case "subscribed":
       state.topics.add(frame.topic);
+      if (frame.seq !== undefined) state.seqs[frame.topic] = Math.max(state.seqs[frame.topic] || 0, frame.seq);
+      noteGap(frame.topic, frame);
+      showTopics();
+      break;
+    case "resumed":
+      for (const [topic, result] of Object.entries(frame.topics || {})) {
+        if (result.reason === "forbidden") state.topics.delete(topic);
+        if (result.seq !== undefined) state.seqs[topic] = Math.max(state.seqs[topic] || 0, result.seq);
+        noteGap(topic, result);
+      }
+      log(`resumed ${Object.keys(frame.topics || {}).length} topic(s) from the previous connection`);
       showTopics();
       break;
     case "unsubscribed":
@@ -348,6 +367,7 @@ function receive(text) {
       break;
     case "publish":
     case "push":
+      if (frame.seq !== undefined) state.seqs[frame.topic] = Math.max(state.seqs[frame.topic] || 0, frame.seq);
       addLine("topic-log", [["time", at], ["span", frame.topic, "topic"],
                             ["span", frame.from ? frame.from.username : "back-end", "who"],
                             ["span", show(frame.data), "text"]]);
@@ -359,6 +379,7 @@ function receive(text) {
     case "whoami":
       if (frame.id === "keepalive") break;
       $("identity").textContent = JSON.stringify(frame.identity, null, 2);
+      if (frame.id === "hello") state.connectionId = frame.identity.connectionId;
       $("inbox").dataset.topic = `user/${frame.identity.userId}/inbox`;  // the default rules' private topic
       $("inbox").disabled = false;
       if (frame.id === "hello") state.attempt = 0;  // a good connection: the backoff starts over
@@ -372,6 +393,7 @@ function receive(text) {
       break;
     case "error":
       addLine("errors", [["time", at], ["span", frame.code, "who"], ["span", frame.message || ""]]);
+      if (frame.id === "resume") resubscribe();  // the old connection could not be resumed: subscribe again
       if (String(frame.id || "").startsWith("subscribe:")) {  // a refused subscription, said where it was asked
         $("topic-refused").textContent = `Not subscribed to ${frame.id.slice(10)}: ${frame.message || frame.code}`;
       }
@@ -385,6 +407,21 @@ function receive(text) {
       } else {
         log(`frame: ${text}`);
       }
+  }
+}
+
+// Without a resume (or when it is refused): subscribe again, catching up where a topic keeps history.
+function resubscribe() {
+  for (const topic of state.topics) {
+    const since = state.seqs[topic];
+    send(since === undefined ? {action: "subscribe", topic, id: "subscribe:" + topic}
+                             : {action: "subscribe", topic, since, id: "subscribe:" + topic});
+  }
+}
+
+function noteGap(topic, result) {
+  if (result.resumed === false && result.reason !== "forbidden") {
+    $("topic-refused").textContent = `Could not resume ${topic}: messages were missed; reload it from the app`;
   }
 }
 
