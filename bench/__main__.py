@@ -1,6 +1,6 @@
 """``python -m bench [names...]``: run the benchmarks (all by default), print tables and a summary.
 
-Names: authorizer, cold_start, channel_rules, fanout, gateway_load, fanout_queued, fairness. Exit status 1 if a
+Names: authorizer, cold_start, channel_rules, history, fanout, gateway_load, fanout_queued, fairness. Exit status 1 if a
 correctness check failed (lost messages, boto3 on the authorizer path...);
 a missed speed goal is printed as MISSED and does not fail the run.
 """
@@ -15,7 +15,7 @@ import traceback
 
 from bench.common import CheckFailed, Result
 
-ORDER = ("authorizer", "cold_start", "channel_rules", "fanout", "gateway_load", "fanout_queued", "fairness")
+ORDER = ("authorizer", "cold_start", "channel_rules", "history", "fanout", "gateway_load", "fanout_queued", "fairness")
 
 
 def main(argv: list[str] | None = None) -> int:
