@@ -85,6 +85,12 @@ def push_to_topic(topic: str) -> RestResponse:
     return runtime.rest_push(app.current_request, "topic", topic)
 
 
+@app.route("/topics/{topic}/members", methods=["GET"], authorizer=rest_authorizer)
+def topic_members(topic: str) -> RestResponse:
+    """A presence topic's members, for a caller who may subscribe to it."""
+    return runtime.rest_members(app.current_request, topic)
+
+
 @app.route("/users/{userId}/disconnect", methods=["POST"], authorizer=rest_authorizer)
 def disconnect_user(userId: str) -> RestResponse:  # noqa: N803 (Chalice passes the path parameter by name)
     """Close every connection of one user (``ADMIN_GROUPS``/``ADMIN_SCOPES``); ``{"revoke": true}``: and refuse

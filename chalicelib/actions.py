@@ -14,7 +14,7 @@ from .audience import Others, Topic
 from .authorizer import check_permissions
 from .broadcaster import Broadcaster
 from .history import numbered
-from .resumes import catch_up, resume, since_value
+from .resumes import catch_up, join, leave, resume, since_value
 from .channels import Operation, channel_decision
 from .errors import AppError, ErrorCode, Forbidden, JwksUnavailable, Unauthorized
 from .identity import Identity, epoch_seconds
@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # types only: the stores import boto3
     from .delivery import Delivery, PushResult
     from .expiries import TokenExpiries
     from .history import HistoryStore
+    from .presence import PresenceStore
     from .revocations import Revocations
     from .records import ConnectionRecord
     from .subscriptions import SubscriptionStore
@@ -47,6 +48,7 @@ class Services(Protocol):
     delivery: Delivery
     revocations: Revocations
     history: HistoryStore
+    presence: PresenceStore
 
     def verify(self, token: str) -> Mapping[str, Any]: ...
 
@@ -112,12 +114,21 @@ def subscribe(call: Call) -> Reply:
     """Subscribe; with ``since``, then replay what the topic kept after it (``history.py``)."""
     topic = call.field("topic")
     since = _since(call, topic)
-    call.services.subscriptions.subscribe(
+    subscriber: list[Identity] = []
+
+    def authorize(identity: Identity) -> None:
+        call.authorize_channel(topic, "subscribe", identity)
+        subscriber.append(identity)
+
+    stored = call.services.subscriptions.subscribe(
         call.connection_id, topic, max_subscriptions=call.services.settings.max_subscriptions_per_connection,
-        authorize=lambda identity: call.authorize_channel(topic, "subscribe", identity))
+        authorize=authorize)
+    answer: Reply = {"type": "subscribed", "topic": topic}
+    if call.services.settings.channel_rules.is_presence(topic):
+        answer["members"] = join(call, topic, subscriber[0], stored)
     if since is None:
-        return {"type": "subscribed", "topic": topic}
-    return {"type": "subscribed", "topic": topic, **catch_up(call, topic, since)}
+        return answer
+    return {**answer, **catch_up(call, topic, since)}
 
 
 def _since(call: Call, topic: str) -> int | None:
@@ -133,6 +144,8 @@ def _since(call: Call, topic: str) -> int | None:
 def unsubscribe(call: Call) -> Reply:
     topic = call.field("topic")
     existed = call.services.subscriptions.unsubscribe(call.connection_id, topic)
+    if existed and call.services.settings.channel_rules.is_presence(topic):
+        leave(call, topic)
     return {"type": "unsubscribed", "topic": topic, "wasSubscribed": existed}
 
 

@@ -93,6 +93,7 @@ class Rule:
     segments: tuple[str, ...]
     access: Mapping[str, Access]
     history_seconds: int | None = None  # kept messages and sequence numbers (docs/history.md)
+    presence: bool = False  # who is subscribed is known and announced (docs/history.md)
 
     def bind(self, topic: tuple[str, ...]) -> dict[str, str]:
         """The placeholders' values in ``topic`` (which this rule matches), keyed ``{name}#position``."""
@@ -171,6 +172,10 @@ class ChannelRules:
         rule = self.rule_for(topic)
         return rule.history_seconds if rule is not None else None
 
+    def is_presence(self, topic: str) -> bool:
+        rule = self.rule_for(topic)
+        return rule is not None and rule.presence
+
     def decide(self, caller: Caller, topic: str, operation: Operation) -> Decision:
         rule = self.rule_for(topic)
         if rule is None:
@@ -209,7 +214,7 @@ def _compile(index: int, entry: Any) -> Rule:
         raise RuleError(f"{where}: must be an object with 'topic', 'subscribe', 'publish'")
     pattern = entry.get("topic")
     where = f"rule {index} ({pattern!r})"
-    unknown = set(entry) - {"topic", "history_seconds", *OPERATIONS}
+    unknown = set(entry) - {"topic", "history_seconds", "presence", *OPERATIONS}
     if unknown:
         raise RuleError(f"{where}: unknown key(s) {sorted(unknown)}")
     if not isinstance(pattern, str) or not pattern or len(pattern) > 256:
@@ -230,7 +235,10 @@ def _compile(index: int, entry: Any) -> Rule:
     history = entry.get("history_seconds")
     if history is not None and (type(history) is not int or not 1 <= history <= MAX_HISTORY_SECONDS):
         raise RuleError(f"{where}: history_seconds must be a whole number of seconds, 1 to {MAX_HISTORY_SECONDS}")
-    return Rule(index, pattern, segments, access, history)
+    presence = entry.get("presence", False)
+    if not isinstance(presence, bool):
+        raise RuleError(f"{where}: presence must be true or false")
+    return Rule(index, pattern, segments, access, history, presence)
 
 
 def _access(where: str, operation: str, value: Any, segments: tuple[str, ...]) -> Access:

@@ -22,6 +22,8 @@ from .records import ConnectionRecord
 from .settings import Settings
 from .subscriptions import SubscriptionStore
 from .history import HistoryStore
+from .members import leaver
+from .presence import PresenceStore
 from .revocations import Revocations
 from .table import Table
 from .verifier import CognitoJwtVerifier
@@ -45,6 +47,8 @@ class Components:
                                      region=region or os.environ.get("AWS_REGION"), override=settings.management_url)
         queue = FanoutQueue(settings.fanout_queue_url, self.clients) if settings.fanout_queue_url else None
         self.delivery = Delivery(settings, self.audiences, self.connections, self.management, queue)
+        self.presence = PresenceStore(table)
+        self.connections.on_left = leaver(lambda: settings.channel_rules, self.presence, lambda: self.delivery)
 
     def verify(self, token: str) -> Mapping[str, Any]:
         """The claims of a valid token (``refresh``), or ``Unauthorized``."""

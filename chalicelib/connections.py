@@ -72,10 +72,14 @@ class ConnectionGone(AppError):
         self.connection_id = connection_id
 
 
+Left = Callable[[str, str, list[str]], object]  # (user id, connection id, the topics it held)
+
+
 class ConnectionStore:
     def __init__(self, table: Table, clock: Callable[[], float] = time.time) -> None:
         self.table = table
         self._clock = clock
+        self.on_left: Left | None = None  # presence: told of every removed connection's topics (components)
 
     def put(self, record: ConnectionRecord, max_per_user: int = 0,
             checks: list[dict[str, Any]] | None = None) -> None:
@@ -134,7 +138,8 @@ class ConnectionStore:
         Returns how many items were removed (0 when nothing was stored).
         """
         check_id(connection_id, "connection_id")
-        removed = 1 if self._remove_meta(connection_id) else 0
+        user_id = self._remove_meta(connection_id)
+        removed = 1 if user_id else 0
         keys = [{"pk": item["pk"], "sk": item["sk"]} for item in self.table.query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :topic)",
             ExpressionAttributeValues={":pk": {"S": CONNECTION_PREFIX + connection_id}, ":topic": {"S": TOPIC_PREFIX}},
@@ -144,7 +149,10 @@ class ConnectionStore:
             self.table.write_if("update_item", Key=tombstone_key(connection_id), UpdateExpression="SET #t = :t",
                                 ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames={"#t": "topics"},
                                 ExpressionAttributeValues={":t": {"L": [{"S": t} for t in topics]}})
-        return removed + self.table.batch_delete(keys)
+        deleted = self.table.batch_delete(keys)
+        if user_id and keys and self.on_left is not None:
+            self.on_left(user_id, connection_id, [key["sk"]["S"][len(TOPIC_PREFIX):] for key in keys])
+        return removed + deleted
 
     def delete_many(self, connection_ids: Iterable[str]) -> int:
         """``delete`` each connection (gone ones a broadcast found, expired ones the sweep closed)."""
@@ -188,9 +196,9 @@ class ConnectionStore:
         item = self.table.get(user_count_key(user_id), USER_COUNT)
         return int(item[USER_COUNT]["N"]) if item and USER_COUNT in item else 0
 
-    def _remove_meta(self, connection_id: str) -> bool:
-        """Delete the META item with its count and write the tombstone, in one transaction; False if no
-        META item was stored (then the tombstone alone, conditioned on the META item still being absent,
+    def _remove_meta(self, connection_id: str) -> str | None:
+        """Delete the META item with its count and write the tombstone, in one transaction: the connection's
+        user id; None if no META item was stored (then the tombstone alone, conditioned on the META item still being absent,
         so a ``$connect`` committing at the same moment is seen and removed on the next turn)."""
         expires = {"ttl": {"N": str(int(self._clock()) + TOMBSTONE_SECONDS)}}
         # Without a META item: a tombstone only where none is (a second run keeps the first's user and topics).
@@ -204,11 +212,11 @@ class ConnectionStore:
             if meta is None:
                 codes = self.table.transact([tombstone, absent])
                 if codes is None:
-                    return False
+                    return None
                 if codes[1] == CONDITION_FAILED:
                     continue  # a $connect committed between the read and this write
                 if codes[0] == CONDITION_FAILED:
-                    return False  # the tombstone of an earlier run is there: nothing to do
+                    return None  # the tombstone of an earlier run is there: nothing to do
                 break
             tombstone = {"Put": {"Item": {**tombstone_key(connection_id), **expires, "userId": meta["userId"]}}}
             uncount = {"Update": {"Key": user_count_key(meta["userId"]["S"]), "UpdateExpression": "ADD #n :minus",
@@ -216,13 +224,13 @@ class ConnectionStore:
                                   "ExpressionAttributeValues": {":minus": {"N": "-1"}, ":zero": {"N": "0"}}}}
             codes = self.table.transact([delete, uncount, tombstone])
             if codes is None:
-                return True
+                return str(meta["userId"]["S"])
             if codes[0] == CONDITION_FAILED:
                 continue  # a concurrent delete removed it first
             if codes[1] == CONDITION_FAILED:  # not counted (stored before the count existed): remove it alone
                 codes = self.table.transact([delete, tombstone])
                 if codes is None:
-                    return True
+                    return str(meta["userId"]["S"])
                 continue
             break
         raise AppError(ErrorCode.UNAVAILABLE, "the disconnect conflicted with other writes; try again")

@@ -77,6 +77,7 @@ class ErrorCode(str, Enum):
     UNKNOWN_DETAIL_TYPE = "unknown_detail_type"
     NOT_CONNECTED = "not_connected"
     NOT_FOUND = "not_found"
+    PRESENCE_FULL = "presence_full"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     UNAUTHORIZED = "unauthorized"

@@ -66,7 +66,7 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 # What any verified caller may call, and what only a caller with push permission may.
 # ``*`` stands for one path parameter (IAM wildcards in the method ARN).
-READ_ROUTES = (AuthRoute("/me", ["GET"]),)
+READ_ROUTES = (AuthRoute("/me", ["GET"]), AuthRoute("/topics/*/members", ["GET"]))
 PUSH_ROUTES = (
     AuthRoute("/users/*/messages", ["POST"]),
     AuthRoute("/topics/*/messages", ["POST"]),
@@ -275,3 +275,21 @@ def disconnect(request: Request, app: Components, user: str) -> Response:
     except Exception as error:  # noqa: BLE001 - a JSON answer, not Chalice's stack trace
         return _refused("disconnect", error)
     return _answer(200, result)
+
+
+def members(request: Request, app: Components, topic: str) -> Response:
+    """``GET /topics/{topic}/members``: a presence topic's members, for a caller who may subscribe to it."""
+    from .channels import channel_decision
+    from .validation import check_topic
+
+    try:
+        who = unrevoked_caller(request, app)
+        check_topic(topic, ErrorCode.BAD_TOPIC)
+        if not channel_decision(app.settings.channel_rules, who, topic, "subscribe").allowed:
+            raise AppError(ErrorCode.FORBIDDEN, f"subscribe is not allowed on {topic!r}, nor reading its members")
+        if not app.settings.channel_rules.is_presence(topic):
+            raise AppError(ErrorCode.BAD_REQUEST, f"{topic!r} keeps no presence")
+        found = app.presence.members(topic, app.settings.max_presence_members)
+    except Exception as error:  # noqa: BLE001 - a JSON answer, not Chalice's stack trace
+        return _refused("members", error)
+    return _answer(200, {"topic": topic, "members": found})

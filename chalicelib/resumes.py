@@ -1,4 +1,4 @@
-"""Catching up after a reconnect: ``subscribe`` with ``since``, and ``resume`` of a closed connection.
+"""Catching up after a reconnect (``subscribe`` with ``since``, ``resume``) and joining or leaving presence.
 
 ``resume`` (``{"action": "resume", "connectionId": <old id>, "since": {topic: seq}}``)
 moves the old connection's subscriptions to the new one, replays each topic's
@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from .channels import channel_decision
 from .errors import AppError, ErrorCode
+from .members import announce
+from .presence import member_view
 from .validation import check_id, check_topic
 
 if TYPE_CHECKING:
     from .actions import Call
+    from .identity import Identity
 
 Reply = dict[str, Any]
 
@@ -68,12 +71,14 @@ def resume(call: Call) -> Reply:
         if not channel_decision(rules, identity, topic, "subscribe").allowed:
             results[topic] = {"resumed": False, "reason": "forbidden"}
             continue
-        services.subscriptions.subscribe(call.connection_id, topic,
-                                         max_subscriptions=services.settings.max_subscriptions_per_connection)
+        stored = services.subscriptions.subscribe(call.connection_id, topic,
+                                                  max_subscriptions=services.settings.max_subscriptions_per_connection)
         if topic in since and rules.history_seconds(topic):
             results[topic] = catch_up(call, topic, since[topic])
         else:
             results[topic] = {"resumed": topic not in since}  # subscribed; a gap it keeps no history of is said
+        if rules.is_presence(topic):
+            results[topic]["members"] = join(call, topic, identity, stored)
     return {"type": "resumed", "connectionId": old, "topics": results}
 
 
@@ -85,3 +90,25 @@ def _refuse(call: Call, old: str) -> None:
             raise AppError(ErrorCode.FORBIDDEN, "that connection is still open: only a closed one can be resumed")
         raise AppError(ErrorCode.NOT_FOUND, "no closed connection with that id (unknown, or closed too long ago)")
     raise AppError(ErrorCode.FORBIDDEN, "that connection cannot be resumed by this user, or was resumed already")
+
+
+def join(call: Call, topic: str, identity: Identity, stored: bool) -> list[dict[str, str]]:
+    """A presence topic's subscribe: a new connection counts (``presence_full`` undoes the subscription); a new
+    member is announced to the others; the answer lists the members."""
+    services = call.services
+    if stored:
+        try:
+            added = services.presence.join(topic, identity, services.settings.max_presence_members)
+        except AppError:
+            services.subscriptions.unsubscribe(call.connection_id, topic)  # nothing half-written
+            raise
+        if added:
+            announce(services.delivery, topic, "member_added", member_view(identity), exclude=(call.connection_id,))
+    return services.presence.members(topic, services.settings.max_presence_members)
+
+
+def leave(call: Call, topic: str) -> None:
+    """A presence topic's unsubscribe: the user's last connection leaving is announced to the others."""
+    member = call.services.presence.leave(topic, call.sender().user_id)
+    if member is not None:
+        announce(call.services.delivery, topic, "member_removed", member)

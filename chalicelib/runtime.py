@@ -162,6 +162,14 @@ def cognito_signout(event: Mapping[str, Any]) -> PushEventResult:
                               lambda request: kick(request, components))
 
 
+def rest_members(request: Request, topic: str) -> RestResponse:
+    """``GET /topics/{topic}/members``."""
+    from . import rest
+
+    with deadline.within(deadline.FRAME):
+        return rest.members(request, _current.components, topic)
+
+
 def rest_disconnect(request: Request, user: str) -> RestResponse:
     """``POST /users/{userId}/disconnect``: a kick by an admin."""
     from . import rest

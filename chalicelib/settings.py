@@ -90,6 +90,8 @@ class Settings:
     close_on_cognito_signout: bool = False
     # The most messages one subscribe's replay sends (docs/history.md); a larger gap answers resumed: false.
     max_replay_messages: int = 1000
+    # Members one presence topic may hold (Pusher's presence channels hold 100); one more: presence_full.
+    max_presence_members: int = 100
     # Who may subscribe, publish and push to which topic (chalicelib/channels.py; docs/channels.md).
     channel_rules: ChannelRules = field(default_factory=ChannelRules.default)
 
@@ -240,6 +242,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                                  low=0, high=3600, integer=True)),
         channel_rules=_channel_rules(env),
         max_replay_messages=int(_number(env, "MAX_REPLAY_MESSAGES", 1000, low=1, high=10000, integer=True)),
+        max_presence_members=int(_number(env, "MAX_PRESENCE_MEMBERS", 100, low=1, high=10000, integer=True)),
         close_on_cognito_signout=_flag(env, "CLOSE_ON_COGNITO_SIGNOUT"),
     )
 

@@ -36,7 +36,7 @@ class SubscriptionStore:
         self.table = table
 
     def subscribe(self, connection_id: str, topic: str, max_subscriptions: int | None = None,
-                  authorize: Callable[[Identity], object] | None = None) -> None:
+                  authorize: Callable[[Identity], object] | None = None) -> bool:
         """Store the subscription only while the connection exists and is under its limit (one transaction).
 
         An Update of the connection's META item counts it (conditioned on the
@@ -45,7 +45,7 @@ class SubscriptionStore:
         yet. Subscribing twice is idempotent. The item copies the connection's
         ``ttl`` so TTL removes both together. ``authorize`` sees the connection's stored identity (read with
         its ``ttl`` anyway: no extra call) and raises to refuse, before anything is written. Raises ConnectionNotFound or
-        SubscriptionLimitReached.
+        SubscriptionLimitReached. True when a subscription was stored, False when it already was.
         """
         check_id(connection_id, "connection_id")
         check_topic(topic)
@@ -72,14 +72,14 @@ class SubscriptionStore:
             {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
         ])
         if codes is None:
-            return
+            return True
         counted, stored = codes[0] != CONDITION_FAILED, codes[1] != CONDITION_FAILED
         if counted and stored:  # cancelled for another reason (a conflicting transaction)
             raise AppError(ErrorCode.UNAVAILABLE, "the subscription conflicted with another write; try again")
         if not counted and not self.table.get(connection_key(connection_id), "pk"):
             raise ConnectionNotFound(connection_id)
         if not stored:
-            return  # already subscribed (at the limit or not): nothing to change
+            return False  # already subscribed (at the limit or not): nothing to change
         if max_subscriptions is None:  # the META item vanished and came back: treat as gone
             raise ConnectionNotFound(connection_id)
         raise SubscriptionLimitReached(connection_id, max_subscriptions)

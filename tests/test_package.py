@@ -215,17 +215,22 @@ def test_each_role_gets_least_privilege(template: dict[str, Any]) -> None:
         "dynamodb:Scan": [table_arn], **_removal(table_arn),
         "dynamodb:Query": [table_arn, {"Fn::Sub": "${ConnectionsTable.Arn}/index/*"}],
         "execute-api:ManageConnections": [post]}
-    for connector in ("websocket_connect", "websocket_disconnect"):  # their items only: no index, post or queue
+    announce = {  # presence: member_removed to the topic's subscribers (the topic index, POST, the queue)
+        "dynamodb:Query": [table_arn, {"Fn::Sub": "${ConnectionsTable.Arn}/index/byTopic"}],
+        "dynamodb:DescribeTable": [table_arn], "sqs:SendMessage": [queue_arn], "execute-api:ManageConnections": [post]}
+    for connector in ("websocket_connect", "websocket_disconnect"):  # their items, and announcing a leave
         grants = _grants(_role_policy(template, connector))
-        assert {a: r for a, r in grants.items() if a not in logs} == _removal(table_arn), connector
+        assert {a: r for a, r in grants.items() if a not in logs} == {**_removal(table_arn), **announce}, connector
     handler = _grants(_role_policy(template, "websocket_message"))
     assert handler["sqs:SendMessage"] == [queue_arn] and not any(a.startswith("sqs:Receive") for a in handler)
     grants = _grants(_role_policy(template, "token_expiry"))  # the schedule: the expiry index, warn and close
     table = {"Fn::GetAtt": ["ConnectionsTable", "Arn"]}
     connections = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebsocketAPI}/prod/%s/@connections/*"
     assert {a: r for a, r in grants.items() if a not in logs} == {
-        **_removal(table), "dynamodb:Query": [table, {"Fn::Sub": "${ConnectionsTable.Arn}/index/byTokenExpiry"}],
-        "execute-api:ManageConnections": [{"Fn::Sub": connections % "POST"}, {"Fn::Sub": connections % "DELETE"}]}
+        **_removal(table), "dynamodb:Query": [table, {"Fn::Sub": "${ConnectionsTable.Arn}/index/byTokenExpiry"},
+                                              {"Fn::Sub": "${ConnectionsTable.Arn}/index/byTopic"}],
+        "execute-api:ManageConnections": [{"Fn::Sub": connections % "POST"}, {"Fn::Sub": connections % "DELETE"}],
+        "dynamodb:DescribeTable": [table], "sqs:SendMessage": [queue_arn]}
     roles = _of_type(template, "AWS::IAM::Role")
     assert set(roles) == {app_functions.role_logical_id(n) for n in app_functions.load(ROOT).all}
     for name, role in roles.items():

@@ -229,10 +229,12 @@ def test_policy_names_the_routes_of_the_token_whatever_route_is_called(harness: 
         read_only = _authorize(harness, user, route)
         assert read_only["principalId"] == "u-1"
         assert read_only["policyDocument"]["Statement"] == [
-            {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": [REST_ARN.format("GET/me")]}]
+            {"Action": "execute-api:Invoke", "Effect": "Allow",
+             "Resource": [REST_ARN.format("GET/me"), REST_ARN.format("GET/topics/*/members")]}]
         full = _authorize(harness, publisher, route)
         assert full["policyDocument"]["Statement"][0]["Resource"] == [
-            REST_ARN.format(r) for r in ("GET/me", "POST/users/*/messages", "POST/topics/*/messages", "POST/messages")]
+            REST_ARN.format(r) for r in ("GET/me", "GET/topics/*/members", "POST/users/*/messages",
+                                         "POST/topics/*/messages", "POST/messages")]
     context = _authorize(harness, publisher)["context"]
     assert {k: context[k] for k in ("sub", "username", "token_use", "groups", "tokenSource")} == {
         "sub": "pub-1", "username": "pat", "token_use": "access", "groups": "publishers", "tokenSource": "header"}
@@ -444,7 +446,7 @@ def test_rest_authorizer_path_never_imports_boto3(stage_env: dict[str, str], tok
         "import app\n"
         "answer = app.rest_authorizer(json.loads(sys.stdin.read()), None)\n"
         "assert answer['principalId'] == 'light', answer\n"
-        "assert len(answer['policyDocument']['Statement'][0]['Resource']) == 4, answer\n"
+        "assert len(answer['policyDocument']['Statement'][0]['Resource']) == 5, answer\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore'))))\n"
         "print(json.dumps('chalice.local' in sys.modules))\n"
     )

@@ -290,12 +290,20 @@ def handler_policy(arns: PolicyArns) -> dict[str, Any]:
 
 
 def connection_policy(arns: PolicyArns) -> dict[str, Any]:
-    """The $connect and $disconnect handlers' policy: their items in the table, nothing else
-    (no index, no post to a connection, no queue)."""
+    """The $connect and $disconnect handlers' policy: their items in the table; and, for the presence
+    topics a closing connection leaves, ``member_removed`` to the topic's subscribers (the topic index,
+    POST, the queue for a large one). No other index, no GET or DELETE of connections."""
     return _policy(
         _allow("Logs", LOGS_ACTIONS, arns.logs),
         _allow("ConnectionItems", CONNECTION_TABLE_ACTIONS, [arns.table]),
+        *_announce(arns),
     )
+
+
+def _announce(arns: PolicyArns) -> list[dict[str, Any]]:
+    """What announcing a presence change takes: the topic's subscribers, a POST each, or the queue."""
+    return [_query_indexes("TopicIndex", arns, schema.BY_TOPIC_INDEX), *_enqueue(arns),
+            *_manage_connections("Announce", arns, "POST")]
 
 
 def push_policy(arns: PolicyArns) -> dict[str, Any]:
@@ -327,6 +335,7 @@ def schedule_policy(arns: PolicyArns) -> dict[str, Any]:
         _allow("ConnectionItems", SCHEDULE_TABLE_ACTIONS, [arns.table]),
         _query_indexes("ExpiryIndex", arns, schema.BY_TOKEN_EXPIRY_INDEX),
         *_manage_connections("WarnAndClose", arns, *SCHEDULE_CONNECTION_METHODS),
+        _query_indexes("TopicIndex", arns, schema.BY_TOPIC_INDEX), *_enqueue(arns),  # presence: member_removed
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,7 +94,14 @@ H = TypeVar("H", bound=AppHarness)
 @contextlib.contextmanager
 def app_harness(kind: type[H], tmp_path: Path, env: dict[str, str], tokens: TokenFactory,
                 management: ManagementApiServer, stores: Any) -> Iterator[H]:
-    """A harness of ``kind`` on a fresh test client; the runtime's cached clients are dropped after."""
-    with chalice_client(tmp_path, env) as client:
-        yield kind(client, tokens, management, stores)
-    runtime.rebuild()
+    """A harness of ``kind`` on a fresh test client; the runtime's cached clients are dropped after.
+
+    ``os.environ`` is put back as it was: Chalice's test client swaps it for each invocation and back, which
+    concurrent invocations (a race test) can leave swapped for a test's environment."""
+    environ = os.environ
+    try:
+        with chalice_client(tmp_path, env) as client:
+            yield kind(client, tokens, management, stores)
+    finally:
+        os.environ = environ  # type: ignore[assignment]
+        runtime.rebuild()

@@ -214,16 +214,21 @@ def _assert_rest_api_and_rule(d: Deployment, ws_api_id: str, table: str) -> None
         "sqs:ReceiveMessage": {FANOUT_QUEUE_ARN}, "sqs:DeleteMessage": {FANOUT_QUEUE_ARN},
         "sqs:GetQueueAttributes": {FANOUT_QUEUE_ARN}, "dynamodb:Scan": {table_arn}, **REMOVAL(table_arn),
         "dynamodb:Query": {table_arn, f"{table_arn}/index/*"}, "execute-api:ManageConnections": {post}}
-    for connector in ("websocket_connect", "websocket_disconnect"):  # their items only: no index, post or queue
+    announce = {  # presence: member_removed to the topic's subscribers (the topic index, POST, the queue)
+        "dynamodb:Query": {table_arn, f"{table_arn}/index/byTopic"}, "dynamodb:DescribeTable": {table_arn},
+        "sqs:SendMessage": {FANOUT_QUEUE_ARN}, "execute-api:ManageConnections": {post}}
+    for connector in ("websocket_connect", "websocket_disconnect"):  # their items, and announcing a leave
         grants = _grants(d.role_policy(connector))
-        assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == REMOVAL(table_arn), connector
+        assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {**REMOVAL(table_arn), **announce}
     for enqueuer in ("websocket_message", "notify"):  # the stage policy: SendMessage on this queue only
         assert _grants(d.role_policy(enqueuer))["sqs:SendMessage"] == {FANOUT_QUEUE_ARN}, enqueuer
     grants = _grants(d.role_policy("token_expiry"))  # Query on the expiry index only; POST (warn), DELETE (close)
     connections = f"{ACCOUNT_ARN.format(service='execute-api')}:{ws_api_id}/{STAGE}/%s/@connections/*"
     assert {a: r for a, r in grants.items() if not a.startswith("logs:")} == {
-        **REMOVAL(table_arn), "dynamodb:Query": {table_arn, f"{table_arn}/index/byTokenExpiry"},
-        "execute-api:ManageConnections": {connections % "POST", connections % "DELETE"}}
+        **REMOVAL(table_arn), "dynamodb:Query": {table_arn, f"{table_arn}/index/byTokenExpiry",
+                                                 f"{table_arn}/index/byTopic"},
+        "execute-api:ManageConnections": {connections % "POST", connections % "DELETE"},
+        "dynamodb:DescribeTable": {table_arn}, "sqs:SendMessage": {FANOUT_QUEUE_ARN}}
     for function in ("ws_authorizer", "rest_authorizer", "api_handler", "eventbridge_push", "notify", "token_expiry",
                      "websocket_connect", "websocket_message", "websocket_disconnect"):
         actions = set(_grants(d.role_policy(function)))
