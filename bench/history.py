@@ -5,6 +5,7 @@ Local and a local management API.
    rounds) and the DynamoDB calls each makes. Goal: history at most 1.3x the time of the same publish.
 2. A reconnect that replays 1,000 missed messages: the time from the ``resume`` frame to the last replayed
    frame posted. Goal: under 2 s on the local stack.
+3. Presence at 100 members: a join and a leave, the frames each sends (one per other subscriber) and the time.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ SUBSCRIBERS = 100
 ROUNDS = 15
 REPLAYED = 1000
 RULES = json.dumps([{"topic": "chat/*", "subscribe": "any", "publish": "any", "history_seconds": 600},
-                    {"topic": "plain/*", "subscribe": "any", "publish": "any"}])
+                    {"topic": "plain/*", "subscribe": "any", "publish": "any"},
+                    {"topic": "room/*", "subscribe": "any", "publish": "any", "presence": True}])
 
 
 def _request(connection_id: str, body: dict[str, Any], management: Any) -> Any:
@@ -32,6 +34,31 @@ def _request(connection_id: str, body: dict[str, Any], management: Any) -> Any:
     return WsRequest(connection_id=connection_id, endpoint=Endpoint("127.0.0.1", "dev", "bench"),
                      identity=Identity(sub=f"user-{connection_id}", username=connection_id),
                      body=json.dumps(body))
+
+
+def _presence(runtime: Any, components: Any, management: Any, members: list[str]) -> str:
+    """100 members in ``room/bench`` (99 joined through the store, the 100th through the handler), then one
+    leaves: the frames each change sends and its handler time."""
+    from chalicelib.identity import Identity
+
+    for connection_id in members[:-1]:
+        components.subscriptions.subscribe(connection_id, "room/bench")
+        components.presence.join("room/bench", Identity(sub=f"user-{connection_id}", username=connection_id), 100)
+    before = sum(len(v) for v in management.received.values())
+    started = time.perf_counter()
+    runtime.on_message(_request(members[-1], {"action": "subscribe", "topic": "room/bench"}, management))
+    join_s = time.perf_counter() - started
+    joined = sum(len(v) for v in management.received.values()) - before
+    check(joined == len(members), f"a join sends one frame per other member and the answer, not {joined}")
+    before += joined
+    started = time.perf_counter()
+    runtime.on_message(_request(members[-1], {"action": "unsubscribe", "topic": "room/bench"}, management))
+    leave_s = time.perf_counter() - started
+    left = sum(len(v) for v in management.received.values()) - before
+    check(left == len(members), f"a leave sends one frame per other member and the answer, not {left}")
+    return table(["presence at 100 members", "frames sent", "handler ms"],
+                 [["join (member_added to 99, the answer)", joined, join_s * 1e3],
+                  ["leave (member_removed to 99, the answer)", left, leave_s * 1e3]])
 
 
 def run() -> Result:
@@ -103,11 +130,14 @@ def run() -> Result:
                                                  "since": {"chat/missed": 0}}, management))
             replay_s = time.perf_counter() - started
             frames = [json.loads(raw) for raw in management.received.get("back", [])]
-            check([f.get("seq") for f in frames[:-1]] == list(range(1, REPLAYED + 1)), "the replay is whole, in order")
+            seqs = [m["seq"] for f in frames[:-1] for m in f["messages"]]
+            check(seqs == list(range(1, REPLAYED + 1)), "the replay is whole, in order")
             check(frames[-1].get("type") == "resumed", "the resume answered after the replay")
-            result.tables.append(table(["resume replaying 1,000 messages", "seconds", "Query calls"],
-                                       [["resume -> last replayed frame", replay_s, calls.count("Query")]]))
+            result.tables.append(table(["resume replaying 1,000 messages", "seconds", "Query calls", "replay frames"],
+                                       [["resume -> last replayed frame", replay_s, calls.count("Query"),
+                                         len(frames) - 1]]))
             result.goals.append(Goal("resume replaying 1,000 messages", replay_s, 2.0, unit=" s"))
+            result.tables.append(_presence(runtime, components, management, ids[:SUBSCRIBERS]))
     finally:
         management.stop()
         for name, value in saved.items():

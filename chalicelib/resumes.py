@@ -11,12 +11,14 @@ moved is checked against the channel rules again.
 """
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .channels import channel_decision
 from .errors import AppError, ErrorCode
 from .members import announce
 from .presence import member_view
+from .protocol import MAX_FRAME_BYTES, new_message_id
 from .validation import check_id, check_topic
 
 if TYPE_CHECKING:
@@ -37,9 +39,39 @@ def catch_up(call: Call, topic: str, since: int) -> Reply:
         if replay.latest:
             answer["seq"] = replay.latest
         return answer
-    for frame in replay.frames:  # live already: a newer frame may have arrived before these
+    for frame in replay_frames(topic, replay.frames):  # live already: a newer frame may have arrived first
         call.broadcaster.send(call.connection_id, frame)
     return {"resumed": True, "seq": replay.latest}
+
+
+def replay_frames(topic: str, stored: list[bytes]) -> list[bytes]:
+    """The kept frames, packed in order into ``{"type":"replay","topic":…,"messages":[…]}`` frames of at most
+    128 KB each (each message exactly as it was delivered, its ``messageId`` too): a thousand messages are a
+    few posts, not a thousand. A message too large to share a frame goes alone, as it was delivered."""
+    frames: list[bytes] = []
+    batch: list[bytes] = []
+
+    def wrap() -> bytes:
+        head = {"type": "replay", "topic": topic, "messageId": new_message_id()}
+        return json.dumps(head, separators=(",", ":")).encode()[:-1] + b',"messages":[' + b",".join(batch) + b"]}"
+
+    room = MAX_FRAME_BYTES - len(wrap())  # what the wrapper leaves (its topic escaped, its id)
+    size = 0
+    for message in stored:
+        if len(message) + 1 > room:  # too big to share: alone, as delivered
+            if batch:
+                frames.append(wrap())
+                batch, size = [], 0
+            frames.append(message)
+            continue
+        if batch and size + len(message) + 1 > room:
+            frames.append(wrap())
+            batch, size = [], 0
+        batch.append(message)
+        size += len(message) + 1
+    if batch:
+        frames.append(wrap())
+    return frames
 
 
 def since_value(value: object) -> int:

@@ -351,6 +351,9 @@ function receive(text) {
       noteGap(frame.topic, frame);
       showTopics();
       break;
+    case "replay":  // kept messages a reconnect missed, in order, each as it was delivered
+      for (const message of frame.messages || []) receive(JSON.stringify(message));
+      break;
     case "resumed":
       for (const [topic, result] of Object.entries(frame.topics || {})) {
         if (result.reason === "forbidden") state.topics.delete(topic);
