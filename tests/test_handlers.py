@@ -58,6 +58,18 @@ def harness(tmp_path: Path, stage_env: dict[str, str], token_factory: TokenFacto
         yield harness
 
 
+def harness_with(**settings: str) -> Any:
+    """A ``harness`` fixture whose stage also sets ``settings`` (``app = harness_with(CHANNEL_RULES=...)``)."""
+    @pytest.fixture
+    def configured(tmp_path: Path, stage_env: dict[str, str], token_factory: TokenFactory,
+                   management_api: ManagementApiServer, stores: Any) -> Iterator[Harness]:
+        with app_harness(Harness, tmp_path, {**stage_env, **settings}, token_factory, management_api,
+                         stores) as harness:
+            yield harness
+
+    return configured
+
+
 # -- ws_authorizer ------------------------------------------------------------------
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +13,8 @@ import pytest
 from chalicelib.history import HistoryStore
 from chalicelib.protocol import encode
 from chalicelib.table import Table
-from tests.support.chalice_client import ClientInfo, app_harness
-from tests.test_handlers import Harness, harness, stage_env  # noqa: F401 - the handler tests' fixtures
+from tests.support.chalice_client import ClientInfo
+from tests.test_handlers import Harness, harness, harness_with, stage_env  # noqa: F401 - the handler tests' fixtures
 
 __all__ = ["harness", "stage_env"]
 
@@ -72,12 +70,7 @@ def test_a_replay_reports_what_it_cannot_fill(store: HistoryStore, stores: Any) 
 # -- through the handlers --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def history_app(tmp_path: Path, stage_env: dict[str, str], token_factory: Any, management_api: Any,
-                stores: Any) -> Iterator[Harness]:
-    with app_harness(Harness, tmp_path, {**stage_env, "CHANNEL_RULES": RULES, "MAX_REPLAY_MESSAGES": "5"},
-                     token_factory, management_api, stores) as app:
-        yield app
+history_app = harness_with(CHANNEL_RULES=RULES, MAX_REPLAY_MESSAGES="5")
 
 
 def open_as(app: Harness, sub: str) -> ClientInfo:

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from tests.support.stack import ClientFactory, RunningStack, run_stack
+from tests.support.stack import ClientFactory, RunningStack, rules_stack_fixtures
 
 pytestmark = pytest.mark.timeout(120)
 RULES = json.dumps([{"topic": "chat/*", "subscribe": "any", "publish": "any", "history_seconds": 120},
@@ -18,23 +17,13 @@ RULES = json.dumps([{"topic": "chat/*", "subscribe": "any", "publish": "any", "h
                     {"topic": "public/**", "subscribe": "any", "publish": "any"}])
 
 
-@pytest.fixture(scope="module")
-def history_stack() -> Iterator[RunningStack]:
-    with run_stack(settings={"CHANNEL_RULES": RULES}) as stack:
-        yield stack
-
-
-@pytest.fixture
-def clients(history_stack: RunningStack) -> Iterator[ClientFactory]:
-    factory = ClientFactory(history_stack)
-    yield factory
-    factory.close_all()
+rules_stack, clients = rules_stack_fixtures(RULES)
 
 
 def test_fifty_missed_messages_arrive_once_in_order_after_resume_then_live_ones(
-        history_stack: RunningStack, clients: ClientFactory) -> None:
+        rules_stack: RunningStack, clients: ClientFactory) -> None:
     topic = f"chat/{uuid.uuid4().hex[:8]}"
-    reader_user, writer = history_stack.user("reader"), clients(history_stack.user("writer").access_token)
+    reader_user, writer = rules_stack.user("reader"), clients(rules_stack.user("writer").access_token)
     reader = clients(reader_user.access_token)
     assert reader.request({"action": "subscribe", "topic": topic})["type"] == "subscribed"
     assert writer.request({"action": "publish", "topic": topic, "data": "seen"})["type"] == "ack"
@@ -42,7 +31,7 @@ def test_fifty_missed_messages_arrive_once_in_order_after_resume_then_live_ones(
     assert (seen["seq"], seen["data"]) == (1, "seen")
     old_id = reader.connection_id
     reader.close()
-    history_stack.wait_no_connections([old_id])
+    rules_stack.wait_no_connections([old_id])
     for n in range(50):
         writer.send({"action": "publish", "topic": topic, "data": n, "id": n})
     assert [writer.recv()["id"] for _ in range(50)] == list(range(50))  # every publish acknowledged
@@ -62,17 +51,17 @@ def test_fifty_missed_messages_arrive_once_in_order_after_resume_then_live_ones(
 
 
 def test_away_longer_than_the_retention_is_told_and_another_user_cannot_resume(
-        history_stack: RunningStack, clients: ClientFactory) -> None:
+        rules_stack: RunningStack, clients: ClientFactory) -> None:
     topic = f"short/{uuid.uuid4().hex[:8]}"
-    reader_user = history_stack.user("reader")
-    reader, writer = clients(reader_user.access_token), clients(history_stack.user("writer").access_token)
+    reader_user = rules_stack.user("reader")
+    reader, writer = clients(reader_user.access_token), clients(rules_stack.user("writer").access_token)
     assert reader.request({"action": "subscribe", "topic": topic})["type"] == "subscribed"
     old_id = reader.connection_id
     reader.close()
-    history_stack.wait_no_connections([old_id])
+    rules_stack.wait_no_connections([old_id])
     for n in range(3):
         assert writer.request({"action": "publish", "topic": topic, "data": n})["type"] == "ack"
-    stranger = clients(history_stack.user("stranger").access_token)
+    stranger = clients(rules_stack.user("stranger").access_token)
     refused = stranger.request({"action": "resume", "connectionId": old_id, "since": {topic: 0}})
     assert (refused["type"], refused["code"]) == ("error", "forbidden")
     time.sleep(3)  # past the 2-second retention

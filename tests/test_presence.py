@@ -7,27 +7,19 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 
 from chalicelib.presence import PresenceStore
-from tests.support.chalice_client import ClientInfo, app_harness
-from tests.test_handlers import Harness, harness, stage_env  # noqa: F401 - the handler tests' fixtures
+from tests.support.chalice_client import ClientInfo
+from tests.test_handlers import Harness, harness, harness_with, stage_env  # noqa: F401 - the handler tests' fixtures
 
 __all__ = ["harness", "stage_env"]
 RULES = json.dumps([{"topic": "room/*", "subscribe": "any", "publish": "any", "presence": True},
                     {"topic": "public/**", "subscribe": "any", "publish": "any"}])
 
 
-@pytest.fixture
-def app(tmp_path: Path, stage_env: dict[str, str], token_factory: Any, management_api: Any,
-        stores: Any) -> Iterator[Harness]:
-    with app_harness(Harness, tmp_path, {**stage_env, "CHANNEL_RULES": RULES, "MAX_PRESENCE_MEMBERS": "3"},
-                     token_factory, management_api, stores) as harness:
-        yield harness
+app = harness_with(CHANNEL_RULES=RULES, MAX_PRESENCE_MEMBERS="3")
 
 
 def open_as(app: Harness, user: str) -> ClientInfo:

@@ -5,33 +5,22 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from tests.support.stack import ClientFactory, RunningStack, run_stack
+from tests.support.stack import ClientFactory, RunningStack, rules_stack_fixtures
 
 pytestmark = pytest.mark.timeout(120)
 RULES = json.dumps([{"topic": "room/*", "subscribe": "any", "publish": "any", "presence": True},
                     {"topic": "public/**", "subscribe": "any", "publish": "any"}])
 
 
-@pytest.fixture(scope="module")
-def presence_stack() -> Iterator[RunningStack]:
-    with run_stack(settings={"CHANNEL_RULES": RULES}) as stack:
-        yield stack
+rules_stack, clients = rules_stack_fixtures(RULES)
 
 
-@pytest.fixture
-def clients(presence_stack: RunningStack) -> Iterator[ClientFactory]:
-    factory = ClientFactory(presence_stack)
-    yield factory
-    factory.close_all()
-
-
-def test_join_leave_and_two_tabs(presence_stack: RunningStack, clients: ClientFactory) -> None:
+def test_join_leave_and_two_tabs(rules_stack: RunningStack, clients: ClientFactory) -> None:
     topic = f"room/{uuid.uuid4().hex[:8]}"
-    mia_user, max_user = presence_stack.user("mia"), presence_stack.user("max")
+    mia_user, max_user = rules_stack.user("mia"), rules_stack.user("max")
     mia = clients(mia_user.access_token)
     assert mia.request({"action": "subscribe", "topic": topic})["members"] == [
         {"userId": mia_user.sub, "username": mia_user.username}]
@@ -50,7 +39,7 @@ def test_join_leave_and_two_tabs(presence_stack: RunningStack, clients: ClientFa
 
 
 def test_a_member_gone_without_a_disconnect_is_removed_by_the_next_delivery(
-        presence_stack: RunningStack, clients: ClientFactory) -> None:
+        rules_stack: RunningStack, clients: ClientFactory) -> None:
     """A connection stored and joined, but unknown to the gateway (its $disconnect never ran): the next
     publish to the topic meets a 410 and removes it, and the others hear member_removed."""
     from chalicelib.identity import Identity
@@ -61,12 +50,12 @@ def test_a_member_gone_without_a_disconnect_is_removed_by_the_next_delivery(
     from tests.support.dynamodb import make_record
 
     topic = f"room/{uuid.uuid4().hex[:8]}"
-    table = Table(presence_stack.table, StaticClient(presence_stack.dynamodb))
+    table = Table(rules_stack.table, StaticClient(rules_stack.dynamodb))
     ghost = f"ghost{uuid.uuid4().hex[:8]}"
     ConnectionStore(table).put(make_record(ghost, user_id="ghost-user", username="ghost"))
     SubscriptionStore(table).subscribe(ghost, topic)
     PresenceStore(table).join(topic, Identity(sub="ghost-user", username="ghost"), 100)
-    mia_user = presence_stack.user("mia")
+    mia_user = rules_stack.user("mia")
     mia = clients(mia_user.access_token)
     # Mia's join is announced to the ghost: that post meets a 410, and the ghost is removed and announced.
     mia.send({"action": "subscribe", "topic": topic})

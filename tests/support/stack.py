@@ -344,11 +344,34 @@ class ClientFactory:
 @pytest.fixture
 def ws_clients(local_stack: RunningStack) -> Iterator[ClientFactory]:
     local_stack.wait_no_connections(timeout=5.0)
-    factory = ClientFactory(local_stack)
+    with client_factory(local_stack) as factory:
+        yield factory
+
+
+@contextmanager
+def client_factory(stack: RunningStack) -> Iterator[ClientFactory]:
+    """Clients on ``stack``, every one closed (and its item awaited) at the end."""
+    factory = ClientFactory(stack)
     try:
         yield factory
     finally:
         factory.close_all()
+
+
+def rules_stack_fixtures(rules: str) -> tuple[Any, Any]:
+    """A module's own stack serving these CHANNEL_RULES, and a ``clients`` fixture on it:
+    ``rules_stack, clients = rules_stack_fixtures(RULES)`` at the top of a test module."""
+    @pytest.fixture(scope="module")
+    def rules_stack() -> Iterator[RunningStack]:
+        with run_stack(settings={"CHANNEL_RULES": rules}) as stack:
+            yield stack
+
+    @pytest.fixture
+    def clients(rules_stack: RunningStack) -> Iterator[ClientFactory]:
+        with client_factory(rules_stack) as factory:
+            yield factory
+
+    return rules_stack, clients
 
 
 # -- wscat (npm) -----------------------------------------------------------------------
