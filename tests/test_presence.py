@@ -9,7 +9,6 @@ import threading
 import time
 from typing import Any
 
-
 from chalicelib.presence import PresenceStore
 from tests.support.chalice_client import ClientInfo
 from tests.test_handlers import Harness, harness, harness_with, stage_env  # noqa: F401 - the handler tests' fixtures
