@@ -30,6 +30,8 @@ from .validation import check_id
 TOMBSTONE_SECONDS = 600
 MAX_REMOVE_TURNS = 4  # reads and conditional writes before a delete gives up (unavailable)
 USER_COUNT = "connections"
+# The closed connection's user on its tombstone (for ``resume``): not "userId", which the byUserId index keys on.
+TOMBSTONE_OWNER = "owner"
 
 
 class ConnectionExists(AppError):
@@ -172,7 +174,7 @@ class ConnectionStore:
                 TableName=self.table.name, Key=tombstone_key(connection_id),
                 UpdateExpression="SET #by = :by REMOVE #t",
                 ConditionExpression="#u = :user AND #ttl > :now AND attribute_not_exists(#by)",
-                ExpressionAttributeNames={"#t": "topics", "#u": "userId", "#ttl": "ttl", "#by": "resumedBy"},
+                ExpressionAttributeNames={"#t": "topics", "#u": TOMBSTONE_OWNER, "#ttl": "ttl", "#by": "resumedBy"},
                 ExpressionAttributeValues={":user": {"S": user_id}, ":now": {"N": str(int(self._clock()))},
                                            ":by": {"S": by}},
                 ReturnValues="ALL_OLD")
@@ -185,10 +187,10 @@ class ConnectionStore:
     def closed_by(self, connection_id: str) -> str | None:
         """A live tombstone's user ("" when it has none); None when there is none (or it expired)."""
         check_id(connection_id, "connection_id")
-        item = self.table.get(tombstone_key(connection_id), "userId, ttl")
+        item = self.table.get(tombstone_key(connection_id), f"{TOMBSTONE_OWNER}, ttl")
         if item is None or int(item.get("ttl", {}).get("N", "0")) <= int(self._clock()):
             return None  # an expired one waits for DynamoDB's TTL: as good as gone
-        return str(item.get("userId", {}).get("S", ""))
+        return str(item.get(TOMBSTONE_OWNER, {}).get("S", ""))
 
     def user_connections(self, user_id: str) -> int:
         """How many connections the user's count item holds (``MAX_CONNECTIONS_PER_USER``)."""
@@ -218,7 +220,7 @@ class ConnectionStore:
                 if codes[0] == CONDITION_FAILED:
                     return None  # the tombstone of an earlier run is there: nothing to do
                 break
-            tombstone = {"Put": {"Item": {**tombstone_key(connection_id), **expires, "userId": meta["userId"]}}}
+            tombstone = {"Put": {"Item": {**tombstone_key(connection_id), **expires, TOMBSTONE_OWNER: meta["userId"]}}}
             uncount = {"Update": {"Key": user_count_key(meta["userId"]["S"]), "UpdateExpression": "ADD #n :minus",
                                   "ConditionExpression": "#n > :zero", "ExpressionAttributeNames": {"#n": USER_COUNT},
                                   "ExpressionAttributeValues": {":minus": {"N": "-1"}, ":zero": {"N": "0"}}}}

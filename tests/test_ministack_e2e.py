@@ -115,7 +115,9 @@ def _create_packaged_stack(ministack: MiniStack, work: Path) -> tuple[DeployedSt
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = "s3://packages/deployment.zip"
     name = f"ws-cognito-{STAGE}"
-    cfn.create_stack(StackName=name, TemplateBody=json.dumps(template),
+    # Over CloudFormation's 51,200-byte TemplateBody: from the bucket, as `aws cloudformation deploy --s3-bucket`.
+    s3.put_object(Bucket="packages", Key="sam.json", Body=json.dumps(template).encode())
+    cfn.create_stack(StackName=name, TemplateURL=f"{ministack.endpoint_url}/packages/sam.json",
                      Parameters=[{"ParameterKey": "EmulatorEndpoint", "ParameterValue": ministack.endpoint_url}],
                      Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"])
     try:

@@ -247,11 +247,11 @@ async function connect(planned) {
     clearTimer("reconnect");
     setStatus("connected");
     log(`connected: token by ${$("mode").value}${ws.protocol ? `, server selected subprotocol ${ws.protocol}` : ""}`);
-    const previous = state.connectionId;  // the connection this one replaces (its whoami comes next)
+    const resumeFrom = state.connectionId;  // the connection this one replaces (its whoami comes next)
     send({action: "whoami", id: "hello"});
-    if (previous && state.topics.size) {
+    if (resumeFrom && state.topics.size) {
       // Move the old connection's subscriptions here and replay what was missed (docs/history.md).
-      send({action: "resume", connectionId: previous, since: {...state.seqs}, id: "resume"});
+      send({action: "resume", connectionId: resumeFrom, since: {...state.seqs}, id: "resume"});
     } else {
       resubscribe();
     }
