@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # types only: the stores import boto3
     from .expiries import TokenExpiries
     from .history import HistoryStore
     from .presence import PresenceStore
+    from .tombstones import Tombstones
     from .revocations import Revocations
     from .records import ConnectionRecord
     from .subscriptions import SubscriptionStore
@@ -49,6 +50,7 @@ class Services(Protocol):
     revocations: Revocations
     history: HistoryStore
     presence: PresenceStore
+    tombstones: Tombstones
 
     def verify(self, token: str) -> Mapping[str, Any]: ...
 

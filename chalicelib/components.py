@@ -26,6 +26,7 @@ from .members import leaver
 from .presence import PresenceStore
 from .revocations import Revocations
 from .table import Table
+from .tombstones import Tombstones
 from .verifier import CognitoJwtVerifier
 
 
@@ -42,6 +43,7 @@ class Components:
         self.expiries = TokenExpiries(table)
         self.audiences = AudienceReader(table)
         self.revocations = Revocations(table)
+        self.tombstones = Tombstones(table)
         self.history = HistoryStore(table)
         self.management = Management(self.clients, self.connections.delete_many,
                                      region=region or os.environ.get("AWS_REGION"), override=settings.management_url)

@@ -19,19 +19,17 @@ import time
 from typing import Any, Callable, Iterable
 
 from .errors import AppError, ErrorCode
-from .faults import error_code
 from .items import connection_item, connection_key, connection_record, tombstone_key, user_count_key
 from .records import ConnectionRecord
 from .schema import CONNECTION_PREFIX, TOPIC_PREFIX
 from .table import CONDITION_FAILED, Table
+from .tombstones import TOMBSTONE_OWNER
 from .validation import check_id
 
 # How long a tombstone is kept: far longer than a $connect can take.
 TOMBSTONE_SECONDS = 600
 MAX_REMOVE_TURNS = 4  # reads and conditional writes before a delete gives up (unavailable)
 USER_COUNT = "connections"
-# The closed connection's user on its tombstone (for ``resume``): not "userId", which the byUserId index keys on.
-TOMBSTONE_OWNER = "owner"
 
 
 class ConnectionExists(AppError):
@@ -162,35 +160,6 @@ class ConnectionStore:
         for connection_id in ids:  # all of them first: nothing is deleted for a bad list
             check_id(connection_id, "connection_id")
         return sum(self.delete(connection_id) for connection_id in dict.fromkeys(ids))
-
-    def claim_resume(self, connection_id: str, user_id: str, by: str) -> list[str] | None:
-        """The topics a closed connection of ``user_id`` held, taken once (``by`` the resuming connection) from
-        its tombstone; None when there is no live, unclaimed tombstone of that user's connection (never
-        connected, still open, another user's, expired, or already resumed). One conditional UpdateItem: two
-        resumes cannot both take them."""
-        check_id(connection_id, "connection_id")
-        try:
-            answer = self.table.client.update_item(
-                TableName=self.table.name, Key=tombstone_key(connection_id),
-                UpdateExpression="SET #by = :by REMOVE #t",
-                ConditionExpression="#u = :user AND #ttl > :now AND attribute_not_exists(#by)",
-                ExpressionAttributeNames={"#t": "topics", "#u": TOMBSTONE_OWNER, "#ttl": "ttl", "#by": "resumedBy"},
-                ExpressionAttributeValues={":user": {"S": user_id}, ":now": {"N": str(int(self._clock()))},
-                                           ":by": {"S": by}},
-                ReturnValues="ALL_OLD")
-        except Exception as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                return None
-            raise
-        return [str(topic["S"]) for topic in answer["Attributes"].get("topics", {}).get("L", [])]
-
-    def closed_by(self, connection_id: str) -> str | None:
-        """A live tombstone's user ("" when it has none); None when there is none (or it expired)."""
-        check_id(connection_id, "connection_id")
-        item = self.table.get(tombstone_key(connection_id), f"{TOMBSTONE_OWNER}, ttl")
-        if item is None or int(item.get("ttl", {}).get("N", "0")) <= int(self._clock()):
-            return None  # an expired one waits for DynamoDB's TTL: as good as gone
-        return str(item.get(TOMBSTONE_OWNER, {}).get("S", ""))
 
     def user_connections(self, user_id: str) -> int:
         """How many connections the user's count item holds (``MAX_CONNECTIONS_PER_USER``)."""

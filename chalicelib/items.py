@@ -101,7 +101,10 @@ IDENTITY_ATTRIBUTES = ("userId", "claims", "tokenSource", "clientParams", TOKEN_
 
 def stored_identity(item: Mapping[str, Any]) -> Identity:
     """The connection's identity as stored (a ``refresh`` updates its exp, groups and scopes)."""
-    values = deserialize(item)
+    return _identity(deserialize(item))
+
+
+def _identity(values: Mapping[str, Any]) -> Identity:
     context = {**(values.get("claims") or {}), "tokenSource": values.get("tokenSource", "")}
     if TOKEN_EXP_ATTRIBUTE in values:  # a refresh moves it; the stored claims follow, but this is the truth
         context["exp"] = values[TOKEN_EXP_ATTRIBUTE]
@@ -114,7 +117,7 @@ def stored_identity(item: Mapping[str, Any]) -> Identity:
 
 def connection_record(item: Mapping[str, Any]) -> ConnectionRecord:
     values = deserialize(item)
-    identity = stored_identity(item)
+    identity = _identity(values)  # one deserialization of the item
     return ConnectionRecord(
         connection_id=str(values.get("connectionId") or connection_id_of(item)), identity=identity,
         connected_at=int(values.get("connectedAt") or 0), ttl=int(values.get("ttl") or 0),

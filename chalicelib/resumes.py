@@ -94,7 +94,7 @@ def resume(call: Call) -> Reply:
         raise AppError(ErrorCode.BAD_FIELD, "a connection cannot resume itself")
     services = call.services
     identity = call.sender().identity
-    topics = services.connections.claim_resume(old, identity.sub, by=call.connection_id)
+    topics = services.tombstones.claim_resume(old, identity.sub, by=call.connection_id)
     if topics is None:
         _refuse(call, old)
     rules = services.settings.channel_rules
@@ -116,9 +116,8 @@ def resume(call: Call) -> Reply:
 
 def _refuse(call: Call, old: str) -> None:
     """Why nothing could be taken (an extra read on this path only): ``not_found`` or ``forbidden``."""
-    connections = call.services.connections
-    if connections.closed_by(old) is None:
-        if connections.get(old) is not None:
+    if call.services.tombstones.closed_by(old) is None:
+        if call.services.connections.get(old) is not None:
             raise AppError(ErrorCode.FORBIDDEN, "that connection is still open: only a closed one can be resumed")
         raise AppError(ErrorCode.NOT_FOUND, "no closed connection with that id (unknown, or closed too long ago)")
     raise AppError(ErrorCode.FORBIDDEN, "that connection cannot be resumed by this user, or was resumed already")

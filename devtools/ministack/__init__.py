@@ -67,10 +67,6 @@ class MiniStack:
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def websocket_url(self, api_id: str, stage: str) -> str:
-        """The path form: no DNS for ``<api>.execute-api.localhost`` needed."""
-        return f"ws://127.0.0.1:{self.port}/_aws/execute-api/{api_id}/{stage}"
-
     def start(self, timeout: float = 60.0) -> MiniStack:
         python = ensure_venv()
         _check_free(self.port)
